@@ -1,0 +1,89 @@
+import CSIProtocol
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Logging
+import SecretsStoreCore
+import ServiceLifecycle
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The driver's gRPC endpoint: Identity and Node on a Unix socket, run as a `Service` so it starts and stops
+/// with the rest of the process under one `ServiceGroup`.
+///
+/// Before binding it takes an exclusive lock on `<socket>.lock`: a second instance fails at once instead of
+/// silently replacing the socket of a running one. It then removes a stale socket file, binds, and sets the
+/// socket's mode to 0660 (kubelet connects as root).
+package struct CSIServer: Service {
+    package var socketPath: String
+    private let services: [any RegistrableRPCService]
+    private let logger: Logger
+    private let onListening: @Sendable (String) -> Void
+
+    package init(
+        socketPath: String,
+        identity: IdentityService,
+        node: NodeService,
+        logger: Logger,
+        onListening: @escaping @Sendable (String) -> Void = { _ in }
+    ) {
+        self.socketPath = socketPath
+        self.services = [identity, node]
+        self.logger = logger
+        self.onListening = onListening
+    }
+
+    package func run() async throws {
+        let lock = try SocketLock(socketPath: socketPath)
+        defer { lock.release() }
+        if unlink(socketPath) != 0 && errno != ENOENT {
+            throw CSIServerError(message: "cannot remove stale socket \(socketPath): \(String(cString: strerror(errno)))")
+        }
+        let server = GRPCServer(
+            transport: .http2NIOPosix(address: .unixDomainSocket(path: socketPath), transportSecurity: .plaintext),
+            services: services,
+            interceptors: [RequestLogInterceptor(logger: logger)]
+        )
+        try await withGracefulShutdownHandler {
+            try await withThrowingDiscardingTaskGroup { group in
+                group.addTask { try await server.serve() }
+                if (try? await server.listeningAddress) != nil {
+                    chmod(socketPath, 0o660)
+                    logger.info("listening", metadata: ["csi.endpoint": "unix://\(socketPath)"])
+                    onListening(socketPath)
+                }
+            }
+        } onGracefulShutdown: {
+            server.beginGracefulShutdown()
+        }
+        unlink(socketPath)
+    }
+}
+
+/// The server could not start.
+package struct CSIServerError: Error, CustomStringConvertible {
+    package var message: String
+    package var description: String { message }
+}
+
+/// An exclusive `flock` on `<socket>.lock`, held while the server runs.
+struct SocketLock {
+    private let descriptor: Int32
+
+    init(socketPath: String) throws {
+        let path = socketPath + ".lock"
+        descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else {
+            throw CSIServerError(message: "cannot open \(path): \(String(cString: strerror(errno)))")
+        }
+        guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
+            close(descriptor)
+            throw CSIServerError(message: "another driver instance is serving \(socketPath) (\(path) is locked)")
+        }
+    }
+
+    func release() {
+        close(descriptor)
+    }
+}

@@ -1,0 +1,149 @@
+import CSIProtocol
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Logging
+import SecretsStoreCore
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Finds providers: a built-in one by name, else `<dir>/<name>.sock` in the first provider directory that
+/// has it (`--additional-provider-volume-paths` first, then `--provider-volume`, as upstream).
+package struct ProviderSocketDirectory: ProviderDirectory {
+    package var builtIn: [String: any SecretsProvider]
+    /// Directories in search order.
+    package var directories: [String]
+    /// `--max-call-recv-msg-size`: the largest provider answer accepted.
+    package var maxReceiveMessageBytes: Int
+
+    package init(builtIn: [String: any SecretsProvider] = [:], directories: [String], maxReceiveMessageBytes: Int) {
+        self.builtIn = builtIn
+        self.directories = directories
+        self.maxReceiveMessageBytes = maxReceiveMessageBytes
+    }
+
+    package func provider(named name: String) throws(PublishError) -> any SecretsProvider {
+        if let provider = builtIn[name] { return provider }
+        for directory in directories {
+            let path = directory + "/" + name + ".sock"
+            var info = stat()
+            if stat(path, &info) == 0 {
+                return ExternalProvider(name: name, socketPath: path, maxReceiveMessageBytes: maxReceiveMessageBytes)
+            }
+        }
+        throw .providerNotFound(name: name, searched: directories)
+    }
+}
+
+/// A provider reached over the v1alpha1 `CSIDriverProvider` API on a Unix socket.
+///
+/// Each fetch opens a connection (a Unix-socket connect costs well under a millisecond), so a restarted
+/// provider is picked up without any cache to invalidate. `:authority` is `localhost`, as providers written
+/// for the upstream driver expect; the answer is bounded by `maxReceiveMessageBytes` and the call by the
+/// request's deadline.
+package struct ExternalProvider: SecretsProvider {
+    package var name: String
+    package var socketPath: String
+    package var maxReceiveMessageBytes: Int
+
+    package init(name: String, socketPath: String, maxReceiveMessageBytes: Int) {
+        self.name = name
+        self.socketPath = socketPath
+        self.maxReceiveMessageBytes = maxReceiveMessageBytes
+    }
+
+    package func fetch(_ request: ProviderRequest, logger: Logger) async throws(ProviderFailure) -> ProviderResponse {
+        let message = try Self.mountRequest(for: request)
+        var options = CallOptions.defaults
+        options.maxResponseMessageBytes = maxReceiveMessageBytes
+        options.waitForReady = false
+        if let deadline = request.deadline {
+            let remaining = deadline - .now
+            guard remaining > .zero else { throw .deadlineExceeded("no time left before the request deadline") }
+            options.timeout = remaining
+        }
+        let response: V1alpha1_MountResponse
+        do {
+            response = try await withGRPCClient(
+                transport: .http2NIOPosix(
+                    target: .unixDomainSocket(path: socketPath, authority: "localhost"),
+                    transportSecurity: .plaintext
+                )
+            ) { client in
+                let provider = V1alpha1_CSIDriverProvider.Client(wrapping: client)
+                return try await provider.mount(message, options: options)
+            }
+        } catch let error as RPCError {
+            throw Self.failure(from: error, maxBytes: maxReceiveMessageBytes)
+        } catch is CancellationError {
+            throw .cancelled
+        } catch {
+            throw .unavailable("\(error)")
+        }
+        return try Self.providerResponse(from: response)
+    }
+
+    /// The wire request: attributes and secrets as JSON objects of strings (`secrets` is `null` when kubelet
+    /// sent none, as upstream encodes it), permission as the JSON number `420`.
+    package static func mountRequest(for request: ProviderRequest) throws(ProviderFailure) -> V1alpha1_MountRequest {
+        var message = V1alpha1_MountRequest()
+        message.attributes = try json(request.attributes)
+        message.secrets = request.secrets.isEmpty ? "null" : try json(request.secrets)
+        message.targetPath = request.targetPath
+        message.permission = String(request.permission)
+        message.currentObjectVersion = request.currentObjectVersions.map { version in
+            var object = V1alpha1_ObjectVersion()
+            object.id = version.id
+            object.version = version.version
+            return object
+        }
+        return message
+    }
+
+    /// Checks the answer against the provider API contract and converts it.
+    package static func providerResponse(from response: V1alpha1_MountResponse) throws(ProviderFailure) -> ProviderResponse {
+        if response.hasError, !response.error.code.isEmpty {
+            throw .providerError(code: response.error.code)
+        }
+        var files: [SecretFile] = []
+        for file in response.files {
+            guard file.mode >= 0, file.mode <= 0o777 else {
+                throw .invalidResponse("file \"\(file.path)\" has mode \(file.mode), outside 0-511")
+            }
+            files.append(SecretFile(path: file.path, mode: UInt32(file.mode), contents: Array(file.contents)))
+        }
+        return ProviderResponse(
+            files: files,
+            objectVersions: response.objectVersion.map { ObjectVersion(id: $0.id, version: $0.version) }
+        )
+    }
+
+    private static func json(_ map: [String: String]) throws(ProviderFailure) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        do {
+            return String(decoding: try encoder.encode(map), as: UTF8.self)
+        } catch {
+            throw .invalidResponse("failed to encode the request: \(error)")
+        }
+    }
+
+    private static func failure(from error: RPCError, maxBytes: Int) -> ProviderFailure {
+        switch error.code {
+        case .deadlineExceeded: return .deadlineExceeded("the provider did not answer before the request deadline")
+        case .unavailable: return .unavailable("the provider is not reachable: \(error.message)")
+        case .cancelled: return .cancelled
+        case .resourceExhausted:
+            return .invalidResponse(
+                "the provider's answer is larger than --max-call-recv-msg-size (\(maxBytes) bytes): \(error.message)"
+            )
+        default: return .rpc(code: RPCStatusCode(error.code), message: error.message)
+        }
+    }
+}

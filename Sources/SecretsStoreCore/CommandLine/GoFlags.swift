@@ -1,0 +1,69 @@
+/// Go's `flag` package accepts forms that swift-argument-parser does not: `-endpoint=x` (one dash),
+/// `--enable-secret-rotation=true|false`, and `-v=5`. The upstream chart and manifests use them, so the
+/// command line is rewritten into the parser's forms before parsing.
+package enum GoFlags {
+    /// Rewrites `arguments` (without the program name). `booleanFlags` are the names of flags without a value.
+    package static func normalize(_ arguments: [String], booleanFlags: Set<String>) -> [String] {
+        var result: [String] = []
+        var passthrough = false
+        for argument in arguments {
+            if passthrough || argument == "--" || !argument.hasPrefix("-") || argument == "-" {
+                passthrough = passthrough || argument == "--"
+                result.append(argument)
+                continue
+            }
+            var body = argument.drop(while: { $0 == "-" })
+            let value: Substring?
+            if let equals = body.firstIndex(of: "=") {
+                value = body[body.index(after: equals)...]
+                body = body[..<equals]
+            } else {
+                value = nil
+            }
+            let name = String(body)
+            // Single-letter flags keep one dash unless they carry a value: `-v=5` becomes `--v=5`.
+            let dashed = name.count == 1 && value == nil ? "-" + name : "--" + name
+            if booleanFlags.contains(name), let value {
+                switch value.lowercased() {
+                case "true", "1", "t": result.append(dashed)
+                case "false", "0", "f": break
+                default: result.append(argument)
+                }
+            } else if let value {
+                result.append(dashed + "=" + value)
+            } else {
+                result.append(dashed)
+            }
+        }
+        return result
+    }
+}
+
+/// Go's `time.ParseDuration` syntax (`30s`, `2m`, `1h30m`, `500ms`), used by `--rotation-poll-interval`.
+package enum GoDuration {
+    package static func parse(_ text: String) -> Duration? {
+        if text == "0" { return .zero }
+        var rest = Substring(text)
+        var total: Duration = .zero
+        guard !rest.isEmpty else { return nil }
+        while !rest.isEmpty {
+            let number = rest.prefix(while: { $0.isNumber || $0 == "." })
+            guard !number.isEmpty, let amount = Double(number) else { return nil }
+            rest = rest.dropFirst(number.count)
+            let unit = rest.prefix(while: { !$0.isNumber && $0 != "." })
+            rest = rest.dropFirst(unit.count)
+            let scale: Double
+            switch unit {
+            case "ns": scale = 1e-9
+            case "us", "µs", "μs": scale = 1e-6
+            case "ms": scale = 1e-3
+            case "s": scale = 1
+            case "m": scale = 60
+            case "h": scale = 3600
+            default: return nil
+            }
+            total += .nanoseconds(Int64((amount * scale * 1e9).rounded()))
+        }
+        return total
+    }
+}

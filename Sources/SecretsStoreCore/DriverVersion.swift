@@ -1,0 +1,4 @@
+/// The version this build reports in GetPluginInfo, `--version` and the provider API.
+package enum DriverVersion {
+    package static let current = "0.1.0"
+}

@@ -1,0 +1,49 @@
+import Synchronization
+
+/// What the driver remembers about each volume it published on this node: the object versions the volume
+/// holds (sent back to the provider as `current_object_version`) and when it last fetched them (the rotation
+/// gate, kept per volume instead of upstream's directory mtime).
+package final class PublishedVolumes: Sendable {
+    /// One published volume.
+    package struct Volume: Sendable, Equatable {
+        package var pod: PodReference
+        package var secretProviderClassName: String
+        package var provider: String
+        package var objectVersions: [ObjectVersion]
+        /// Monotonic instant of the last successful fetch.
+        package var fetchedAt: Duration
+    }
+
+    private let volumes = Mutex<[String: Volume]>([:])
+
+    package init() {}
+
+    package func volume(at target: String) -> Volume? {
+        volumes.withLock { $0[target] }
+    }
+
+    package func record(_ volume: Volume, at target: String) {
+        volumes.withLock { $0[target] = volume }
+    }
+
+    package func forget(_ target: String) {
+        _ = volumes.withLock { $0.removeValue(forKey: target) }
+    }
+
+    package var count: Int { volumes.withLock { $0.count } }
+}
+
+/// When an already-published volume is fetched again.
+package struct RotationPolicy: Sendable, Equatable {
+    /// `--enable-secret-rotation`.
+    package var enabled: Bool
+    /// `--rotation-poll-interval`: the least time between two fetches for one volume.
+    package var interval: Duration
+
+    package init(enabled: Bool = false, interval: Duration = .seconds(120)) {
+        self.enabled = enabled
+        self.interval = interval
+    }
+
+    package static let disabled = RotationPolicy()
+}

@@ -1,0 +1,208 @@
+import AsyncHTTPClient
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOSSL
+import SecretsStoreCore
+import Synchronization
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// ``KubernetesClient`` over the Kubernetes REST API with AsyncHTTPClient.
+///
+/// Errors come back as ``KubernetesClientError``, carrying the API server's `Status` message; bearer tokens
+/// and client keys never appear in one. Call ``shutdown()`` before the process exits.
+package final class RESTKubernetesClient: KubernetesClient {
+    private static let group = "secrets-store.csi.x-k8s.io"
+    private static let version = "v1"
+    /// How long a token read from a file is used before the file is read again.
+    private static let tokenRefreshInterval: Duration = .seconds(60)
+
+    private let configuration: KubernetesConfiguration
+    private let http: HTTPClient
+    private let requestTimeout: TimeAmount
+    private let cachedToken = Mutex<(token: String, readAt: ContinuousClock.Instant)?>(nil)
+
+    package init(configuration: KubernetesConfiguration, requestTimeout: Duration = .seconds(30)) throws {
+        self.configuration = configuration
+        var tls = TLSConfiguration.makeClientConfiguration()
+        if let ca = configuration.certificateAuthorityPEM {
+            tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(ca))
+        }
+        if configuration.insecureSkipTLSVerify {
+            tls.certificateVerification = .none
+        }
+        if case .clientCertificate(let certificate, let key) = configuration.credentials {
+            tls.certificateChain = try NIOSSLCertificate.fromPEMBytes(certificate).map { .certificate($0) }
+            tls.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: key, format: .pem))
+        }
+        var httpConfiguration = HTTPClient.Configuration(tlsConfiguration: tls)
+        httpConfiguration.timeout = .init(connect: .seconds(5), read: .seconds(30))
+        self.http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
+        let (seconds, attoseconds) = requestTimeout.components
+        self.requestTimeout = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+
+    package func shutdown() async throws {
+        try await http.shutdown()
+    }
+
+    // MARK: KubernetesClient
+
+    package func secretProviderClass(namespace: String, name: String, logger: Logger) async throws -> SecretProviderClass {
+        let path = Self.resourcePath("secretproviderclasses", namespace: namespace, name: name)
+        let body = try await send(.GET, path, logger: logger)
+        return try Self.decode(Resources.SecretProviderClass.self, body).domainValue(namespace: namespace, name: name)
+    }
+
+    package func applyPodStatus(_ status: SecretProviderClassPodStatus, logger: Logger) async throws {
+        let collection = Self.resourcePath("secretproviderclasspodstatuses", namespace: status.namespace, name: nil)
+        let desired = Resources.SecretProviderClassPodStatus(status)
+        do {
+            _ = try await send(.POST, collection, body: Self.encode(desired), logger: logger)
+            return
+        } catch {
+            // Already there (a StatefulSet pod re-created with the same name, or a republish): overwrite it below.
+            guard case .conflict = error else { throw error }
+        }
+        let path = collection + "/" + Self.escape(status.name)
+        var attempt = 0
+        while true {
+            attempt += 1
+            let existing = try Self.decode(
+                Resources.SecretProviderClassPodStatus.self,
+                try await send(.GET, path, logger: logger)
+            )
+            let updated = Self.merging(desired, into: existing)
+            do {
+                _ = try await send(.PUT, path, body: Self.encode(updated), logger: logger)
+                return
+            } catch {
+                guard case .conflict = error, attempt < 5 else { throw error }
+                logger.debug("pod status update conflicted; retrying", metadata: ["k8s.attempt": "\(attempt)"])
+            }
+        }
+    }
+
+    /// The update for an existing pod status: our status, node label and owner, its other labels and
+    /// annotations, and its resourceVersion so a concurrent writer makes the update fail instead of being lost.
+    private static func merging(
+        _ desired: Resources.SecretProviderClassPodStatus,
+        into existing: Resources.SecretProviderClassPodStatus
+    ) -> Resources.SecretProviderClassPodStatus {
+        var updated = desired
+        updated.metadata.resourceVersion = existing.metadata.resourceVersion
+        var labels = existing.metadata.labels ?? [:]
+        labels.merge(desired.metadata.labels ?? [:]) { _, new in new }
+        updated.metadata.labels = labels
+        updated.metadata.annotations = existing.metadata.annotations
+        return updated
+    }
+
+    // MARK: HTTP
+
+    /// Sends one request and returns the body of a 2xx answer; anything else becomes a ``KubernetesClientError``.
+    package func send(
+        _ method: HTTPMethod,
+        _ path: String,
+        body: [UInt8]? = nil,
+        logger: Logger
+    ) async throws(KubernetesClientError) -> [UInt8] {
+        var request = HTTPClientRequest(url: configuration.server + path)
+        request.method = method
+        request.headers.add(name: "Accept", value: "application/json")
+        request.headers.add(name: "User-Agent", value: "secrets-store-csi-driver-swift")
+        if let token = try bearerToken() {
+            request.headers.add(name: "Authorization", value: "Bearer \(token)")
+        }
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(bytes: body))
+        }
+        let status: Int
+        let bytes: [UInt8]
+        do {
+            let response = try await http.execute(request, timeout: requestTimeout)
+            status = Int(response.status.code)
+            bytes = Array(buffer: try await response.body.collect(upTo: 16 << 20))
+        } catch {
+            throw .unavailable("\(method) \(path): \(error)")
+        }
+        logger.trace("kubernetes API call", metadata: ["http.method": "\(method)", "http.path": "\(path)", "http.status": "\(status)"])
+        if (200..<300).contains(status) { return bytes }
+        let message = (try? JSONDecoder().decode(Resources.Status.self, from: Data(bytes)))?.message
+            ?? "HTTP \(status)"
+        switch status {
+        case 404: throw .notFound(message)
+        case 409: throw .conflict(message)
+        case 401, 403: throw .forbidden(message)
+        case 429, 500...599: throw .unavailable(message)
+        default: throw .rejected(status: status, message: message)
+        }
+    }
+
+    private func bearerToken() throws(KubernetesClientError) -> String? {
+        switch configuration.credentials {
+        case .token(let token):
+            return token
+        case .tokenFile(let path):
+            let now = ContinuousClock.now
+            if let cached = cachedToken.withLock({ $0 }), now - cached.readAt < Self.tokenRefreshInterval {
+                return cached.token
+            }
+            let token: String
+            do {
+                let text = String(decoding: try KubernetesConfiguration.readFile(path), as: UTF8.self)
+                token = String(text.filter { !$0.isWhitespace })
+            } catch {
+                throw .forbidden("cannot read the service account token at \(path)")
+            }
+            cachedToken.withLock { $0 = (token, now) }
+            return token
+        case .none, .clientCertificate:
+            return nil
+        }
+    }
+
+    // MARK: Helpers
+
+    package static func resourcePath(_ resource: String, namespace: String, name: String?) -> String {
+        var path = "/apis/\(group)/\(version)/namespaces/\(escape(namespace))/\(resource)"
+        if let name { path += "/" + escape(name) }
+        return path
+    }
+
+    /// Percent-encodes a path segment (object names are DNS labels; this guards against anything else).
+    package static func escape(_ segment: String) -> String {
+        var result = ""
+        for byte in segment.utf8 {
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"):
+                result.append(Character(Unicode.Scalar(byte)))
+            default:
+                let hex = String(byte, radix: 16, uppercase: true)
+                result += "%" + (hex.count == 1 ? "0" + hex : hex)
+            }
+        }
+        return result
+    }
+
+    private static func decode<T: Decodable>(_ type: T.Type, _ bytes: [UInt8]) throws(KubernetesClientError) -> T {
+        do {
+            return try JSONDecoder().decode(type, from: Data(bytes))
+        } catch {
+            throw .rejected(status: 200, message: "unexpected \(T.self) body: \(error)")
+        }
+    }
+
+    private static func encode<T: Encodable>(_ value: T) -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return (try? Array(encoder.encode(value))) ?? []
+    }
+}

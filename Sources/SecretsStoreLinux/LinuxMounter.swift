@@ -1,0 +1,81 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import SecretsStoreCore
+
+/// Mounts tmpfs volumes with mount(2) and unmounts them with umount2(2); tells mount points apart by
+/// `/proc/self/mountinfo`. Needs CAP_SYS_ADMIN (the driver container is privileged).
+package struct LinuxMounter: Mounter {
+    /// Mount options for each tmpfs, e.g. `mode=0755` or `size=16m,mode=0755`.
+    package var options: String
+    private let mountInfoPath: String
+
+    package init(options: String = "mode=0755", mountInfoPath: String = "/proc/self/mountinfo") {
+        self.options = options
+        self.mountInfoPath = mountInfoPath
+    }
+
+    package func state(of path: String) throws(PublishError) -> MountState {
+        var info = stat()
+        if stat(path, &info) != 0 {
+            let code = errno
+            switch code {
+            case ENOENT:
+                return lstat(path, &info) == 0 ? .corrupt(reason: "dangling link") : .absent
+            case ENOTCONN, ESTALE, EIO:
+                return .corrupt(reason: String(cString: strerror(code)))
+            default:
+                throw .mountFailed(
+                    targetPath: path,
+                    reason: "failed to check if target path is mount point: \(String(cString: strerror(code)))"
+                )
+            }
+        }
+        guard try isMountPoint(path) else { return .directory }
+        guard let directory = opendir(path) else {
+            return .corrupt(reason: String(cString: strerror(errno)))
+        }
+        closedir(directory)
+        return .mounted
+    }
+
+    package func mountTmpfs(at path: String) throws(PublishError) {
+        let flags = UInt(MS_NOSUID) | UInt(MS_NODEV) | UInt(MS_NOEXEC)
+        guard mount("tmpfs", path, "tmpfs", flags, options) == 0 else {
+            throw .mountFailed(targetPath: path, reason: String(cString: strerror(errno)))
+        }
+    }
+
+    package func unmount(_ path: String) throws(PublishError) {
+        guard try isMountPoint(path) else { return }
+        guard umount2(path, 0) == 0 else {
+            let code = errno
+            // A busy mount (a process has a file open) is detached lazily: it disappears from the target now and
+            // is freed when the last user closes it.
+            if code == EBUSY, umount2(path, Int32(MNT_DETACH)) == 0 { return }
+            if code == EINVAL || code == ENOENT { return }
+            throw .mountFailed(targetPath: path, reason: "failed to unmount: \(String(cString: strerror(code)))")
+        }
+    }
+
+    /// Whether `path` is listed as a mount point in mountinfo.
+    private func isMountPoint(_ path: String) throws(PublishError) -> Bool {
+        let resolved = Self.canonical(path)
+        let text: String
+        do {
+            text = try PosixFileSystem.readText(at: mountInfoPath)
+        } catch {
+            throw .mountFailed(targetPath: path, reason: "failed to read \(mountInfoPath): \(error.reason)")
+        }
+        return MountInfo.parse(text).contains { $0.mountPoint == resolved }
+    }
+
+    /// The path with symbolic links resolved, as mountinfo lists it; the path itself when it cannot be resolved.
+    private static func canonical(_ path: String) -> String {
+        guard let resolved = realpath(path, nil) else { return path }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+}

@@ -1,0 +1,147 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import SecretsStoreCore
+
+/// ``FileSystem`` over POSIX system calls.
+package struct PosixFileSystem: FileSystem {
+    package init() {}
+
+    private static func failure(_ operation: String, _ path: String, _ code: Int32 = errno) -> FileSystemError {
+        FileSystemError(operation: operation, path: path, reason: String(cString: strerror(code)), errno: code)
+    }
+
+    package func kind(of path: String) throws(FileSystemError) -> FileKind? {
+        var info = stat()
+        guard lstat(path, &info) == 0 else {
+            if errno == ENOENT || errno == ENOTDIR { return nil }
+            throw Self.failure("lstat", path)
+        }
+        switch info.st_mode & S_IFMT {
+        case S_IFREG: return .regularFile
+        case S_IFDIR: return .directory
+        case S_IFLNK: return .symbolicLink
+        default: return .other
+        }
+    }
+
+    package func createDirectories(at path: String, permissions: UInt32) throws(FileSystemError) {
+        if mkdir(path, mode_t(permissions)) == 0 { return }
+        let code = errno
+        switch code {
+        case EEXIST:
+            guard try kind(of: path) == .directory else { throw Self.failure("mkdir", path, ENOTDIR) }
+        case ENOENT:
+            guard let slash = path.lastIndex(of: "/"), slash != path.startIndex else {
+                throw Self.failure("mkdir", path, code)
+            }
+            try createDirectories(at: String(path[..<slash]), permissions: permissions)
+            guard mkdir(path, mode_t(permissions)) == 0 || errno == EEXIST else { throw Self.failure("mkdir", path) }
+        default:
+            throw Self.failure("mkdir", path, code)
+        }
+    }
+
+    package func makeUniqueDirectory(in directory: String, prefix: String) throws(FileSystemError) -> String {
+        var template = Array((directory + "/" + prefix + "XXXXXX").utf8CString)
+        let created = template.withUnsafeMutableBufferPointer { buffer in mkdtemp(buffer.baseAddress!) }
+        guard created != nil else { throw Self.failure("mkdtemp", directory) }
+        return template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+    }
+
+    package func setPermissions(of path: String, to permissions: UInt32) throws(FileSystemError) {
+        guard chmod(path, mode_t(permissions)) == 0 else { throw Self.failure("chmod", path) }
+    }
+
+    package func createFile(at path: String, contents: [UInt8], permissions: UInt32) throws(FileSystemError) {
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode_t(0o600))
+        guard descriptor >= 0 else { throw Self.failure("open", path) }
+        defer { close(descriptor) }
+        var written = 0
+        while written < contents.count {
+            let result = contents.withUnsafeBytes { buffer in
+                write(descriptor, buffer.baseAddress! + written, buffer.count - written)
+            }
+            if result < 0 {
+                if errno == EINTR { continue }
+                throw Self.failure("write", path)
+            }
+            written += result
+        }
+        // fchmod after writing: the mode is exact whatever the umask, and a 0000 file can still be written.
+        guard fchmod(descriptor, mode_t(permissions & 0o7777)) == 0 else { throw Self.failure("fchmod", path) }
+    }
+
+    package func readFile(at path: String) throws(FileSystemError) -> [UInt8] {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw Self.failure("open", path) }
+        defer { close(descriptor) }
+        var result: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress!, $0.count) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw Self.failure("read", path)
+            }
+            if count == 0 { return result }
+            result.append(contentsOf: buffer[0..<count])
+        }
+    }
+
+    /// Reads a whole text file (used for `/proc/self/mountinfo`).
+    package static func readText(at path: String) throws(FileSystemError) -> String {
+        String(decoding: try PosixFileSystem().readFile(at: path), as: UTF8.self)
+    }
+
+    package func permissions(of path: String) throws(FileSystemError) -> UInt32 {
+        var info = stat()
+        guard stat(path, &info) == 0 else { throw Self.failure("stat", path) }
+        return UInt32(info.st_mode & 0o7777)
+    }
+
+    package func symbolicLinkDestination(at path: String) throws(FileSystemError) -> String? {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let count = readlink(path, &buffer, buffer.count - 1)
+        guard count >= 0 else {
+            if errno == ENOENT || errno == ENOTDIR { return nil }
+            throw Self.failure("readlink", path)
+        }
+        return String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    package func createSymbolicLink(at path: String, to destination: String) throws(FileSystemError) {
+        guard symlink(destination, path) == 0 else { throw Self.failure("symlink", path) }
+    }
+
+    package func rename(_ source: String, to destination: String) throws(FileSystemError) {
+        guard Glibc.rename(source, destination) == 0 else { throw Self.failure("rename", source) }
+    }
+
+    package func removeItem(at path: String) throws(FileSystemError) {
+        guard let kind = try kind(of: path) else { return }
+        if kind == .directory {
+            for name in try contentsOfDirectory(at: path) {
+                try removeItem(at: path + "/" + name)
+            }
+            guard rmdir(path) == 0 || errno == ENOENT else { throw Self.failure("rmdir", path) }
+        } else {
+            guard unlink(path) == 0 || errno == ENOENT else { throw Self.failure("unlink", path) }
+        }
+    }
+
+    package func contentsOfDirectory(at directory: String) throws(FileSystemError) -> [String] {
+        guard let stream = opendir(directory) else { throw Self.failure("opendir", directory) }
+        defer { closedir(stream) }
+        var names: [String] = []
+        while let entry = readdir(stream) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(cString: raw.bindMemory(to: CChar.self).baseAddress!)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+}

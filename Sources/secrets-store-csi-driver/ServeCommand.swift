@@ -1,0 +1,166 @@
+import ArgumentParser
+import Logging
+import SecretsStoreCSI
+import SecretsStoreCore
+import SecretsStoreKubernetes
+import SecretsStoreLinux
+import ServiceLifecycle
+import UnixSignals
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Serves CSI Identity and Node on `--endpoint`. Flag names, defaults and syntax follow the upstream driver.
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "serve", abstract: "Serve the CSI node plugin.")
+
+    /// Flags that take no value; Go-style `--flag=true|false` is rewritten for them.
+    static let booleanFlagNames: Set<String> = [
+        "enable-secret-rotation", "log-format-json", "version", "provider-health-check", "enable-pprof",
+    ]
+
+    @Option(help: "CSI endpoint (unix:// socket path).")
+    var endpoint = "unix://tmp/csi.sock"
+
+    @Option(help: "Node ID reported by NodeGetInfo and written on SecretProviderClassPodStatus objects.")
+    var nodeid = ""
+
+    @Option(help: "Name of the driver.")
+    var drivername = "secrets-store.csi.k8s.io"
+
+    @Option(name: .customLong("provider-volume"), help: "Directory of provider sockets, searched last.")
+    var providerVolume = "/var/run/secrets-store-csi-providers"
+
+    @Option(
+        name: .customLong("additional-provider-volume-paths"),
+        help: "Comma-separated directories of provider sockets, searched first."
+    )
+    var additionalProviderVolumePaths = "/etc/kubernetes/secrets-store-csi-providers"
+
+    @Option(name: .customLong("max-call-recv-msg-size"), help: "Largest provider response accepted, in bytes.")
+    var maxCallRecvMsgSize = 4_194_304
+
+    @Option(help: "Path to a kubeconfig; the in-cluster service account configuration is used when empty.")
+    var kubeconfig = ""
+
+    @Flag(name: .customLong("enable-secret-rotation"), help: "Re-fetch published volumes periodically.")
+    var enableSecretRotation = false
+
+    @Option(
+        name: .customLong("rotation-poll-interval"),
+        help: "Least time between two fetches of one volume (Go duration: 30s, 2m, 1h)."
+    )
+    var rotationPollInterval = "2m"
+
+    @Option(name: .customLong("metrics-addr"), help: "Address of the /metrics and /healthz listener.")
+    var metricsAddr = ":8095"
+
+    @Option(name: .customLong("metrics-backend"), help: "Metrics backend (only Prometheus).")
+    var metricsBackend = "Prometheus"
+
+    @Flag(name: .customLong("log-format-json"), help: "Write logs as JSON lines.")
+    var logFormatJSON = false
+
+    @Option(name: [.customLong("v"), .customShort("v")], help: "Log verbosity: 0 info, 4 debug, 5 and more trace.")
+    var verbosity = 0
+
+    @Flag(help: "Print the version as JSON and exit.")
+    var version = false
+
+    @Flag(name: .customLong("provider-health-check"), help: "Accepted for compatibility; has no effect.")
+    var providerHealthCheck = false
+
+    @Option(name: .customLong("provider-health-check-interval"), help: "Accepted for compatibility; has no effect.")
+    var providerHealthCheckInterval = "2m"
+
+    func validate() throws {
+        guard GoDuration.parse(rotationPollInterval) != nil else {
+            throw ValidationError("--rotation-poll-interval \(rotationPollInterval): not a duration such as 30s or 2m")
+        }
+        guard metricsBackend.lowercased() == "prometheus" else {
+            throw ValidationError("--metrics-backend \(metricsBackend): only Prometheus is supported")
+        }
+        guard maxCallRecvMsgSize > 0 else { throw ValidationError("--max-call-recv-msg-size must be positive") }
+    }
+
+    func run() async throws {
+        if version {
+            print("{\"BuildVersion\":\"\(DriverVersion.current)\",\"GitCommit\":\"\",\"BuildDate\":\"\"}")
+            return
+        }
+        let level: Logger.Level = verbosity >= 5 ? .trace : verbosity >= 4 ? .debug : .info
+        let format: LineLogHandler.Format = logFormatJSON ? .json : .text
+        LoggingSystem.bootstrap { label in LineLogHandler(label: label, format: format, level: level) }
+        let logger = Logger(label: "secrets-store-csi-driver")
+
+        let socketPath = try Endpoint.socketPath(from: endpoint)
+        let kubernetesConfiguration: KubernetesConfiguration
+        do {
+            kubernetesConfiguration =
+                kubeconfig.isEmpty
+                ? try .inCluster(environment: Self.environment()) : try .kubeconfig(at: kubeconfig)
+        } catch {
+            throw ValidationError(error.description)
+        }
+        let kubernetes = try RESTKubernetesClient(configuration: kubernetesConfiguration)
+        let directories =
+            additionalProviderVolumePaths.split(separator: ",").map { String($0).trimmingSpaces() }
+            .filter { !$0.isEmpty } + [providerVolume]
+        let publisher = NodePublisher(
+            kubernetes: kubernetes,
+            providers: ProviderSocketDirectory(directories: directories, maxReceiveMessageBytes: maxCallRecvMsgSize),
+            mounter: LinuxMounter(),
+            fileSystem: PosixFileSystem(),
+            monotonicNow: { ContinuousClock.now - ContinuousClock.Instant.processStart },
+            wallClockSeconds: { Int64(time(nil)) },
+            configuration: .init(
+                nodeID: nodeid,
+                rotation: RotationPolicy(enabled: enableSecretRotation, interval: GoDuration.parse(rotationPollInterval)!)
+            )
+        )
+        let server = CSIServer(
+            socketPath: socketPath,
+            identity: IdentityService(driverName: drivername, vendorVersion: DriverVersion.current),
+            node: NodeService(publisher: publisher, nodeID: nodeid, logger: logger),
+            logger: logger
+        )
+        logger.info(
+            "starting",
+            metadata: [
+                "driver.name": "\(drivername)", "driver.version": "\(DriverVersion.current)", "node.id": "\(nodeid)",
+                "rotation.enabled": "\(enableSecretRotation)", "rotation.interval": "\(rotationPollInterval)",
+            ]
+        )
+        let group = ServiceGroup(
+            configuration: .init(services: [.init(service: server)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        )
+        do {
+            try await group.run()
+        } catch {
+            try? await kubernetes.shutdown()
+            throw error
+        }
+        try await kubernetes.shutdown()
+        logger.info("stopped")
+    }
+
+    private static func environment() -> [String: String] {
+        var result: [String: String] = [:]
+        for name in ["KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"] {
+            if let value = getenv(name) { result[name] = String(cString: value) }
+        }
+        return result
+    }
+}
+
+extension String {
+    fileprivate func trimmingSpaces() -> String {
+        String(drop(while: { $0 == " " }).reversed().drop(while: { $0 == " " }).reversed())
+    }
+}
+
+extension ContinuousClock.Instant {
+    /// A fixed origin for the publisher's monotonic clock.
+    static let processStart = ContinuousClock.now
+}
