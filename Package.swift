@@ -89,6 +89,7 @@ let package = Package(
             dependencies: [
                 "SecretsStoreCore",
                 "SecretsStoreCSI",
+                "SecretsStoreLinux",
                 "CSIProtocol",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
@@ -117,7 +118,10 @@ let package = Package(
         ),
         .testTarget(
             name: "SecretsStoreCoreTests",
-            dependencies: ["SecretsStoreCore", "SecretsStoreTesting"],
+            dependencies: [
+                "SecretsStoreCore", "SecretsStoreLinux", "SecretsStoreTesting",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,0 +1,288 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Synchronization
+
+/// A Kubernetes API server stand-in that speaks the real REST protocol over HTTP on loopback, with the
+/// semantics the driver relies on: objects stored as JSON, `resourceVersion` bumped on every write and checked
+/// on update (409 Conflict), 409 AlreadyExists on create, 404 NotFound, `labelSelector` on list, `Status`
+/// bodies shaped like the API server's, bearer-token checking, and injected failures.
+///
+/// Paths: `/api/v1/namespaces/<ns>/<resource>[/<name>]` and `/apis/<group>/<version>/namespaces/<ns>/<resource>[/<name>]`.
+package final class FakeKubernetesAPIServer: Sendable {
+    /// One request the server answered.
+    package struct Request: Sendable, Equatable {
+        package var method: String
+        package var path: String
+        package var authorization: String?
+    }
+
+    private struct Key: Hashable {
+        var prefix: String  // "api/v1" or "apis/<group>/<version>"
+        var namespace: String
+        var resource: String
+        var name: String
+    }
+
+    private struct State {
+        var objects: [Key: [UInt8]] = [:]
+        var nextVersion = 1
+        var requests: [Request] = []
+        var injected: [(matching: String, status: Int)] = []
+    }
+
+    private let state = Mutex<State>(State())
+    private let requiredToken: String?
+    private let channel: any Channel
+    /// `http://127.0.0.1:<port>`.
+    package let url: String
+
+    /// Starts listening on an ephemeral loopback port.
+    package init(requiredToken: String? = nil) async throws {
+        self.requiredToken = requiredToken
+        let holder = Box()
+        let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.pipeline.configureHTTPServerPipeline().flatMapThrowing {
+                    try channel.pipeline.syncOperations.addHandler(RequestHandler(server: holder))
+                }
+            }
+        channel = try await bootstrap.bind(host: "127.0.0.1", port: 0).get()
+        url = "http://127.0.0.1:\(channel.localAddress!.port!)"
+        holder.server.withLock { $0 = self }
+    }
+
+    package func shutdown() async throws {
+        try await channel.close()
+    }
+
+    // MARK: Test controls
+
+    package var requests: [Request] { state.withLock { $0.requests } }
+
+    /// Answers the next request whose path contains `pathSubstring` with `status` and a matching Status body.
+    package func injectFailure(status: Int, forPathContaining pathSubstring: String) {
+        state.withLock { $0.injected.append((pathSubstring, status)) }
+    }
+
+    /// Stores `object` (a JSON object with `metadata.name`) as if created through the API.
+    package func seed(path collectionPath: String, object: [String: Any]) {
+        guard let (prefix, namespace, resource, _) = Self.parse(collectionPath),
+            let metadata = object["metadata"] as? [String: Any], let name = metadata["name"] as? String
+        else { preconditionFailure("bad seed path \(collectionPath)") }
+        let bytes = Self.json(object)
+        state.withLock { state in
+            var object = Self.object(from: bytes) ?? [:]
+            Self.stamp(&object, namespace: namespace, state: &state, create: true)
+            state.objects[Key(prefix: prefix, namespace: namespace, resource: resource, name: name)] = Self.json(object)
+        }
+    }
+
+    /// The stored object at `path` (`…/<resource>/<name>`), if any.
+    package func object(at path: String) -> [String: Any]? {
+        guard let (prefix, namespace, resource, name) = Self.parse(path), let name else { return nil }
+        let bytes = state.withLock { $0.objects[Key(prefix: prefix, namespace: namespace, resource: resource, name: name)] }
+        return bytes.flatMap(Self.object(from:))
+    }
+
+    // MARK: Request handling
+
+    fileprivate func handle(method: String, uri: String, authorization: String?, body: [UInt8]) -> (Int, [UInt8]) {
+        let (path, query) = Self.split(uri)
+        return state.withLock { state -> (Int, [UInt8]) in
+            state.requests.append(Request(method: method, path: path, authorization: authorization))
+            if let requiredToken, authorization != "Bearer \(requiredToken)" {
+                return Self.status(401, reason: "Unauthorized", message: "Unauthorized")
+            }
+            if let index = state.injected.firstIndex(where: { path.contains($0.matching) }) {
+                let injected = state.injected.remove(at: index)
+                return Self.status(injected.status, reason: Self.reason(for: injected.status), message: "injected failure")
+            }
+            guard let (prefix, namespace, resource, name) = Self.parse(path) else {
+                return Self.status(404, reason: "NotFound", message: "the server could not find the requested resource")
+            }
+            let kind = resource + (prefix.hasPrefix("apis/") ? "." + prefix.split(separator: "/")[1] : "")
+            switch (method, name) {
+            case ("GET", let name?):
+                guard let object = state.objects[Key(prefix: prefix, namespace: namespace, resource: resource, name: name)] else {
+                    return Self.status(404, reason: "NotFound", message: "\(kind) \"\(name)\" not found")
+                }
+                return (200, object)
+            case ("GET", nil):
+                let selector = Self.labelSelector(query)
+                let items = state.objects
+                    .filter { $0.key.prefix == prefix && $0.key.resource == resource && $0.key.namespace == namespace }
+                    .sorted { $0.key.name < $1.key.name }
+                    .compactMap { Self.object(from: $0.value) }
+                    .filter { Self.matches($0, selector) }
+                return (200, Self.json(["kind": "List", "apiVersion": "v1", "metadata": ["resourceVersion": "\(state.nextVersion)"], "items": items]))
+            case ("POST", nil):
+                guard var object = Self.object(from: body), let name = (object["metadata"] as? [String: Any])?["name"] as? String else {
+                    return Self.status(400, reason: "BadRequest", message: "the request body is not a JSON object with metadata.name")
+                }
+                let key = Key(prefix: prefix, namespace: namespace, resource: resource, name: name)
+                if state.objects[key] != nil {
+                    return Self.status(409, reason: "AlreadyExists", message: "\(kind) \"\(name)\" already exists")
+                }
+                Self.stamp(&object, namespace: namespace, state: &state, create: true)
+                state.objects[key] = Self.json(object)
+                return (201, Self.json(object))
+            case ("PUT", let name?):
+                let key = Key(prefix: prefix, namespace: namespace, resource: resource, name: name)
+                guard let existing = state.objects[key].flatMap(Self.object(from:)) else {
+                    return Self.status(404, reason: "NotFound", message: "\(kind) \"\(name)\" not found")
+                }
+                guard var object = Self.object(from: body) else {
+                    return Self.status(400, reason: "BadRequest", message: "the request body is not a JSON object")
+                }
+                let existingMeta = existing["metadata"] as? [String: Any] ?? [:]
+                var meta = object["metadata"] as? [String: Any] ?? [:]
+                if let given = meta["resourceVersion"] as? String, given != existingMeta["resourceVersion"] as? String {
+                    return Self.status(
+                        409,
+                        reason: "Conflict",
+                        message: "Operation cannot be fulfilled on \(kind) \"\(name)\": the object has been modified; please apply your changes to the latest version and try again"
+                    )
+                }
+                meta["uid"] = existingMeta["uid"]
+                meta["creationTimestamp"] = existingMeta["creationTimestamp"]
+                meta["generation"] = existingMeta["generation"]
+                object["metadata"] = meta
+                Self.stamp(&object, namespace: namespace, state: &state, create: false)
+                state.objects[key] = Self.json(object)
+                return (200, Self.json(object))
+            case ("DELETE", let name?):
+                guard state.objects.removeValue(forKey: Key(prefix: prefix, namespace: namespace, resource: resource, name: name)) != nil else {
+                    return Self.status(404, reason: "NotFound", message: "\(kind) \"\(name)\" not found")
+                }
+                return Self.status(200, reason: "", message: "")
+            default:
+                return Self.status(405, reason: "MethodNotAllowed", message: "the server does not allow this method on the requested resource")
+            }
+        }
+    }
+
+    private static func stamp(_ object: inout [String: Any], namespace: String, state: inout State, create: Bool) {
+        var meta = object["metadata"] as? [String: Any] ?? [:]
+        meta["namespace"] = namespace
+        meta["resourceVersion"] = String(state.nextVersion)
+        state.nextVersion += 1
+        if create {
+            meta["uid"] = UUID().uuidString.lowercased()
+            meta["creationTimestamp"] = "2026-01-01T00:00:00Z"
+            meta["generation"] = 1
+        }
+        object["metadata"] = meta
+    }
+
+    private static func parse(_ path: String) -> (String, String, String, String?)? {
+        let parts = path.split(separator: "/").map(String.init)
+        let prefixCount: Int
+        if parts.first == "api", parts.count >= 2 { prefixCount = 2 }
+        else if parts.first == "apis", parts.count >= 3 { prefixCount = 3 }
+        else { return nil }
+        let rest = Array(parts.dropFirst(prefixCount))
+        guard rest.count == 3 || rest.count == 4, rest[0] == "namespaces" else { return nil }
+        let prefix = parts.prefix(prefixCount).joined(separator: "/")
+        return (prefix, rest[1], rest[2], rest.count == 4 ? rest[3].removingPercentEncoding : nil)
+    }
+
+    private static func split(_ uri: String) -> (String, String) {
+        guard let question = uri.firstIndex(of: "?") else { return (uri, "") }
+        return (String(uri[..<question]), String(uri[uri.index(after: question)...]))
+    }
+
+    private static func labelSelector(_ query: String) -> [String: String] {
+        var selector: [String: String] = [:]
+        for pair in query.split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, parts[0] == "labelSelector", let decoded = parts[1].removingPercentEncoding else { continue }
+            for term in decoded.split(separator: ",") {
+                let kv = term.split(separator: "=", maxSplits: 1).map(String.init)
+                if kv.count == 2 { selector[kv[0]] = kv[1] }
+            }
+        }
+        return selector
+    }
+
+    private static func matches(_ object: [String: Any], _ selector: [String: String]) -> Bool {
+        let labels = (object["metadata"] as? [String: Any])?["labels"] as? [String: String] ?? [:]
+        return selector.allSatisfy { labels[$0.key] == $0.value }
+    }
+
+    private static func reason(for status: Int) -> String {
+        switch status {
+        case 403: return "Forbidden"
+        case 404: return "NotFound"
+        case 409: return "Conflict"
+        case 500: return "InternalError"
+        case 503: return "ServiceUnavailable"
+        default: return "Unknown"
+        }
+    }
+
+    private static func status(_ code: Int, reason: String, message: String) -> (Int, [UInt8]) {
+        let body: [String: Any] = [
+            "kind": "Status", "apiVersion": "v1", "metadata": [String: Any](),
+            "status": code < 300 ? "Success" : "Failure", "message": message, "reason": reason, "code": code,
+        ]
+        return (code, json(body))
+    }
+
+    private static func object(from body: [UInt8]) -> [String: Any]? {
+        (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any]
+    }
+
+    private static func json(_ value: Any) -> [UInt8] {
+        Array((try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys])) ?? Data())
+    }
+}
+
+/// Lets the channel handlers reach the server once it is initialised.
+private final class Box: Sendable {
+    let server = Mutex<FakeKubernetesAPIServer?>(nil)
+}
+
+/// Collects one HTTP/1.1 request and answers it from the server's store.
+private final class RequestHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let server: Box
+    private var head: HTTPRequestHead?
+    private var body: [UInt8] = []
+
+    init(server: Box) {
+        self.server = server
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            self.head = head
+            body = []
+        case .body(var buffer):
+            body += buffer.readBytes(length: buffer.readableBytes) ?? []
+        case .end:
+            guard let head, let server = server.server.withLock({ $0 }) else { return }
+            let (status, response) = server.handle(
+                method: head.method.rawValue,
+                uri: head.uri,
+                authorization: head.headers.first(name: "Authorization"),
+                body: body
+            )
+            var headers = HTTPHeaders()
+            headers.add(name: "Content-Type", value: "application/json")
+            headers.add(name: "Content-Length", value: String(response.count))
+            context.write(
+                wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .init(statusCode: status), headers: headers))),
+                promise: nil
+            )
+            context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: response)))), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            self.head = nil
+        }
+    }
+}
