@@ -131,7 +131,10 @@ let package = Package(
         ),
         .testTarget(
             name: "SecretsStoreKubernetesTests",
-            dependencies: ["SecretsStoreCore", "SecretsStoreKubernetes", "SecretsStoreTesting"],
+            dependencies: [
+                "SecretsStoreCore", "SecretsStoreKubernetes", "SecretsStoreTesting",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
