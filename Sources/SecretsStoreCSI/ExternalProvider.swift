@@ -62,6 +62,9 @@ package struct ExternalProvider: SecretsProvider {
         let message = try Self.mountRequest(for: request)
         var options = CallOptions.defaults
         options.maxResponseMessageBytes = maxReceiveMessageBytes
+        // grpc-swift-nio-transport 2.9 sizes the client stream's inbound deframer from maxRequestMessageBytes, so
+        // the receive limit only holds when both are set. Our requests are a few KiB, far below either.
+        options.maxRequestMessageBytes = maxReceiveMessageBytes
         options.waitForReady = false
         if let deadline = request.deadline {
             let remaining = deadline - .now
@@ -135,14 +138,18 @@ package struct ExternalProvider: SecretsProvider {
     }
 
     private static func failure(from error: RPCError, maxBytes: Int) -> ProviderFailure {
+        // The transport reports an oversized answer as INTERNAL ("Failed to decode message") wrapping
+        // RESOURCE_EXHAUSTED; name the flag that raises the limit either way.
+        if error.code == .resourceExhausted || error.message.contains("maximum payload size") {
+            return .invalidResponse(
+                "the provider's answer is larger than --max-call-recv-msg-size (\(maxBytes) bytes); raise the flag "
+                    + "or split the SecretProviderClass"
+            )
+        }
         switch error.code {
         case .deadlineExceeded: return .deadlineExceeded("the provider did not answer before the request deadline")
         case .unavailable: return .unavailable("the provider is not reachable: \(error.message)")
         case .cancelled: return .cancelled
-        case .resourceExhausted:
-            return .invalidResponse(
-                "the provider's answer is larger than --max-call-recv-msg-size (\(maxBytes) bytes): \(error.message)"
-            )
         default: return .rpc(code: RPCStatusCode(error.code), message: error.message)
         }
     }

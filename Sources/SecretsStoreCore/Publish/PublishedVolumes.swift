@@ -31,6 +31,9 @@ package final class PublishedVolumes: Sendable {
     }
 
     package var count: Int { volumes.withLock { $0.count } }
+
+    /// The target paths of every volume recorded.
+    package var targets: [String] { volumes.withLock { Array($0.keys) } }
 }
 
 /// When an already-published volume is fetched again.
