@@ -116,6 +116,18 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Benchmarks: figures printed next to a floor measured in the same run (see BENCHMARKS.md).
+        .executableTarget(
+            name: "csi-bench",
+            dependencies: [
+                "SecretsStoreCore", "SecretsStoreCSI", "SecretsStoreKubernetes", "SecretsStoreLinux",
+                "SecretsStoreTesting", "CSIProtocol",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "SecretsStoreCoreTests",
             dependencies: [
