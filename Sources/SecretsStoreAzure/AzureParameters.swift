@@ -1,0 +1,293 @@
+import SecretsStoreCore
+import Yams
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// One entry of the SecretProviderClass `objects` parameter.
+package struct KeyVaultObject: Sendable, Equatable {
+    package enum ObjectType: String, Sendable, Equatable {
+        case secret, key, cert
+    }
+    package enum Format: String, Sendable, Equatable {
+        case pem, pfx
+    }
+    package enum Encoding: String, Sendable, Equatable {
+        case utf8 = "utf-8"
+        case hex, base64
+    }
+
+    package var name: String
+    package var type: ObjectType
+    package var alias: String
+    package var version: String
+    package var versionHistory: Int
+    package var format: Format
+    package var encoding: Encoding
+    /// `filePermission` parsed as octal; `nil` means the request's default (0644).
+    package var filePermission: UInt32?
+
+    /// The file the object is written to: the alias, else the name.
+    package var fileName: String { alias.isEmpty ? name : alias }
+    /// The text of `objectVersion` for error messages.
+    package var describedVersion: String { version }
+}
+
+/// How the provider authenticates to Entra ID.
+package enum AzureIdentity: Sendable, Equatable {
+    /// Workload identity: the pod's service account token exchanged as a client assertion.
+    case workloadIdentity(clientID: String, serviceAccountToken: String)
+    /// A service principal's client secret from the nodePublishSecretRef Secret.
+    case servicePrincipal(clientID: String, clientSecret: String)
+    /// The node's managed identity through IMDS; `clientID` selects a user-assigned identity.
+    case managedIdentity(clientID: String?)
+}
+
+/// The SecretProviderClass parameters of an `azure` volume, parsed and validated once, in the upstream
+/// provider's order and with its error texts (users search for them). Two upstream quirks are fixed on
+/// purpose: an unknown `objectType` and an invalid `filePermission` are validation errors here, before any
+/// request to Key Vault, instead of a late fetch failure and a silent mode 0000.
+package struct AzureMountParameters: Sendable, Equatable {
+    package var keyVaultName: String
+    package var tenantID: String
+    package var cloudName: String?
+    package var cloudEnvironmentFile: String?
+    package var identity: AzureIdentity
+    package var objects: [KeyVaultObject]
+    package var podName: String
+    package var podNamespace: String
+    package var defaultFilePermission: UInt32
+
+    /// Thrown for a parameter problem; `message` is the upstream text.
+    package struct Invalid: Error, Equatable, CustomStringConvertible {
+        package var message: String
+        package var description: String { message }
+        init(_ message: String) { self.message = message }
+    }
+
+    static let workloadIdentityAudience = "api://AzureADTokenExchange"
+
+    /// Parses `attributes` (SPC parameters + volume context + tokens) and `secrets` (nodePublishSecretRef data).
+    package init(attributes: [String: String], secrets: [String: String], defaultFilePermission: UInt32) throws(Invalid) {
+        func value(_ key: String) -> String { (attributes[key] ?? "").trimmingWhitespace() }
+
+        podName = value("csi.storage.k8s.io/pod.name")
+        guard !podName.isEmpty else { throw Invalid("pod name is not provided") }
+        podNamespace = value("csi.storage.k8s.io/pod.namespace")
+        guard !podNamespace.isEmpty else { throw Invalid("pod namespace is not provided") }
+
+        let usePodIdentity = try Self.parseBool(value("usePodIdentity"), flag: "usePodIdentity")
+        let useVMManagedIdentity = try Self.parseBool(value("useVMManagedIdentity"), flag: "useVMManagedIdentity")
+        let useAzureTokenProxy = try Self.parseBool(value("useAzureTokenProxy"), flag: "useAzureTokenProxy")
+        if [usePodIdentity, useVMManagedIdentity, useAzureTokenProxy].filter({ $0 }).count > 1 {
+            throw Invalid(
+                "only one identity mode can be enabled at a time: usePodIdentity, useVMManagedIdentity, or useAzureTokenProxy"
+            )
+        }
+        if usePodIdentity {
+            throw Invalid(
+                "usePodIdentity is not supported: AAD pod identity is deprecated upstream; use workload identity (clientID) or useVMManagedIdentity"
+            )
+        }
+        if useAzureTokenProxy {
+            throw Invalid("useAzureTokenProxy (AKS identity binding) is not supported by the built-in provider")
+        }
+
+        keyVaultName = value("keyvaultName")
+        guard !keyVaultName.isEmpty else { throw Invalid("keyvaultName is not provided") }
+        let tenant = value("tenantID").isEmpty ? value("tenantId") : value("tenantID")
+        guard !tenant.isEmpty else { throw Invalid("tenantId is not provided") }
+        tenantID = tenant
+        cloudName = value("cloudName").isEmpty ? nil : value("cloudName")
+        cloudEnvironmentFile = value("cloudEnvFileName").isEmpty ? nil : value("cloudEnvFileName")
+        self.defaultFilePermission = defaultFilePermission
+
+        let clientID = value("clientID")
+        var workloadToken: String?
+        if !clientID.isEmpty {
+            do {
+                workloadToken = try Self.serviceAccountToken(
+                    attributes["csi.storage.k8s.io/serviceAccount.tokens"] ?? "",
+                    audience: Self.workloadIdentityAudience
+                )
+            } catch {
+                throw Invalid("failed to build auth config for mode \(useVMManagedIdentity ? "VMManagedIdentity" : "None"): failed to parse workload identity tokens, error: \(error.message)")
+            }
+        }
+        if useVMManagedIdentity {
+            let userAssigned = value("userAssignedIdentityID")
+            identity = .managedIdentity(clientID: userAssigned.isEmpty ? nil : userAssigned)
+        } else if let workloadToken {
+            identity = .workloadIdentity(clientID: clientID, serviceAccountToken: workloadToken)
+        } else {
+            identity = try Self.servicePrincipal(from: secrets)
+        }
+
+        let objectsText = value("objects")
+        guard !objectsText.isEmpty else { throw Invalid("objects is not set") }
+        objects = try Self.parseObjects(objectsText)
+        if !objects.isEmpty {
+            try Self.validateVaultName(keyVaultName)
+        }
+    }
+
+    /// Go's `strconv.ParseBool` over a trimmed value; empty means false.
+    static func parseBool(_ text: String, flag: String) throws(Invalid) -> Bool {
+        switch text {
+        case "": return false
+        case "1", "t", "T", "TRUE", "true", "True": return true
+        case "0", "f", "F", "FALSE", "false", "False": return false
+        default:
+            throw Invalid("failed to parse \(flag) flag, error: strconv.ParseBool: parsing \"\(text)\": invalid syntax")
+        }
+    }
+
+    /// The token for `audience` from kubelet's `serviceAccount.tokens` JSON.
+    static func serviceAccountToken(_ json: String, audience: String) throws(Invalid) -> String {
+        guard !json.isEmpty else { throw Invalid("service account tokens not found") }
+        struct Entry: Decodable { var token: String? }
+        let tokens: [String: Entry]
+        do {
+            tokens = try JSONDecoder().decode([String: Entry].self, from: Data(json.utf8))
+        } catch {
+            throw Invalid("failed to unmarshal service account tokens, error: not a JSON object of audience to token")
+        }
+        guard let token = tokens[audience]?.token, !token.isEmpty else {
+            throw Invalid("token for audience \(audience) not found")
+        }
+        return token
+    }
+
+    static func servicePrincipal(from secrets: [String: String]) throws(Invalid) -> AzureIdentity {
+        guard !secrets.isEmpty else {
+            throw Invalid("failed to build auth config for mode None: failed to get credentials, nodePublishSecretRef secret is not set")
+        }
+        let lowered = Dictionary(secrets.map { ($0.key.lowercased(), $0.value) }, uniquingKeysWith: { first, _ in first })
+        guard let clientID = lowered["clientid"], !clientID.trimmingWhitespace().isEmpty else {
+            throw Invalid("failed to build auth config for mode None: could not find clientid in secrets")
+        }
+        guard let clientSecret = lowered["clientsecret"], !clientSecret.trimmingWhitespace().isEmpty else {
+            throw Invalid("failed to build auth config for mode None: could not find clientsecret in secrets")
+        }
+        return .servicePrincipal(clientID: clientID.trimmingWhitespace(), clientSecret: clientSecret.trimmingWhitespace())
+    }
+
+    static func validateVaultName(_ name: String) throws(Invalid) {
+        guard (3...24).contains(name.count) else {
+            throw Invalid("failed to get vault: Invalid vault name: \"\(name)\", must be between 3 and 24 chars")
+        }
+        guard name.allSatisfy({ $0 == "-" || ($0.isASCII && ($0.isLetter || $0.isNumber)) }) else {
+            throw Invalid("failed to get vault: Invalid vault name: \"\(name)\", must match [-a-zA-Z0-9]{3,24}")
+        }
+    }
+
+    /// Parses `array:` of YAML strings, each a mapping describing one object, and validates each.
+    static func parseObjects(_ text: String) throws(Invalid) -> [KeyVaultObject] {
+        struct Outer: Decodable { var array: [String]? }
+        struct Inner: Decodable {
+            var objectName: String?
+            var objectType: String?
+            var objectAlias: String?
+            var objectVersion: String?
+            var objectVersionHistory: Int32?
+            var objectFormat: String?
+            var objectEncoding: String?
+            var filePermission: String?
+        }
+        let outer: Outer
+        do {
+            outer = try YAMLDecoder().decode(Outer.self, from: text)
+        } catch {
+            throw Invalid("failed to yaml unmarshal objects, error: \(Self.describe(error))")
+        }
+        var result: [KeyVaultObject] = []
+        for (index, item) in (outer.array ?? []).enumerated() {
+            let inner: Inner
+            do {
+                inner = try YAMLDecoder().decode(Inner.self, from: item)
+            } catch {
+                throw Invalid("unmarshal failed for keyVaultObjects at index \(index), error: \(Self.describe(error))")
+            }
+            let name = (inner.objectName ?? "").trimmingWhitespace()
+            let typeText = (inner.objectType ?? "").trimmingWhitespace()
+            let version = (inner.objectVersion ?? "").trimmingWhitespace()
+            func wrap(_ cause: String) -> Invalid {
+                Invalid("failed to get objectType:\(typeText), objectName:\(name), objectVersion:\(version): \(cause)")
+            }
+            guard let type = KeyVaultObject.ObjectType(rawValue: typeText) else {
+                throw wrap("Invalid vaultObjectTypes. Should be secret, key, or cert")
+            }
+            let formatText = (inner.objectFormat ?? "").trimmingWhitespace().lowercased()
+            guard let format = formatText.isEmpty ? .pem : KeyVaultObject.Format(rawValue: formatText) else {
+                throw wrap("invalid objectFormat: \(inner.objectFormat ?? ""), should be PEM or PFX")
+            }
+            if format == .pfx && type != .secret {
+                throw wrap("PFX format only supported for objectType: secret")
+            }
+            let encodingText = (inner.objectEncoding ?? "").trimmingWhitespace().lowercased()
+            if !encodingText.isEmpty && type != .secret {
+                throw wrap("objectEncoding only supported for objectType: secret")
+            }
+            guard let encoding = encodingText.isEmpty ? .utf8 : KeyVaultObject.Encoding(rawValue: encodingText) else {
+                throw wrap("invalid objectEncoding: \(inner.objectEncoding ?? ""), should be hex, base64 or utf-8")
+            }
+            let alias = (inner.objectAlias ?? "").trimmingWhitespace()
+            let fileName = alias.isEmpty ? name : alias
+            if fileName.isEmpty { throw wrap("file name must not be empty") }
+            if fileName.hasPrefix("/") { throw wrap("file name must be a relative path") }
+            if fileName.contains("..") { throw wrap("file name must not contain '..'") }
+            var permission: UInt32?
+            let permissionText = (inner.filePermission ?? "").trimmingWhitespace()
+            if !permissionText.isEmpty {
+                guard let parsed = UInt32(permissionText, radix: 8), parsed <= 0o777 else {
+                    throw wrap("invalid filePermission: \(permissionText), should be an octal mode such as 0644")
+                }
+                permission = parsed
+            }
+            result.append(
+                KeyVaultObject(
+                    name: name,
+                    type: type,
+                    alias: alias,
+                    version: version,
+                    versionHistory: Int(inner.objectVersionHistory ?? 0),
+                    format: format,
+                    encoding: encoding,
+                    filePermission: permission
+                )
+            )
+        }
+        return result
+    }
+
+    private static func describe(_ error: any Error) -> String {
+        if let decoding = error as? DecodingError {
+            switch decoding {
+            case .typeMismatch(let type, let context):
+                return "cannot unmarshal \(context.codingPath.map(\.stringValue).joined(separator: ".")) into \(type)"
+            case .dataCorrupted(let context):
+                return "invalid YAML: \(context.debugDescription)"
+            case .keyNotFound(let key, _):
+                return "missing key \(key.stringValue)"
+            case .valueNotFound(let type, let context):
+                return "missing \(type) at \(context.codingPath.map(\.stringValue).joined(separator: "."))"
+            @unknown default:
+                return "\(decoding)"
+            }
+        }
+        return "\(error)"
+    }
+}
+
+extension String {
+    /// The string without leading and trailing white space (Go's `strings.TrimSpace`).
+    package func trimmingWhitespace() -> String {
+        guard let first = firstIndex(where: { !$0.isWhitespace }), let last = lastIndex(where: { !$0.isWhitespace }) else {
+            return ""
+        }
+        return String(self[first...last])
+    }
+}
