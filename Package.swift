@@ -81,6 +81,22 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // A faithful stand-in for Key Vault, Entra ID and IMDS over HTTPS, for tests, benchmarks and the demo.
+        .target(
+            name: "KeyVaultEmulator",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // Linux system calls: tmpfs mount/unmount, /proc/self/mountinfo, POSIX file operations.
         .target(
             name: "SecretsStoreLinux",

@@ -1,0 +1,137 @@
+import Crypto
+import Foundation
+import NIOHTTP1
+import NIOSSL
+import Synchronization
+import X509
+import _CryptoExtras
+
+/// Key Vault (data plane, `api-version=7.4`), Entra ID (token endpoint, OIDC metadata) and IMDS on one HTTPS
+/// port on loopback, for tests, benchmarks and the demo.
+///
+/// Addressing: a vault is the first path segment (`https://127.0.0.1:<port>/<vault>/secrets/<name>/<version>`);
+/// Entra is `/<tenant>/oauth2/v2.0/token`; IMDS is `/metadata/identity/oauth2/token`. Bodies, headers and error
+/// shapes are Key Vault's and Entra's, including the 401 challenge; official Azure SDK clients work against it
+/// (see `scripts/check-emulator-with-azure-sdk.py`).
+package final class KeyVaultEmulator: Sendable {
+    /// Key Vault's resource; the challenge names it and tokens are issued for it.
+    package static let keyVaultResource = "https://vault.azure.net"
+
+    private let state: Mutex<State>
+    private let server: LoopbackHTTPServer
+    package let certificates: EmulatorCertificates
+    /// `https://127.0.0.1:<port>`.
+    package let baseURL: String
+
+    /// Throttling and fault injection, changeable while running.
+    package struct Faults: Sendable {
+        /// Allow this many Key Vault requests per window, answer 429 past it.
+        package var throttleLimit: Int?
+        package var throttleWindow: Duration = .seconds(10)
+        /// The `Retry-After` seconds a 429 carries.
+        package var retryAfterSeconds: Int = 1
+        /// Delay every Key Vault answer.
+        package var latency: Duration?
+        /// Answer the next N Key Vault requests with this status (500, 503, 429…).
+        package var failNext: (status: Int, count: Int)?
+
+        package init() {}
+    }
+
+    package init(seed: EmulatorSeed, port: Int = 0, certificates: EmulatorCertificates? = nil) async throws {
+        let certificates = try certificates ?? EmulatorCertificates.generate()
+        let state = Mutex(try State(seed: seed))
+        let box = Box()
+        self.server = try await LoopbackHTTPServer(port: port, tls: try certificates.serverContext()) { request in
+            box.emulator.withLock { $0 }?.handle(request) ?? .init(status: 503)
+        }
+        self.state = state
+        self.certificates = certificates
+        self.baseURL = "https://127.0.0.1:\(server.port)"
+        box.emulator.withLock { $0 = self }
+    }
+
+    package func shutdown() async throws {
+        try await server.shutdown()
+    }
+
+    // MARK: Controls for tests and benchmarks
+
+    /// Requests served, by `METHOD path` (query removed).
+    package var requestCounts: [String: Int] { state.withLock { $0.counts } }
+    /// Key Vault data-plane requests only (not Entra, not IMDS), including unauthenticated and failed ones.
+    package var keyVaultRequestCount: Int { state.withLock { $0.keyVaultRequests } }
+    /// Token requests to Entra and IMDS.
+    package var tokenRequestCount: Int { state.withLock { $0.tokenRequests } }
+    package func resetCounters() {
+        state.withLock {
+            $0.counts = [:]
+            $0.keyVaultRequests = 0
+            $0.tokenRequests = 0
+        }
+    }
+    package func setFaults(_ faults: Faults) { state.withLock { $0.faults = faults } }
+
+    /// Adds a new version of a secret (as `PUT /secrets/<name>` does) and returns its version id.
+    @discardableResult
+    package func setSecret(vault: String, name: String, value: String, contentType: String? = nil) -> String {
+        state.withLock { state in
+            let version = state.makeVersionID()
+            var versions = state.vaults[vault, default: .init()].secrets[name, default: []]
+            versions.append(.init(id: version, value: value, contentType: contentType, kid: nil, enabled: true, created: state.tick()))
+            state.vaults[vault, default: .init()].secrets[name] = versions
+            return version
+        }
+    }
+
+    /// Enables or disables one version of a secret.
+    package func setSecretEnabled(vault: String, name: String, version: String, enabled: Bool) {
+        state.withLock { state in
+            guard var versions = state.vaults[vault]?.secrets[name],
+                let index = versions.firstIndex(where: { $0.id == version })
+            else { return }
+            versions[index].enabled = enabled
+            state.vaults[vault]?.secrets[name] = versions
+        }
+    }
+
+    /// The version ids of a secret, oldest first.
+    package func secretVersions(vault: String, name: String) -> [String] {
+        state.withLock { $0.vaults[vault]?.secrets[name]?.map(\.id) ?? [] }
+    }
+
+    // MARK: Routing
+
+    private func handle(_ request: LoopbackHTTPServer.Request) -> LoopbackHTTPServer.Response {
+        state.withLock { state in
+            state.counts["\(request.method) \(request.path)", default: 0] += 1
+            let segments = request.path.split(separator: "/").map(String.init)
+            if segments.starts(with: ["metadata", "identity", "oauth2", "token"]) {
+                state.tokenRequests += 1
+                return state.imdsToken(request)
+            }
+            if segments.count == 4, segments[1] == "oauth2", segments[2] == "v2.0", segments[3] == "token" {
+                state.tokenRequests += 1
+                return state.entraToken(request, tenant: segments[0], baseURL: baseURL)
+            }
+            if segments.count >= 3, segments[1] == "v2.0", segments.last == "openid-configuration" {
+                return state.openIDConfiguration(tenant: segments[0], baseURL: baseURL)
+            }
+            let collections = ["secrets", "keys", "certificates"]
+            if segments.count >= 2, collections.contains(segments[1]) {
+                state.keyVaultRequests += 1
+                return state.keyVault(request, vault: segments[0], rest: Array(segments.dropFirst()), baseURL: baseURL)
+            }
+            if let first = segments.first, collections.contains(first) {
+                state.keyVaultRequests += 1
+                return state.keyVault(request, vault: nil, rest: segments, baseURL: baseURL)
+            }
+            return State.json(404, ["error": ["code": "NotFound", "message": "The requested resource was not found."]])
+        }
+    }
+}
+
+/// Lets the server's handler reach the emulator once it exists.
+private final class Box: Sendable {
+    let emulator = Mutex<KeyVaultEmulator?>(nil)
+}

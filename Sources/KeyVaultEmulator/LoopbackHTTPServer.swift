@@ -1,0 +1,115 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+
+/// A small HTTP/1.1 server on a loopback port, plain or TLS, that hands each complete request to a handler.
+/// Test doubles of HTTP services (the Key Vault emulator, the fake Kubernetes API server) are built on it.
+package final class LoopbackHTTPServer: Sendable {
+    /// One complete request.
+    package struct Request: Sendable {
+        package var method: String
+        /// The path without the query.
+        package var path: String
+        /// The raw query string (without `?`).
+        package var query: String
+        package var headers: HTTPHeaders
+        package var body: [UInt8]
+    }
+
+    /// The answer to a request, sent after `delay` when set.
+    package struct Response: Sendable {
+        package var status: Int
+        package var headers: [(String, String)]
+        package var body: [UInt8]
+        package var delay: Duration?
+
+        package init(status: Int, headers: [(String, String)] = [], body: [UInt8] = [], delay: Duration? = nil) {
+            self.status = status
+            self.headers = headers
+            self.body = body
+            self.delay = delay
+        }
+    }
+
+    private let channel: any Channel
+    /// The bound port.
+    package let port: Int
+
+    /// Binds `host:port` (0 for an ephemeral port) and serves `handler`.
+    package init(
+        host: String = "127.0.0.1",
+        port: Int = 0,
+        tls: NIOSSLContext? = nil,
+        handler: @escaping @Sendable (Request) -> Response
+    ) async throws {
+        let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    if let tls {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
+                    }
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try channel.pipeline.syncOperations.addHandler(RequestCollector(handler: handler))
+                }
+            }
+        channel = try await bootstrap.bind(host: host, port: port).get()
+        self.port = channel.localAddress?.port ?? port
+    }
+
+    package func shutdown() async throws {
+        try await channel.close()
+    }
+}
+
+/// Gathers head and body, calls the handler, writes the response.
+private final class RequestCollector: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let handler: @Sendable (LoopbackHTTPServer.Request) -> LoopbackHTTPServer.Response
+    private var head: HTTPRequestHead?
+    private var body: [UInt8] = []
+
+    init(handler: @escaping @Sendable (LoopbackHTTPServer.Request) -> LoopbackHTTPServer.Response) {
+        self.handler = handler
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            self.head = head
+            body = []
+        case .body(var buffer):
+            body += buffer.readBytes(length: buffer.readableBytes) ?? []
+        case .end:
+            guard let head else { return }
+            self.head = nil
+            let question = head.uri.firstIndex(of: "?")
+            let request = LoopbackHTTPServer.Request(
+                method: head.method.rawValue,
+                path: String(head.uri[..<(question ?? head.uri.endIndex)]),
+                query: question.map { String(head.uri[head.uri.index(after: $0)...]) } ?? "",
+                headers: head.headers,
+                body: body
+            )
+            let response = handler(request)
+            var headers = HTTPHeaders(response.headers)
+            headers.replaceOrAdd(name: "Content-Length", value: String(response.body.count))
+            let responseHead = HTTPResponseHead(version: head.version, status: .init(statusCode: response.status), headers: headers)
+            let write = { [self] in
+                context.write(self.wrapOutboundOut(.head(responseHead)), promise: nil)
+                context.write(self.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: response.body)))), promise: nil)
+                context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
+            }
+            if let delay = response.delay {
+                let (seconds, attoseconds) = delay.components
+                let nanos = seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+                context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(nanos)) { write() }
+            } else {
+                write()
+            }
+        }
+    }
+}
