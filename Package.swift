@@ -12,7 +12,8 @@ let package = Package(
     name: "secrets-store-csi-driver-swift",
     platforms: [.macOS(.v15)],
     products: [
-        .executable(name: "secrets-store-csi-driver", targets: ["secrets-store-csi-driver"])
+        .executable(name: "secrets-store-csi-driver", targets: ["secrets-store-csi-driver"]),
+        .executable(name: "keyvault-emulator", targets: ["keyvault-emulator"]),
     ],
     dependencies: [
         .package(url: "https://github.com/grpc/grpc-swift-2", exact: "2.4.3"),
@@ -141,6 +142,7 @@ let package = Package(
             name: "secrets-store-csi-driver",
             dependencies: [
                 "SecretsStoreCore",
+                "SecretsStoreAzure",
                 "SecretsStoreCSI",
                 "SecretsStoreKubernetes",
                 "SecretsStoreLinux",
@@ -150,6 +152,14 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "keyvault-emulator",
+            dependencies: [
+                "KeyVaultEmulator",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -170,6 +180,17 @@ let package = Package(
             dependencies: [
                 "SecretsStoreCore", "SecretsStoreLinux", "SecretsStoreTesting",
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "SecretsStoreAzureTests",
+            dependencies: [
+                "SecretsStoreCore", "SecretsStoreAzure", "SecretsStoreCSI", "SecretsStoreTesting", "KeyVaultEmulator", "CSIProtocol",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
             ],
             swiftSettings: swiftSettings
         ),

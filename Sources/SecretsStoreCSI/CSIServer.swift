@@ -9,8 +9,8 @@ import ServiceLifecycle
 import Glibc
 #endif
 
-/// The driver's gRPC endpoint: Identity and Node on a Unix socket, run as a `Service` so it starts and stops
-/// with the rest of the process under one `ServiceGroup`.
+/// A gRPC endpoint on a Unix socket (the driver's Identity + Node, or a provider's v1alpha1 service), run as
+/// a `Service` so it starts and stops with the rest of the process under one `ServiceGroup`.
 ///
 /// Before binding it takes an exclusive lock on `<socket>.lock`: a second instance fails at once instead of
 /// silently replacing the socket of a running one. It then removes a stale socket file, binds, and sets the
@@ -23,15 +23,25 @@ package struct CSIServer: Service {
 
     package init(
         socketPath: String,
+        services: [any RegistrableRPCService],
+        logger: Logger,
+        onListening: @escaping @Sendable (String) -> Void = { _ in }
+    ) {
+        self.socketPath = socketPath
+        self.services = services
+        self.logger = logger
+        self.onListening = onListening
+    }
+
+    /// The CSI driver's endpoint: Identity and Node.
+    package init(
+        socketPath: String,
         identity: IdentityService,
         node: NodeService,
         logger: Logger,
         onListening: @escaping @Sendable (String) -> Void = { _ in }
     ) {
-        self.socketPath = socketPath
-        self.services = [identity, node]
-        self.logger = logger
-        self.onListening = onListening
+        self.init(socketPath: socketPath, services: [identity, node], logger: logger, onListening: onListening)
     }
 
     package func run() async throws {

@@ -7,7 +7,7 @@ struct Driver: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "secrets-store-csi-driver",
         abstract: "Secrets Store CSI driver: mounts secrets from Azure Key Vault and other providers into pods.",
-        subcommands: [ServeCommand.self],
+        subcommands: [ServeCommand.self, ProviderCommand.self],
         defaultSubcommand: ServeCommand.self
     )
 

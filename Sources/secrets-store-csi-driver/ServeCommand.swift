@@ -1,5 +1,6 @@
 import ArgumentParser
 import Logging
+import SecretsStoreAzure
 import SecretsStoreCSI
 import SecretsStoreCore
 import SecretsStoreKubernetes
@@ -74,6 +75,14 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("provider-health-check-interval"), help: "Accepted for compatibility; has no effect.")
     var providerHealthCheckInterval = "2m"
 
+    @Option(
+        name: .customLong("builtin-azure-provider"),
+        help: "Serve SecretProviderClasses with provider azure in-process (true) or through azure.sock (false)."
+    )
+    var builtinAzureProvider = true
+
+    @OptionGroup var azure: AzureOptions
+
     func validate() throws {
         guard GoDuration.parse(rotationPollInterval) != nil else {
             throw ValidationError("--rotation-poll-interval \(rotationPollInterval): not a duration such as 30s or 2m")
@@ -89,10 +98,7 @@ struct ServeCommand: AsyncParsableCommand {
             print("{\"BuildVersion\":\"\(DriverVersion.current)\",\"GitCommit\":\"\",\"BuildDate\":\"\"}")
             return
         }
-        let level: Logger.Level = verbosity >= 5 ? .trace : verbosity >= 4 ? .debug : .info
-        let format: LineLogHandler.Format = logFormatJSON ? .json : .text
-        LoggingSystem.bootstrap { label in LineLogHandler(label: label, format: format, level: level) }
-        let logger = Logger(label: "secrets-store-csi-driver")
+        let logger = bootstrapLogging(verbosity: verbosity, json: logFormatJSON)
 
         let socketPath = try Endpoint.socketPath(from: endpoint)
         let kubernetesConfiguration: KubernetesConfiguration
@@ -104,12 +110,23 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError(error.description)
         }
         let kubernetes = try RESTKubernetesClient(configuration: kubernetesConfiguration)
+        var builtIn: [String: any SecretsProvider] = [:]
+        var azureHTTP: AzureHTTP?
+        if builtinAzureProvider {
+            let (provider, http) = try azure.makeProvider()
+            builtIn["azure"] = provider
+            azureHTTP = http
+        }
         let directories =
             additionalProviderVolumePaths.split(separator: ",").map { String($0).trimmingSpaces() }
             .filter { !$0.isEmpty } + [providerVolume]
         let publisher = NodePublisher(
             kubernetes: kubernetes,
-            providers: ProviderSocketDirectory(directories: directories, maxReceiveMessageBytes: maxCallRecvMsgSize),
+            providers: ProviderSocketDirectory(
+                builtIn: builtIn,
+                directories: directories,
+                maxReceiveMessageBytes: maxCallRecvMsgSize
+            ),
             mounter: LinuxMounter(),
             fileSystem: PosixFileSystem(),
             monotonicNow: { ContinuousClock.now - ContinuousClock.Instant.processStart },
@@ -139,9 +156,11 @@ struct ServeCommand: AsyncParsableCommand {
             try await group.run()
         } catch {
             try? await kubernetes.shutdown()
+            try? await azureHTTP?.shutdown()
             throw error
         }
         try await kubernetes.shutdown()
+        try await azureHTTP?.shutdown()
         logger.info("stopped")
     }
 

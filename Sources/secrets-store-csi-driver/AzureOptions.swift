@@ -1,0 +1,57 @@
+import ArgumentParser
+import SecretsStoreAzure
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Options of the built-in Azure Key Vault provider, shared by `serve` and `provider azure`.
+struct AzureOptions: ParsableArguments {
+    @Option(name: .customLong("azure-cloud-name"), help: "Cloud used when a SecretProviderClass sets no cloudName.")
+    var cloudName = "AzurePublicCloud"
+
+    @Option(
+        name: .customLong("azure-keyvault-url-template"),
+        help: "Key Vault base URL with {vault}, for emulators and private endpoints (e.g. https://127.0.0.1:8443/{vault})."
+    )
+    var keyVaultURLTemplate: String?
+
+    @Option(
+        name: .customLong("azure-authority-host"),
+        help: "Entra ID authority host; defaults to $AZURE_AUTHORITY_HOST, else the cloud's."
+    )
+    var authorityHost: String?
+
+    @Option(name: .customLong("azure-imds-endpoint"), help: "Managed identity endpoint (default http://169.254.169.254).")
+    var imdsEndpoint: String?
+
+    @Option(name: .customLong("azure-ca-bundle"), help: "PEM file of extra CA certificates to trust for Azure endpoints.")
+    var caBundle: String?
+
+    /// The endpoint overrides these options describe.
+    func overrides() throws -> AzureEndpointOverrides {
+        var bundle: [UInt8]?
+        if let caBundle {
+            guard let file = fopen(caBundle, "r") else { throw ValidationError("--azure-ca-bundle \(caBundle): cannot open") }
+            defer { fclose(file) }
+            var bytes: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while case let count = fread(&buffer, 1, buffer.count, file), count > 0 { bytes += buffer[0..<count] }
+            bundle = bytes
+        }
+        let environmentAuthority = getenv("AZURE_AUTHORITY_HOST").map { String(cString: $0) }
+        return AzureEndpointOverrides(
+            keyVaultURLTemplate: keyVaultURLTemplate,
+            authorityHost: authorityHost ?? environmentAuthority,
+            imdsEndpoint: imdsEndpoint,
+            caBundlePEM: bundle
+        )
+    }
+
+    /// The provider, with its HTTP client (shut it down at exit).
+    func makeProvider() throws -> (AzureKeyVaultProvider, AzureHTTP) {
+        let overrides = try overrides()
+        let http = try AzureHTTP(extraCABundlePEM: overrides.caBundlePEM)
+        return (AzureKeyVaultProvider(http: http, overrides: overrides, defaultCloudName: cloudName), http)
+    }
+}
