@@ -29,10 +29,20 @@ package struct EmulatorSeed: Codable, Sendable {
             package var subject: String
             package var audience: String
             package var issuer: String?
+            package init(subject: String, audience: String, issuer: String? = nil) {
+                self.subject = subject
+                self.audience = audience
+                self.issuer = issuer
+            }
         }
         package var clientID: String
         package var secret: String?
         package var federated: [Federation]?
+        package init(clientID: String, secret: String? = nil, federated: [Federation]? = nil) {
+            self.clientID = clientID
+            self.secret = secret
+            self.federated = federated
+        }
     }
 
     package struct SecretVersion: Codable, Sendable {
@@ -42,11 +52,23 @@ package struct EmulatorSeed: Codable, Sendable {
         package var pem: String?
         package var enabled: Bool?
         package var tags: [String: String]?
+        package init(value: String? = nil, contentType: String? = nil, pkcs12: String? = nil, pem: String? = nil, enabled: Bool? = nil, tags: [String: String]? = nil) {
+            self.value = value
+            self.contentType = contentType
+            self.pkcs12 = pkcs12
+            self.pem = pem
+            self.enabled = enabled
+            self.tags = tags
+        }
     }
 
     package struct KeyVersion: Codable, Sendable {
         package var jwk: [String: String]
         package var enabled: Bool?
+        package init(jwk: [String: String], enabled: Bool? = nil) {
+            self.jwk = jwk
+            self.enabled = enabled
+        }
     }
 
     package struct CertificateVersion: Codable, Sendable {
@@ -55,6 +77,11 @@ package struct EmulatorSeed: Codable, Sendable {
         /// PEM with the private key and the chain (stored as `application/x-pem-file`).
         package var pem: String?
         package var enabled: Bool?
+        package init(pkcs12: String? = nil, pem: String? = nil, enabled: Bool? = nil) {
+            self.pkcs12 = pkcs12
+            self.pem = pem
+            self.enabled = enabled
+        }
     }
 
     package struct Vault: Codable, Sendable {
@@ -63,6 +90,17 @@ package struct EmulatorSeed: Codable, Sendable {
         package var certificates: [String: [CertificateVersion]]?
         /// Client IDs allowed to read; everyone authenticated when unset.
         package var allowedClients: [String]?
+        package init(
+            secrets: [String: [SecretVersion]]? = nil,
+            keys: [String: [KeyVersion]]? = nil,
+            certificates: [String: [CertificateVersion]]? = nil,
+            allowedClients: [String]? = nil
+        ) {
+            self.secrets = secrets
+            self.keys = keys
+            self.certificates = certificates
+            self.allowedClients = allowedClients
+        }
     }
 
     package var tenantID: String?

@@ -4,11 +4,7 @@ import SecretsStoreAzure
 import Testing
 import _CryptoExtras
 
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
 import Foundation
-#endif
 
 @Suite("Key Vault object contents")
 struct ObjectContentsTests {
