@@ -211,7 +211,7 @@ let package = Package(
             name: "EndToEndTests",
             dependencies: [
                 "SecretsStoreCore", "SecretsStoreCSI", "SecretsStoreKubernetes", "SecretsStoreLinux",
-                "SecretsStoreTesting", "CSIProtocol",
+                "SecretsStoreTesting", "CSIProtocol", "SecretsStoreAzure", "KeyVaultEmulator",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),

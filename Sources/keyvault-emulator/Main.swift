@@ -33,11 +33,15 @@ struct EmulatorCommand: AsyncParsableCommand {
         faults.throttleLimit = throttle
         faults.latency = latencyMilliseconds.map { .milliseconds($0) }
         emulator.setFaults(faults)
-        print("keyvault-emulator listening on \(emulator.baseURL)")
-        print("  vaults:  \(emulator.baseURL)/<vault>/secrets/<name>   (driver: --azure-keyvault-url-template=\(emulator.baseURL)/{vault})")
-        print("  entra:   \(emulator.baseURL)/<tenant>/oauth2/v2.0/token   (--azure-authority-host=\(emulator.baseURL)/)")
-        print("  imds:    \(emulator.baseURL)/metadata/identity/oauth2/token   (--azure-imds-endpoint=\(emulator.baseURL))")
-        print("  CA:      \(caOut)   (--azure-ca-bundle=\(caOut))")
+        let banner = """
+            keyvault-emulator listening on \(emulator.baseURL)
+              vaults:  \(emulator.baseURL)/<vault>/secrets/<name>   (driver: --azure-keyvault-url-template=\(emulator.baseURL)/{vault})
+              entra:   \(emulator.baseURL)/<tenant>/oauth2/v2.0/token   (--azure-authority-host=\(emulator.baseURL)/)
+              imds:    \(emulator.baseURL)/metadata/identity/oauth2/token   (--azure-imds-endpoint=\(emulator.baseURL))
+              CA:      \(caOut)   (--azure-ca-bundle=\(caOut))
+
+            """
+        FileHandle.standardOutput.write(Data(banner.utf8))
         while !Task.isCancelled {
             try await Task.sleep(for: .seconds(3600))
         }

@@ -83,6 +83,7 @@ struct DriverHarness {
 func withDriver(
     rotation: RotationPolicy = .disabled,
     maxReceiveMessageBytes: Int = 4_194_304,
+    builtIn: [String: any SecretsProvider] = [:],
     providerBehaviour: TestProviderServer.Behaviour = .respond(
         TestProviderServer.response(files: [("username", "admin"), ("password", "p@ss-SENTINEL")])
     ),
@@ -102,6 +103,7 @@ func withDriver(
         let publisher = NodePublisher(
             kubernetes: kubernetes,
             providers: ProviderSocketDirectory(
+                builtIn: builtIn,
                 directories: [root + "/etc-providers", root + "/providers"],
                 maxReceiveMessageBytes: maxReceiveMessageBytes
             ),

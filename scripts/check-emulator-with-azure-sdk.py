@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""Keeps keyvault-emulator honest: drives it with Microsoft's official Python SDKs (azure-identity,
+azure-keyvault-secrets, azure-keyvault-keys) over HTTPS, unchanged, and checks what they see.
+
+Options used are the SDKs' own documented ones for private endpoints and emulators:
+verify_challenge_resource=False (the vault host is 127.0.0.1, not *.vault.azure.net),
+authority=<emulator> with disable_instance_discovery=True, and REQUESTS_CA_BUNDLE for the emulator's CA.
+
+Usage: check-emulator-with-azure-sdk.py PATH/TO/keyvault-emulator
+Prints one line per check and a final 'N passed, N failed' line; exits non-zero on any failure.
+"""
+import base64
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+
+
+def jwt(subject, audience="api://AzureADTokenExchange", lifetime=3600):
+    def segment(obj):
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+    now = int(time.time())
+    claims = {"aud": [audience], "sub": subject, "iss": "https://oidc.example", "iat": now, "exp": now + lifetime}
+    return segment({"alg": "RS256", "typ": "JWT"}) + "." + segment(claims) + ".c2ln"
+
+
+def main():
+    emulator_binary = sys.argv[1]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    workdir = tempfile.mkdtemp(prefix="kvemu-")
+    ca = os.path.join(workdir, "ca.pem")
+    process = subprocess.Popen(
+        [emulator_binary, "--port", "0", "--seed", os.path.join(root, "examples", "emulator-seed.yaml"), "--ca-out", ca],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    line = process.stdout.readline().strip()
+    if "listening on " not in line:
+        print("emulator did not start:", line, process.stdout.read())
+        return 1
+    base = line.split("listening on ")[1]
+    os.environ["REQUESTS_CA_BUNDLE"] = ca
+
+    from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
+    from azure.identity import ClientAssertionCredential, ClientSecretCredential
+    from azure.keyvault.keys import KeyClient
+    from azure.keyvault.secrets import SecretClient
+
+    passed, failed = 0, 0
+
+    def check(name, condition, detail=""):
+        nonlocal passed, failed
+        if condition:
+            passed += 1
+            print("ok  ", name)
+        else:
+            failed += 1
+            print("FAIL", name, detail)
+
+    try:
+        sp = ClientSecretCredential(TENANT, "demo-sp", "demo-sp-secret", authority=base, disable_instance_discovery=True)
+        secrets = SecretClient(vault_url=base, credential=sp, verify_challenge_resource=False)
+        secret = secrets.get_secret("db-pass")
+        check("client secret credential + 401 challenge + get_secret", secret.value == "first-password", secret.value)
+        check("secret id parses (name, version)", secret.name == "db-pass" and len(secret.properties.version) == 32)
+        created = secrets.set_secret("db-pass", "second-password")
+        check("set_secret creates a new version", created.properties.version != secret.properties.version)
+        check("get_secret returns the newest version", secrets.get_secret("db-pass").value == "second-password")
+        check("get_secret by version", secrets.get_secret("db-pass", secret.properties.version).value == "first-password")
+        versions = list(secrets.list_properties_of_secret_versions("api-key"))
+        check("list_properties_of_secret_versions", len(versions) == 3, len(versions))
+        secrets.update_secret_properties("api-key", versions[0].version, enabled=False)
+        try:
+            secrets.get_secret("api-key", versions[0].version)
+            check("a disabled version is refused", False)
+        except HttpResponseError as error:
+            check("a disabled version is refused with 403", error.status_code == 403, error.status_code)
+        try:
+            secrets.get_secret("missing")
+            check("a missing secret raises ResourceNotFoundError", False)
+        except ResourceNotFoundError as error:
+            check("a missing secret raises ResourceNotFoundError (SecretNotFound)", error.error.code == "SecretNotFound", error.error.code)
+
+        wi = ClientAssertionCredential(TENANT, "5f8b6a9e-demo-workload", lambda: jwt("system:serviceaccount:default:demo"),
+                                       authority=base, disable_instance_discovery=True)
+        keys = KeyClient(vault_url=base, credential=wi, verify_challenge_resource=False)
+        key = keys.get_key("signing")
+        check("client assertion (workload identity) + get_key", key.key_type == "EC" and key.key.crv == "P-256", key.key_type)
+
+        bad = ClientSecretCredential(TENANT, "demo-sp", "wrong", authority=base, disable_instance_discovery=True)
+        try:
+            SecretClient(vault_url=base, credential=bad, verify_challenge_resource=False).get_secret("db-pass")
+            check("a wrong client secret is refused", False)
+        except ClientAuthenticationError as error:
+            check("a wrong client secret is refused with AADSTS7000215", "AADSTS7000215" in str(error), str(error)[:200])
+        other = ClientAssertionCredential(TENANT, "5f8b6a9e-demo-workload", lambda: jwt("system:serviceaccount:default:other"),
+                                          authority=base, disable_instance_discovery=True)
+        try:
+            KeyClient(vault_url=base, credential=other, verify_challenge_resource=False).get_key("signing")
+            check("an unknown federated subject is refused", False)
+        except ClientAuthenticationError as error:
+            check("an unknown federated subject is refused with AADSTS70021", "AADSTS70021" in str(error), str(error)[:200])
+    except Exception as error:  # noqa: BLE001 - report any SDK failure as a failed check
+        check("unexpected exception", False, repr(error))
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+    print(f"{passed} passed, {failed} failed")
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
