@@ -1,4 +1,5 @@
 #if canImport(FoundationEssentials)
+import SecretsStoreCore
 import FoundationEssentials
 #else
 import Foundation

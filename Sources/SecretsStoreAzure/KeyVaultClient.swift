@@ -1,3 +1,4 @@
+import SecretsStoreCore
 import Logging
 import NIOHTTP1
 

@@ -1,3 +1,4 @@
+import SecretsStoreCore
 import Crypto
 import NIOSSL
 import SwiftASN1

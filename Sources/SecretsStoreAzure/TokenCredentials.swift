@@ -1,3 +1,4 @@
+import SecretsStoreCore
 import Crypto
 import NIOHTTP1
 import Synchronization

@@ -59,12 +59,13 @@ package final class RESTKubernetesClient: KubernetesClient {
         return try Self.decode(Resources.SecretProviderClass.self, body).domainValue(namespace: namespace, name: name)
     }
 
-    package func applyPodStatus(_ status: SecretProviderClassPodStatus, logger: Logger) async throws {
+    @discardableResult
+    package func applyPodStatus(_ status: SecretProviderClassPodStatus, logger: Logger) async throws -> String {
         let collection = Self.resourcePath("secretproviderclasspodstatuses", namespace: status.namespace, name: nil)
         let desired = Resources.SecretProviderClassPodStatus(status)
         do {
-            _ = try await send(.POST, collection, body: Self.encode(desired), logger: logger)
-            return
+            let created = try await send(.POST, collection, body: Self.encode(desired), logger: logger)
+            return (try? Self.decode(Resources.SecretProviderClassPodStatus.self, created))?.metadata.uid ?? ""
         } catch {
             // Already there (a StatefulSet pod re-created with the same name, or a republish): overwrite it below.
             guard case .conflict = error else { throw error }
@@ -79,13 +80,75 @@ package final class RESTKubernetesClient: KubernetesClient {
             )
             let updated = Self.merging(desired, into: existing)
             do {
-                _ = try await send(.PUT, path, body: Self.encode(updated), logger: logger)
-                return
+                let written = try await send(.PUT, path, body: Self.encode(updated), logger: logger)
+                return (try? Self.decode(Resources.SecretProviderClassPodStatus.self, written))?.metadata.uid
+                    ?? existing.metadata.uid ?? ""
             } catch {
                 guard case .conflict = error, attempt < 5 else { throw error }
                 logger.debug("pod status update conflicted; retrying", metadata: ["k8s.attempt": "\(attempt)"])
             }
         }
+    }
+
+    package func podStatuses(nodeName: String, logger: Logger) async throws -> [SecretProviderClassPodStatus] {
+        let selector = FormEncodingLite.escape("\(SecretProviderClassPodStatus.nodeNameLabel)=\(nodeName)")
+        let body = try await send(.GET, "/apis/\(Self.group)/\(Self.version)/secretproviderclasspodstatuses?labelSelector=\(selector)", logger: logger)
+        return try Self.decode(Resources.List<Resources.SecretProviderClassPodStatus>.self, body).items.compactMap { $0.domainValue() }
+    }
+
+    package func pod(namespace: String, name: String, logger: Logger) async throws -> PodInfo {
+        let body = try await send(.GET, "/api/v1/namespaces/\(Self.escape(namespace))/pods/\(Self.escape(name))", logger: logger)
+        let pod = try Self.decode(Resources.Pod.self, body)
+        return PodInfo(
+            namespace: namespace,
+            name: name,
+            uid: pod.metadata.uid ?? "",
+            ownerReferences: (pod.metadata.ownerReferences ?? []).map {
+                OwnerReference(apiVersion: $0.apiVersion, kind: $0.kind, name: $0.name, uid: $0.uid)
+            },
+            terminating: pod.metadata.deletionTimestamp != nil
+        )
+    }
+
+    package func secret(namespace: String, name: String, logger: Logger) async throws -> KubernetesSecret? {
+        do {
+            let body = try await send(.GET, Self.secretPath(namespace, name), logger: logger)
+            return try Self.decode(Resources.Secret.self, body).domainValue(namespace: namespace, name: name)
+        } catch {
+            if case .notFound = error { return nil }
+            throw error
+        }
+    }
+
+    package func createSecret(_ secret: KubernetesSecret, logger: Logger) async throws {
+        var secret = secret
+        secret.resourceVersion = nil
+        _ = try await send(.POST, Self.secretPath(secret.namespace, nil), body: Self.encode(Resources.Secret(secret)), logger: logger)
+    }
+
+    package func updateSecret(_ secret: KubernetesSecret, logger: Logger) async throws {
+        _ = try await send(.PUT, Self.secretPath(secret.namespace, secret.name), body: Self.encode(Resources.Secret(secret)), logger: logger)
+    }
+
+    package func recordEvent(_ event: PodEvent, logger: Logger) async throws {
+        let now = UTCTimestamp.iso8601(nanosecondsSinceEpoch: Int64(Date().timeIntervalSince1970 * 1e9))
+        let seconds = String(now.prefix(19)) + "Z"
+        let suffix = String(UInt64.random(in: 0...UInt64.max), radix: 16)
+        let body = Resources.Event(
+            metadata: Resources.ObjectMeta(name: "\(event.pod.name).\(suffix)", namespace: event.pod.namespace),
+            involvedObject: .init(name: event.pod.name, namespace: event.pod.namespace, uid: event.pod.uid.isEmpty ? nil : event.pod.uid),
+            reason: event.reason,
+            message: event.message,
+            type: event.kind.rawValue,
+            source: .init(component: "secrets-store-csi-driver", host: nil),
+            firstTimestamp: seconds,
+            lastTimestamp: seconds
+        )
+        _ = try await send(.POST, "/api/v1/namespaces/\(Self.escape(event.pod.namespace))/events", body: Self.encode(body), logger: logger)
+    }
+
+    private static func secretPath(_ namespace: String, _ name: String?) -> String {
+        "/api/v1/namespaces/\(escape(namespace))/secrets" + (name.map { "/" + escape($0) } ?? "")
     }
 
     /// The update for an existing pod status: our status, node label and owner, its other labels and
@@ -174,6 +237,11 @@ package final class RESTKubernetesClient: KubernetesClient {
         var path = "/apis/\(group)/\(version)/namespaces/\(escape(namespace))/\(resource)"
         if let name { path += "/" + escape(name) }
         return path
+    }
+
+    /// Percent-encodes a query value.
+    enum FormEncodingLite {
+        static func escape(_ value: String) -> String { RESTKubernetesClient.escape(value) }
     }
 
     /// Percent-encodes a path segment (object names are DNS labels; this guards against anything else).

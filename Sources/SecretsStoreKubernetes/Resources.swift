@@ -74,6 +74,21 @@ package enum Resources {
         package var metadata: ObjectMeta
         package var status: Status?
 
+        /// The domain value of a listed object.
+        package func domainValue() -> SecretsStoreCore.SecretProviderClassPodStatus? {
+            guard let status, let namespace = metadata.namespace else { return nil }
+            return .init(
+                namespace: namespace,
+                podName: status.podName,
+                podUID: metadata.ownerReferences?.first(where: { $0.kind == "Pod" })?.uid ?? "",
+                nodeName: metadata.labels?[SecretsStoreCore.SecretProviderClassPodStatus.nodeNameLabel] ?? "",
+                secretProviderClassName: status.secretProviderClassName,
+                targetPath: status.targetPath,
+                mounted: status.mounted,
+                objects: status.objects ?? []
+            )
+        }
+
         /// The object the driver writes for `status`: node label, one owner reference to the pod.
         package init(_ status: SecretsStoreCore.SecretProviderClassPodStatus) {
             var metadata = ObjectMeta(name: status.name, namespace: status.namespace)
@@ -92,6 +107,83 @@ package enum Resources {
                 objects: status.objects
             )
         }
+    }
+
+    package struct Pod: Codable, Sendable {
+        package struct Metadata: Codable, Sendable {
+            var name: String?
+            var namespace: String?
+            var uid: String?
+            var ownerReferences: [OwnerReference]?
+            var deletionTimestamp: String?
+        }
+        package var metadata: Metadata
+    }
+
+    package struct Secret: Codable, Sendable {
+        package var apiVersion: String = "v1"
+        package var kind: String = "Secret"
+        package var metadata: ObjectMeta
+        package var type: String?
+        /// Values base64-encoded, as the API sends them.
+        package var data: [String: String]?
+
+        package init(_ secret: KubernetesSecret) {
+            var metadata = ObjectMeta(name: secret.name, namespace: secret.namespace)
+            metadata.labels = secret.labels
+            metadata.annotations = secret.annotations.isEmpty ? nil : secret.annotations
+            metadata.ownerReferences = secret.ownerReferences.map {
+                OwnerReference(apiVersion: $0.apiVersion, kind: $0.kind, name: $0.name, uid: $0.uid)
+            }
+            metadata.resourceVersion = secret.resourceVersion
+            self.metadata = metadata
+            self.type = secret.type
+            self.data = secret.data.mapValues { Data($0).base64EncodedString() }
+        }
+
+        package func domainValue(namespace: String, name: String) -> KubernetesSecret {
+            KubernetesSecret(
+                namespace: metadata.namespace ?? namespace,
+                name: metadata.name ?? name,
+                type: type ?? "Opaque",
+                data: (data ?? [:]).compactMapValues { Data(base64Encoded: $0).map(Array.init) },
+                labels: metadata.labels ?? [:],
+                annotations: metadata.annotations ?? [:],
+                ownerReferences: (metadata.ownerReferences ?? []).map {
+                    SecretsStoreCore.OwnerReference(apiVersion: $0.apiVersion, kind: $0.kind, name: $0.name, uid: $0.uid)
+                },
+                resourceVersion: metadata.resourceVersion
+            )
+        }
+    }
+
+    package struct Event: Codable, Sendable {
+        package struct InvolvedObject: Codable, Sendable {
+            var apiVersion = "v1"
+            var kind = "Pod"
+            var name: String
+            var namespace: String
+            var uid: String?
+        }
+        package struct Source: Codable, Sendable {
+            var component: String
+            var host: String?
+        }
+        package var apiVersion = "v1"
+        package var kind = "Event"
+        package var metadata: ObjectMeta
+        package var involvedObject: InvolvedObject
+        package var reason: String
+        package var message: String
+        package var type: String
+        package var source: Source
+        package var firstTimestamp: String
+        package var lastTimestamp: String
+        package var count = 1
+    }
+
+    package struct List<Item: Codable & Sendable>: Codable, Sendable {
+        package var items: [Item]
     }
 
     /// `meta.k8s.io/v1` Status: the body of every API error.

@@ -113,7 +113,7 @@ package final class FakeKubernetesAPIServer: Sendable {
             case ("GET", nil):
                 let selector = Self.labelSelector(query)
                 let items = state.objects
-                    .filter { $0.key.prefix == prefix && $0.key.resource == resource && $0.key.namespace == namespace }
+                    .filter { $0.key.prefix == prefix && $0.key.resource == resource && (namespace == "*" || $0.key.namespace == namespace) }
                     .sorted { $0.key.name < $1.key.name }
                     .compactMap { Self.object(from: $0.value) }
                     .filter { Self.matches($0, selector) }
@@ -184,6 +184,8 @@ package final class FakeKubernetesAPIServer: Sendable {
         else if parts.first == "apis", parts.count >= 3 { prefixCount = 3 }
         else { return nil }
         let rest = Array(parts.dropFirst(prefixCount))
+        let prefixText = parts.prefix(prefixCount).joined(separator: "/")
+        if rest.count == 1 { return (prefixText, "*", rest[0], nil) }  // a list across all namespaces
         guard rest.count == 3 || rest.count == 4, rest[0] == "namespaces" else { return nil }
         let prefix = parts.prefix(prefixCount).joined(separator: "/")
         return (prefix, rest[1], rest[2], rest.count == 4 ? rest[3].removingPercentEncoding : nil)

@@ -3,6 +3,7 @@ import GRPCCore
 import KeyVaultEmulator
 import Logging
 import SecretsStoreAzure
+import SecretsStoreCore
 import SecretsStoreCSI
 import SecretsStoreCore
 import SecretsStoreTesting
@@ -16,7 +17,8 @@ struct AzureProviderTests {
     @Test("the reference's worked example, byte for byte")
     func workedExample() async throws {
         try await AzureHarness.withHarness { (harness: AzureHarness) async throws in
-            let response = try await harness.fetch(harness.request())
+            let request = harness.request()
+            let response = try await harness.fetch(request)
             #expect(response.files.map(\.path) == ["DB_PASSWORD", "web", "tls.crt", "signing", "api-key/0", "api-key/1"])
             #expect(response.files.allSatisfy { $0.mode == 0o644 })
             #expect(response.objectVersions.map(\.id) == ["secret/db-pass", "secret/web", "cert/web", "key/signing", "secret/api-key/0", "secret/api-key/1"])
@@ -45,8 +47,8 @@ struct AzureProviderTests {
             #expect(harness.emulator.tokenRequestCount == 1)
             #expect(harness.emulator.keyVaultRequestCount == 7)
 
-            // A second mount reuses the cached token.
-            _ = try await harness.fetch(harness.request())
+            // A second mount with the same service account token reuses the cached access token.
+            _ = try await harness.fetch(request)
             #expect(harness.emulator.tokenRequestCount == 1)
         }
     }

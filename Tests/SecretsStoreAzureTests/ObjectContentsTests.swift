@@ -1,6 +1,7 @@
 import Crypto
 import KeyVaultEmulator
 import SecretsStoreAzure
+import SecretsStoreCore
 import Testing
 import _CryptoExtras
 

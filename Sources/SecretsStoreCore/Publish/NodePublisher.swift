@@ -17,10 +17,13 @@ package final class NodePublisher: Sendable {
         /// `--nodeid`, written into the SecretProviderClassPodStatus label.
         package var nodeID: String
         package var rotation: RotationPolicy
+        /// `--enable-secret-sync`: mirror `secretObjects` into Kubernetes Secrets.
+        package var syncSecrets: Bool
 
-        package init(nodeID: String, rotation: RotationPolicy = .disabled) {
+        package init(nodeID: String, rotation: RotationPolicy = .disabled, syncSecrets: Bool = false) {
             self.nodeID = nodeID
             self.rotation = rotation
+            self.syncSecrets = syncSecrets
         }
     }
 
@@ -31,6 +34,8 @@ package final class NodePublisher: Sendable {
     private let writer: AtomicWriter
     private let monotonicNow: @Sendable () -> Duration
     private let configuration: Configuration
+    private let metrics: any DriverMetrics
+    private let syncer: SecretSyncer
     private let locks = TargetLocks()
     /// The volumes this instance has published.
     package let volumes = PublishedVolumes()
@@ -45,8 +50,11 @@ package final class NodePublisher: Sendable {
         fileSystem: any FileSystem,
         monotonicNow: @escaping @Sendable () -> Duration,
         wallClockSeconds: @escaping @Sendable () -> Int64,
-        configuration: Configuration
+        configuration: Configuration,
+        metrics: any DriverMetrics = NoMetrics()
     ) {
+        self.metrics = metrics
+        self.syncer = SecretSyncer(kubernetes: kubernetes)
         self.kubernetes = kubernetes
         self.providers = providers
         self.mounter = mounter
@@ -84,43 +92,68 @@ package final class NodePublisher: Sendable {
         guard locks.tryLock(request.targetPath) else { throw .operationPending(targetPath: request.targetPath) }
         defer { locks.unlock(request.targetPath) }
 
-        let mountedBefore = try prepareTarget(request.targetPath, logger: logger)
-        let hasContent = mountedBefore ? try holdsPublishedContent(request.targetPath) : false
-        if hasContent {
+        let mountedBefore: Bool
+        let hasContent: Bool
+        do {
+            mountedBefore = try prepareTarget(request.targetPath, logger: logger)
+            hasContent = mountedBefore ? try holdsPublishedContent(request.targetPath) : false
+        } catch {
+            metrics.publishFailed(provider: "", errorType: ErrorType(error))
+            throw error
+        }
+        if hasContent, volumes.volume(at: request.targetPath) != nil {
+            // A republish: keep kubelet's fresh tokens and secrets for the rotation loop.
+            volumes.update(request.targetPath) { $0.request = request }
+            let volume = volumes.volume(at: request.targetPath)!
             guard isDueForRefresh(request.targetPath) else {
                 logger.debug("volume already published")
+                metrics.published(provider: volume.provider)
                 return .alreadyPublished
             }
+            let outcome = await refresh([request.targetPath], lockHeld: true, logger: logger)
+            metrics.published(provider: volume.provider)
+            return outcome[request.targetPath] ?? .alreadyPublished
+        }
+        if hasContent, !configuration.rotation.enabled {
+            logger.debug("volume already published")
+            return .alreadyPublished
         }
 
-        let spc = try await loadSecretProviderClass(for: request, logger: logger)
-        logger[metadataKey: "provider.name"] = "\(spc.provider)"
-        let provider = try providers.provider(named: spc.provider)
-
-        if !mountedBefore {
-            try mounter.mountTmpfs(at: request.targetPath)
-        }
-        do {
-            let changed = try await fetchAndWrite(request, spc: spc, provider: provider, logger: logger)
-            if hasContent {
-                logger.info("volume refreshed", metadata: ["rotation.changed": "\(changed)"])
-                return .refreshed(changed: changed)
+        var providerName = ""
+        do throws(PublishError) {
+            let spc = try await loadSecretProviderClass(
+                namespace: request.pod.namespace,
+                name: request.secretProviderClassName,
+                logger: logger
+            )
+            providerName = spc.provider
+            logger[metadataKey: "provider.name"] = "\(spc.provider)"
+            let provider = try providers.provider(named: spc.provider)
+            if !mountedBefore {
+                try mounter.mountTmpfs(at: request.targetPath)
+            }
+            do throws(PublishError) {
+                let response = try await fetch(request, spc: spc, provider: provider, currentVersions: [], logger: logger)
+                try await apply(response, to: request.targetPath, request: request, spc: spc, firstPublish: true, logger: logger)
+            } catch {
+                // Compensation: the target held nothing of ours before this call, so it must hold nothing after
+                // it, and kubelet's retry starts from a clean directory. A volume that already had content (one
+                // published before a driver restart) keeps it.
+                if !hasContent {
+                    do {
+                        try mounter.unmount(request.targetPath)
+                    } catch {
+                        logger.error("failed to unmount after a failed publish", metadata: ["error": "\(error)"])
+                    }
+                }
+                throw error
             }
             logger.info("volume published")
+            metrics.published(provider: spc.provider)
             return .published
         } catch {
-            if hasContent {
-                logger.warning("volume refresh failed; keeping the files it had", metadata: ["error": "\(error)"])
-                return .refreshFailed(error)
-            }
-            // Compensation: the target held nothing of ours before this call, so it must hold nothing after it,
-            // and kubelet's retry starts from a clean directory.
-            do {
-                try mounter.unmount(request.targetPath)
-            } catch {
-                logger.error("failed to unmount after a failed publish", metadata: ["error": "\(error)"])
-            }
             logger.warning("publish failed", metadata: ["error": "\(error)"])
+            metrics.publishFailed(provider: providerName, errorType: ErrorType(error))
             throw error
         }
     }
@@ -168,11 +201,10 @@ package final class NodePublisher: Sendable {
     }
 
     private func loadSecretProviderClass(
-        for request: ValidatedPublishRequest,
+        namespace: String,
+        name: String,
         logger: Logger
     ) async throws(PublishError) -> SecretProviderClass {
-        let namespace = request.pod.namespace
-        let name = request.secretProviderClassName
         let spc: SecretProviderClass
         do {
             spc = try await kubernetes.secretProviderClass(namespace: namespace, name: name, logger: logger)
@@ -195,25 +227,27 @@ package final class NodePublisher: Sendable {
         return spc
     }
 
-    /// Asks the provider for the objects, validates the answer, writes it, and records the pod status.
-    /// Returns whether the files changed.
-    private func fetchAndWrite(
+    /// Asks the provider for the objects and validates the answer before anything is written.
+    private func fetch(
         _ request: ValidatedPublishRequest,
         spc: SecretProviderClass,
         provider: any SecretsProvider,
+        currentVersions: [ObjectVersion],
         logger: Logger
-    ) async throws(PublishError) -> Bool {
+    ) async throws(PublishError) -> ProviderResponse {
         let providerRequest = ProviderRequestBuilder.build(
             for: request,
             secretProviderClass: spc,
-            currentObjectVersions: volumes.volume(at: request.targetPath)?.objectVersions ?? []
+            currentObjectVersions: currentVersions
         )
+        let start = ContinuousClock.now
         let response: ProviderResponse
         do {
             response = try await provider.fetch(providerRequest, logger: logger)
         } catch {
             throw .provider(name: spc.provider, error)
         }
+        metrics.providerFetched(provider: spc.provider, duration: ContinuousClock.now - start)
         guard !response.objectVersions.isEmpty else {
             throw .provider(name: spc.provider, .invalidResponse("missing object versions"))
         }
@@ -221,23 +255,36 @@ package final class NodePublisher: Sendable {
             try PayloadPath.validate(file.path)
         }
         try checkForDuplicatePaths(response.files)
+        return response
+    }
 
+    /// Writes a validated answer into a mounted target, records the pod status, remembers the volume, and
+    /// syncs its Secrets. Returns whether the files changed.
+    @discardableResult
+    private func apply(
+        _ response: ProviderResponse,
+        to target: String,
+        request: ValidatedPublishRequest,
+        spc: SecretProviderClass,
+        firstPublish: Bool,
+        logger: Logger
+    ) async throws(PublishError) -> Bool {
         let changed: Bool
         if response.files.isEmpty {
             // A legacy provider writes into the target itself; make sure it did.
             let entries: [String]
             do {
-                entries = try fileSystem.contentsOfDirectory(at: request.targetPath)
+                entries = try fileSystem.contentsOfDirectory(at: target)
             } catch {
-                throw .writeFailed(targetPath: request.targetPath, reason: error.description)
+                throw .writeFailed(targetPath: target, reason: error.description)
             }
             guard !entries.isEmpty else { throw .emptyVolume(provider: spc.provider) }
             changed = true
         } else {
             do {
-                changed = try writer.write(response.files, to: request.targetPath) == .written
+                changed = try writer.write(response.files, to: target) == .written
             } catch {
-                throw .writeFailed(targetPath: request.targetPath, reason: error.description)
+                throw .writeFailed(targetPath: target, reason: error.description)
             }
         }
 
@@ -247,25 +294,212 @@ package final class NodePublisher: Sendable {
             podUID: request.pod.uid,
             nodeName: configuration.nodeID,
             secretProviderClassName: spc.name,
-            targetPath: request.targetPath,
+            targetPath: target,
             objects: response.objectVersions
         )
-        do {
-            try await kubernetes.applyPodStatus(status, logger: logger)
-        } catch {
-            throw Self.publishError(from: error, notFound: .kubernetesFailed("\(error)"))
+        let previous = volumes.volume(at: target)
+        var statusUID = previous?.podStatusUID ?? ""
+        if firstPublish || previous?.objectVersions != status.objects || statusUID.isEmpty {
+            do {
+                statusUID = try await kubernetes.applyPodStatus(status, logger: logger)
+            } catch {
+                throw Self.publishError(from: error, notFound: .kubernetesFailed("\(error)"))
+            }
+        }
+        var syncPending = previous?.secretSyncPending ?? false
+        if configuration.syncSecrets, !spc.secretObjects.isEmpty, firstPublish || changed || syncPending {
+            let start = ContinuousClock.now
+            let failures = await syncer.sync(
+                spc,
+                pod: request.pod,
+                podStatus: (status.name, statusUID),
+                files: response.files,
+                logger: logger
+            )
+            syncPending = !failures.isEmpty
+            for failure in failures {
+                let reason = firstPublish ? PodEvent.failedToCreateSecret : PodEvent.secretRotationFailed
+                await event(.init(pod: request.pod, kind: .warning, reason: reason, message: failure.message), logger: logger)
+            }
+            if failures.isEmpty {
+                metrics.secretSynced(provider: spc.provider, duration: ContinuousClock.now - start)
+                if !firstPublish {
+                    await event(
+                        .init(pod: request.pod, kind: .normal, reason: PodEvent.secretRotationComplete,
+                              message: "successfully rotated K8s secrets for spc \(spc.namespace)/\(spc.name)"),
+                        logger: logger
+                    )
+                }
+            }
         }
         volumes.record(
             .init(
+                request: request,
                 pod: request.pod,
                 secretProviderClassName: spc.name,
                 provider: spc.provider,
                 objectVersions: status.objects,
-                fetchedAt: monotonicNow()
+                fetchedAt: monotonicNow(),
+                podStatusUID: statusUID,
+                secretSyncPending: syncPending
             ),
-            at: request.targetPath
+            at: target
         )
         return changed
+    }
+
+    private func event(_ event: PodEvent, logger: Logger) async {
+        do {
+            try await kubernetes.recordEvent(event, logger: logger)
+        } catch {
+            logger.debug("failed to record event", metadata: ["event.reason": "\(event.reason)", "error": "\(error)"])
+        }
+    }
+
+    // MARK: - Rotation
+
+    /// What to fetch once for several volumes: volumes with the same key would send the provider the same
+    /// request but for pod-specific attributes, so one answer serves them all.
+    package static func fetchKey(for volume: PublishedVolumes.Volume) -> String? {
+        guard let request = volume.request else { return nil }
+        let podSpecific: Set<String> = [
+            VolumeContextKey.podName, VolumeContextKey.podUID, VolumeContextKey.serviceAccountTokens, VolumeContextKey.ephemeral,
+        ]
+        let context = request.volumeContext.filter { !podSpecific.contains($0.key) }.sorted { $0.key < $1.key }
+        let secrets = request.secrets.filter { $0.key != VolumeContextKey.serviceAccountTokens }.sorted { $0.key < $1.key }
+        var hasher = FNV1a()
+        for (key, value) in context { hasher.add(key); hasher.add(value) }
+        hasher.add("|")
+        for (key, value) in secrets { hasher.add(key); hasher.add(value) }
+        return "\(request.pod.namespace)/\(volume.secretProviderClassName)|\(volume.provider)|\(request.pod.serviceAccountName)|\(hasher.value)"
+    }
+
+    /// One rotation cycle: every volume due for a fetch is fetched again, one provider call per group of
+    /// volumes that would make the same request. Volumes whose publish is in flight are skipped this cycle.
+    @discardableResult
+    package func rotate(logger: Logger) async -> [String: PublishOutcome] {
+        let due = volumes.all.filter { isDueForRefresh($0.key) && $0.value.request != nil }
+        return await refresh(Array(due.keys), lockHeld: false, logger: logger)
+    }
+
+    /// Fetches again for `targets`, grouped by ``fetchKey(for:)``.
+    private func refresh(_ targets: [String], lockHeld: Bool, logger: Logger) async -> [String: PublishOutcome] {
+        var groups: [String: [String]] = [:]
+        for target in targets.sorted() {
+            guard let volume = volumes.volume(at: target), let key = Self.fetchKey(for: volume) else { continue }
+            groups[key, default: []].append(target)
+        }
+        var outcomes: [String: PublishOutcome] = [:]
+        for (_, group) in groups.sorted(by: { $0.key < $1.key }) {
+            outcomes.merge(await refreshGroup(group, lockHeld: lockHeld, logger: logger)) { _, new in new }
+        }
+        return outcomes
+    }
+
+    private func refreshGroup(_ group: [String], lockHeld: Bool, logger: Logger) async -> [String: PublishOutcome] {
+        var locked: [String] = []
+        for target in group where lockHeld || locks.tryLock(target) {
+            locked.append(target)
+        }
+        defer {
+            if !lockHeld { for target in locked { locks.unlock(target) } }
+        }
+        guard let lead = locked.first, let leadVolume = volumes.volume(at: lead), let leadRequest = leadVolume.request else {
+            return [:]
+        }
+        let start = ContinuousClock.now
+        var outcomes: [String: PublishOutcome] = [:]
+        do {
+            let spc = try await loadSecretProviderClass(
+                namespace: leadRequest.pod.namespace,
+                name: leadVolume.secretProviderClassName,
+                logger: logger
+            )
+            let provider = try providers.provider(named: spc.provider)
+            let response = try await fetch(
+                leadRequest,
+                spc: spc,
+                provider: provider,
+                currentVersions: leadVolume.objectVersions,
+                logger: logger
+            )
+            for target in locked {
+                guard let volume = volumes.volume(at: target), let request = volume.request else { continue }
+                do {
+                    let changed = try await apply(response, to: target, request: request, spc: spc, firstPublish: false, logger: logger)
+                    if volume.objectVersions != response.objectVersions.sorted(by: { $0.id < $1.id }) || changed {
+                        await event(
+                            .init(pod: volume.pod, kind: .normal, reason: PodEvent.mountRotationComplete,
+                                  message: "successfully rotated mounted contents for spc \(spc.namespace)/\(spc.name)"),
+                            logger: logger
+                        )
+                    }
+                    metrics.rotated(provider: spc.provider, changed: changed, duration: ContinuousClock.now - start)
+                    outcomes[target] = .refreshed(changed: changed)
+                } catch {
+                    outcomes[target] = await rotationFailed(target, volume: volume, error: error, logger: logger)
+                }
+            }
+        } catch {
+            for target in locked {
+                guard let volume = volumes.volume(at: target) else { continue }
+                outcomes[target] = await rotationFailed(target, volume: volume, error: error, logger: logger)
+            }
+        }
+        return outcomes
+    }
+
+    /// A failed refresh keeps the old files: kubelet removes a volume whose republish fails
+    /// (kubernetes/kubernetes#121271), so the failure goes to an event and the metrics instead.
+    private func rotationFailed(
+        _ target: String,
+        volume: PublishedVolumes.Volume,
+        error: PublishError,
+        logger: Logger
+    ) async -> PublishOutcome {
+        logger.warning("volume refresh failed; keeping the files it had", metadata: ["csi.target_path": "\(target)", "error": "\(error)"])
+        metrics.rotationFailed(provider: volume.provider, errorType: ErrorType(error))
+        // Try again next cycle rather than at once.
+        volumes.update(target) { $0.fetchedAt = monotonicNow() }
+        await event(
+            .init(pod: volume.pod, kind: .warning, reason: PodEvent.mountRotationFailed,
+                  message: "failed to rotate mounted contents for spc \(volume.pod.namespace)/\(volume.secretProviderClassName): \(error)"),
+            logger: logger
+        )
+        return .refreshFailed(error)
+    }
+
+    // MARK: - Restart recovery
+
+    /// Rebuilds the volume records from this node's SecretProviderClassPodStatus objects whose target is still
+    /// a mounted volume written by this driver. A status whose mount is gone is left for garbage collection.
+    /// Recovered volumes are refreshed once kubelet republishes them (which brings the tokens and secrets back).
+    @discardableResult
+    package func recover(logger: Logger) async throws -> [String] {
+        let statuses = try await kubernetes.podStatuses(nodeName: configuration.nodeID, logger: logger)
+        var recovered: [String] = []
+        for status in statuses where volumes.volume(at: status.targetPath) == nil {
+            guard (try? mounter.state(of: status.targetPath)) == .mounted,
+                (try? holdsPublishedContent(status.targetPath)) == true
+            else { continue }
+            let spc = try? await kubernetes.secretProviderClass(namespace: status.namespace, name: status.secretProviderClassName, logger: logger)
+            volumes.record(
+                .init(
+                    request: nil,
+                    pod: PodReference(namespace: status.namespace, name: status.podName, uid: status.podUID),
+                    secretProviderClassName: status.secretProviderClassName,
+                    provider: spc?.provider ?? "",
+                    objectVersions: status.objects,
+                    fetchedAt: monotonicNow() - configuration.rotation.interval,
+                    podStatusUID: "",
+                    secretSyncPending: false
+                ),
+                at: status.targetPath
+            )
+            recovered.append(status.targetPath)
+        }
+        logger.info("recovered published volumes", metadata: ["volumes.count": "\(recovered.count)"])
+        return recovered
     }
 
     private func checkForDuplicatePaths(_ files: [SecretFile]) throws(PublishError) {
@@ -300,6 +534,16 @@ package final class NodePublisher: Sendable {
 
     /// Runs NodeUnpublishVolume: unmounts the tmpfs and removes the target directory. Idempotent.
     package func unpublish(_ request: UnpublishRequest, logger: Logger) throws(PublishError) {
+        do {
+            try unpublishVolume(request, logger: logger)
+            metrics.unpublished()
+        } catch {
+            metrics.unpublishFailed()
+            throw error
+        }
+    }
+
+    private func unpublishVolume(_ request: UnpublishRequest, logger: Logger) throws(PublishError) {
         guard !request.volumeID.isEmpty else { throw .invalidRequest("Volume ID missing in request") }
         guard !request.targetPath.isEmpty else { throw .invalidRequest("Target path missing in request") }
         let target = request.targetPath
@@ -332,5 +576,19 @@ package final class NodePublisher: Sendable {
         }
         volumes.forget(target)
         logger.info("volume unpublished")
+    }
+}
+
+/// A small, stable string hash (FNV-1a, 64 bit) for grouping keys; not for security.
+struct FNV1a {
+    private(set) var value: UInt64 = 0xcbf2_9ce4_8422_2325
+
+    mutating func add(_ text: String) {
+        for byte in text.utf8 {
+            value ^= UInt64(byte)
+            value = value &* 0x100_0000_01b3
+        }
+        value ^= 0xff
+        value = value &* 0x100_0000_01b3
     }
 }

@@ -22,5 +22,25 @@ package protocol KubernetesClient: Sendable {
     func secretProviderClass(namespace: String, name: String, logger: Logger) async throws -> SecretProviderClass
 
     /// Creates the SecretProviderClassPodStatus, or overwrites its label, owner and status when it exists.
-    func applyPodStatus(_ status: SecretProviderClassPodStatus, logger: Logger) async throws
+    /// Returns the object's UID (an owner for Secrets synced for a bare pod).
+    @discardableResult
+    func applyPodStatus(_ status: SecretProviderClassPodStatus, logger: Logger) async throws -> String
+
+    /// The SecretProviderClassPodStatus objects labelled with `nodeName`.
+    func podStatuses(nodeName: String, logger: Logger) async throws -> [SecretProviderClassPodStatus]
+
+    /// Reads a pod.
+    func pod(namespace: String, name: String, logger: Logger) async throws -> PodInfo
+
+    /// Reads a Secret; `nil` when it does not exist.
+    func secret(namespace: String, name: String, logger: Logger) async throws -> KubernetesSecret?
+
+    /// Creates a Secret; throws ``KubernetesClientError/conflict(_:)`` when it exists.
+    func createSecret(_ secret: KubernetesSecret, logger: Logger) async throws
+
+    /// Replaces a Secret read earlier; throws ``KubernetesClientError/conflict(_:)`` when its resourceVersion is stale.
+    func updateSecret(_ secret: KubernetesSecret, logger: Logger) async throws
+
+    /// Records an event on a pod. Best effort: callers log and ignore failures.
+    func recordEvent(_ event: PodEvent, logger: Logger) async throws
 }
