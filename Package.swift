@@ -30,6 +30,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/apple/swift-certificates", exact: "1.21.1"),
         .package(url: "https://github.com/apple/swift-asn1", exact: "1.7.4"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", exact: "2.4.1"),
     ],
     targets: [
         // Generated wire types: CSI v1 (Identity + Node) and the v1alpha1 provider API. Regenerate with
@@ -82,10 +83,34 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // A small HTTP/1.1 server (plain or TLS) for the metrics listener and the test doubles of HTTP services.
+        .target(
+            name: "SecretsStoreHTTPServer",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Prometheus metrics and the /metrics + /healthz listener.
+        .target(
+            name: "SecretsStoreObservability",
+            dependencies: [
+                "SecretsStoreCore",
+                "SecretsStoreHTTPServer",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // A faithful stand-in for Key Vault, Entra ID and IMDS over HTTPS, for tests, benchmarks and the demo.
         .target(
             name: "KeyVaultEmulator",
             dependencies: [
+                "SecretsStoreHTTPServer",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -128,6 +153,7 @@ let package = Package(
                 "SecretsStoreCore",
                 "SecretsStoreCSI",
                 "SecretsStoreLinux",
+                "SecretsStoreHTTPServer",
                 "CSIProtocol",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
@@ -143,6 +169,7 @@ let package = Package(
             dependencies: [
                 "SecretsStoreCore",
                 "SecretsStoreAzure",
+                "SecretsStoreObservability",
                 "SecretsStoreCSI",
                 "SecretsStoreKubernetes",
                 "SecretsStoreLinux",

@@ -1,3 +1,4 @@
+import SecretsStoreHTTPServer
 import Crypto
 import Foundation
 import NIOHTTP1

@@ -17,12 +17,20 @@ package final class AzureKeyVaultProvider: SecretsProvider {
     private let tokens: TokenProvider
     private let overrides: AzureEndpointOverrides
     private let defaultCloudName: String
+    private let onKeyVaultResponse: @Sendable (Int) -> Void
 
     /// - Parameters:
     ///   - overrides: operator-set endpoints for emulators and private clouds.
     ///   - defaultCloudName: the cloud when an SPC sets no `cloudName`.
-    package init(http: AzureHTTP, overrides: AzureEndpointOverrides = .init(), defaultCloudName: String = "AzurePublicCloud") {
+    ///   - onKeyVaultResponse: told the HTTP status of every Key Vault answer (for metrics).
+    package init(
+        http: AzureHTTP,
+        overrides: AzureEndpointOverrides = .init(),
+        defaultCloudName: String = "AzurePublicCloud",
+        onKeyVaultResponse: @escaping @Sendable (Int) -> Void = { _ in }
+    ) {
         self.http = http
+        self.onKeyVaultResponse = onKeyVaultResponse
         self.tokens = TokenProvider(http: http, imdsEndpoint: overrides.imdsEndpoint ?? "http://169.254.169.254")
         self.overrides = overrides
         self.defaultCloudName = defaultCloudName
@@ -57,7 +65,8 @@ package final class AzureKeyVaultProvider: SecretsProvider {
             resource: cloud.keyVaultResource,
             verifyChallengeResource: overrides.keyVaultURLTemplate == nil,
             deadline: request.deadline,
-            logger: logger
+            logger: logger,
+            onResponse: onKeyVaultResponse
         )
         var files: [SecretFile] = []
         var versions: [ObjectVersion] = []

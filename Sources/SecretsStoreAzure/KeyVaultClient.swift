@@ -39,6 +39,7 @@ package struct KeyVaultClient: Sendable {
     let verifyChallengeResource: Bool
     let deadline: ContinuousClock.Instant?
     let logger: Logger
+    let onResponse: @Sendable (Int) -> Void
 
     /// GETs `path` (e.g. `/secrets/name/`) and returns the JSON body, or `url` when it is absolute (`nextLink`).
     package func get(_ pathOrURL: String) async throws(KeyVaultFailure) -> [UInt8] {
@@ -70,6 +71,7 @@ package struct KeyVaultClient: Sendable {
                 }
                 throw KeyVaultFailure(kind: .unavailable, message: "GET \(url): \(error)")
             }
+            onResponse(response.status)
             logger.debug("key vault request", metadata: ["http.url": "\(url)", "http.status": "\(response.status)"])
             switch response.status {
             case 200..<300:

@@ -1,7 +1,6 @@
 import Foundation
-import NIOCore
 import NIOHTTP1
-import NIOPosix
+import SecretsStoreHTTPServer
 import Synchronization
 
 /// A Kubernetes API server stand-in that speaks the real REST protocol over HTTP on loopback, with the
@@ -34,7 +33,7 @@ package final class FakeKubernetesAPIServer: Sendable {
 
     private let state = Mutex<State>(State())
     private let requiredToken: String?
-    private let channel: any Channel
+    private let server: LoopbackHTTPServer
     /// `http://127.0.0.1:<port>`.
     package let url: String
 
@@ -42,20 +41,23 @@ package final class FakeKubernetesAPIServer: Sendable {
     package init(requiredToken: String? = nil) async throws {
         self.requiredToken = requiredToken
         let holder = Box()
-        let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelInitializer { channel in
-                channel.pipeline.configureHTTPServerPipeline().flatMapThrowing {
-                    try channel.pipeline.syncOperations.addHandler(RequestHandler(server: holder))
-                }
-            }
-        channel = try await bootstrap.bind(host: "127.0.0.1", port: 0).get()
-        url = "http://127.0.0.1:\(channel.localAddress!.port!)"
+        server = try await LoopbackHTTPServer { request in
+            guard let fake = holder.server.withLock({ $0 }) else { return .init(status: 503) }
+            let uri = request.query.isEmpty ? request.path : request.path + "?" + request.query
+            let (status, body) = fake.handle(
+                method: request.method,
+                uri: uri,
+                authorization: request.headers.first(name: "Authorization"),
+                body: request.body
+            )
+            return .init(status: status, headers: [("Content-Type", "application/json")], body: body)
+        }
+        url = "http://127.0.0.1:\(server.port)"
         holder.server.withLock { $0 = self }
     }
 
     package func shutdown() async throws {
-        try await channel.close()
+        try await server.shutdown()
     }
 
     // MARK: Test controls
@@ -89,7 +91,7 @@ package final class FakeKubernetesAPIServer: Sendable {
 
     // MARK: Request handling
 
-    fileprivate func handle(method: String, uri: String, authorization: String?, body: [UInt8]) -> (Int, [UInt8]) {
+    private func handle(method: String, uri: String, authorization: String?, body: [UInt8]) -> (Int, [UInt8]) {
         let (path, query) = Self.split(uri)
         return state.withLock { state -> (Int, [UInt8]) in
             state.requests.append(Request(method: method, path: path, authorization: authorization))
@@ -247,44 +249,3 @@ private final class Box: Sendable {
     let server = Mutex<FakeKubernetesAPIServer?>(nil)
 }
 
-/// Collects one HTTP/1.1 request and answers it from the server's store.
-private final class RequestHandler: ChannelInboundHandler {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundOut = HTTPServerResponsePart
-
-    private let server: Box
-    private var head: HTTPRequestHead?
-    private var body: [UInt8] = []
-
-    init(server: Box) {
-        self.server = server
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
-        case .head(let head):
-            self.head = head
-            body = []
-        case .body(var buffer):
-            body += buffer.readBytes(length: buffer.readableBytes) ?? []
-        case .end:
-            guard let head, let server = server.server.withLock({ $0 }) else { return }
-            let (status, response) = server.handle(
-                method: head.method.rawValue,
-                uri: head.uri,
-                authorization: head.headers.first(name: "Authorization"),
-                body: body
-            )
-            var headers = HTTPHeaders()
-            headers.add(name: "Content-Type", value: "application/json")
-            headers.add(name: "Content-Length", value: String(response.count))
-            context.write(
-                wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .init(statusCode: status), headers: headers))),
-                promise: nil
-            )
-            context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: response)))), promise: nil)
-            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
-            self.head = nil
-        }
-    }
-}

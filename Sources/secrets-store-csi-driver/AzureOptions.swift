@@ -49,9 +49,17 @@ struct AzureOptions: ParsableArguments {
     }
 
     /// The provider, with its HTTP client (shut it down at exit).
-    func makeProvider() throws -> (AzureKeyVaultProvider, AzureHTTP) {
+    func makeProvider(
+        onKeyVaultResponse: @escaping @Sendable (Int) -> Void = { _ in }
+    ) throws -> (AzureKeyVaultProvider, AzureHTTP) {
         let overrides = try overrides()
         let http = try AzureHTTP(extraCABundlePEM: overrides.caBundlePEM)
-        return (AzureKeyVaultProvider(http: http, overrides: overrides, defaultCloudName: cloudName), http)
+        let provider = AzureKeyVaultProvider(
+            http: http,
+            overrides: overrides,
+            defaultCloudName: cloudName,
+            onKeyVaultResponse: onKeyVaultResponse
+        )
+        return (provider, http)
     }
 }

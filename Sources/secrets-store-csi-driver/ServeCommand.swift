@@ -5,6 +5,7 @@ import SecretsStoreCSI
 import SecretsStoreCore
 import SecretsStoreKubernetes
 import SecretsStoreLinux
+import SecretsStoreObservability
 import ServiceLifecycle
 import UnixSignals
 
@@ -19,6 +20,7 @@ struct ServeCommand: AsyncParsableCommand {
     /// Flags that take no value; Go-style `--flag=true|false` is rewritten for them.
     static let booleanFlagNames: Set<String> = [
         "enable-secret-rotation", "log-format-json", "version", "provider-health-check", "enable-pprof",
+        "enable-secret-sync",
     ]
 
     @Option(help: "CSI endpoint (unix:// socket path).")
@@ -47,6 +49,12 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Flag(name: .customLong("enable-secret-rotation"), help: "Re-fetch published volumes periodically.")
     var enableSecretRotation = false
+
+    @Flag(
+        name: .customLong("enable-secret-sync"),
+        help: "Mirror secretObjects into Kubernetes Secrets (the chart's syncSecret.enabled grants the RBAC)."
+    )
+    var enableSecretSync = false
 
     @Option(
         name: .customLong("rotation-poll-interval"),
@@ -110,10 +118,11 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError(error.description)
         }
         let kubernetes = try RESTKubernetesClient(configuration: kubernetesConfiguration)
+        let metrics = PrometheusDriverMetrics()
         var builtIn: [String: any SecretsProvider] = [:]
         var azureHTTP: AzureHTTP?
         if builtinAzureProvider {
-            let (provider, http) = try azure.makeProvider()
+            let (provider, http) = try azure.makeProvider(onKeyVaultResponse: { metrics.keyVaultResponded(status: $0) })
             builtIn["azure"] = provider
             azureHTTP = http
         }
@@ -133,9 +142,16 @@ struct ServeCommand: AsyncParsableCommand {
             wallClockSeconds: { Int64(time(nil)) },
             configuration: .init(
                 nodeID: nodeid,
-                rotation: RotationPolicy(enabled: enableSecretRotation, interval: GoDuration.parse(rotationPollInterval)!)
-            )
+                rotation: RotationPolicy(enabled: enableSecretRotation, interval: GoDuration.parse(rotationPollInterval)!),
+                syncSecrets: enableSecretSync
+            ),
+            metrics: metrics
         )
+        do {
+            try await publisher.recover(logger: logger)
+        } catch {
+            logger.warning("could not list this node's pod statuses; published volumes are picked up on republish", metadata: ["error": "\(error)"])
+        }
         let server = CSIServer(
             socketPath: socketPath,
             identity: IdentityService(driverName: drivername, vendorVersion: DriverVersion.current),
@@ -149,8 +165,17 @@ struct ServeCommand: AsyncParsableCommand {
                 "rotation.enabled": "\(enableSecretRotation)", "rotation.interval": "\(rotationPollInterval)",
             ]
         )
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: server),
+            .init(service: try MetricsServer(address: metricsAddr, metrics: metrics, logger: logger)),
+        ]
+        if enableSecretRotation {
+            services.append(
+                .init(service: RotationService(publisher: publisher, interval: GoDuration.parse(rotationPollInterval)!, logger: logger))
+            )
+        }
         let group = ServiceGroup(
-            configuration: .init(services: [.init(service: server)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         )
         do {
             try await group.run()

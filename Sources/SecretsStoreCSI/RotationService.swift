@@ -1,0 +1,40 @@
+import Logging
+import SecretsStoreCore
+import ServiceLifecycle
+
+/// The rotation loop: every `--rotation-poll-interval` (plus up to 10 % random jitter, so a fleet of nodes does
+/// not hit the store in step) it runs one ``NodePublisher/rotate(logger:)`` cycle. Stops on graceful shutdown.
+package struct RotationService: Service {
+    private let publisher: NodePublisher
+    private let interval: Duration
+    private let logger: Logger
+    private let sleep: @Sendable (Duration) async throws -> Void
+
+    /// - Parameter sleep: how to wait between cycles (tests pass one that returns at once or on demand).
+    package init(
+        publisher: NodePublisher,
+        interval: Duration,
+        logger: Logger,
+        sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) }
+    ) {
+        self.publisher = publisher
+        self.interval = interval
+        self.logger = logger
+        self.sleep = sleep
+    }
+
+    package func run() async throws {
+        try await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                let jitterMillis = Int64.random(in: 0...max(1, interval.components.seconds * 100))
+                try await sleep(interval + .milliseconds(jitterMillis))
+                let start = ContinuousClock.now
+                let outcomes = await publisher.rotate(logger: logger)
+                logger.debug(
+                    "rotation cycle finished",
+                    metadata: ["rotation.volumes": "\(outcomes.count)", "rotation.duration": "\(ContinuousClock.now - start)"]
+                )
+            }
+        }
+    }
+}
