@@ -41,10 +41,17 @@ struct PipelineHarness {
         objectVersions: [ObjectVersion(id: "secret/username", version: "1"), ObjectVersion(id: "secret/password", version: "7")]
     )
 
-    init(root: String, rotation: RotationPolicy = .disabled, response: ProviderResponse = PipelineHarness.files) {
+    init(
+        root: String,
+        rotation: RotationPolicy = .disabled,
+        syncSecrets: Bool = false,
+        spc: SecretProviderClass = PipelineHarness.spc,
+        response: ProviderResponse = PipelineHarness.files
+    ) {
         self.root = root
         self.target = root + "/pods/uid-1/volumes/kubernetes.io~csi/secrets/mount"
-        self.kubernetes = FakeKubernetesClient([Self.spc])
+        self.kubernetes = FakeKubernetesClient([spc])
+        self.kubernetes.add(PodInfo(namespace: "ns", name: "pod", uid: "uid-1", ownerReferences: []))
         self.provider = StaticProvider(response)
         let clock = self.clock
         self.publisher = NodePublisher(
@@ -54,21 +61,41 @@ struct PipelineHarness {
             fileSystem: PosixFileSystem(),
             monotonicNow: clock.read,
             wallClockSeconds: { 1_795_919_943 },
-            configuration: .init(nodeID: "node-1", rotation: rotation)
+            configuration: .init(nodeID: "node-1", rotation: rotation, syncSecrets: syncSecrets)
         )
     }
 
-    func request(context extra: [String: String] = [:], secrets: [String: String] = [:]) -> PublishRequest {
+    /// Another publisher over the same fakes, as after a driver restart.
+    func restartedPublisher() -> NodePublisher {
+        NodePublisher(
+            kubernetes: kubernetes,
+            providers: FixedProviderDirectory(["test": provider]),
+            mounter: mounter,
+            fileSystem: PosixFileSystem(),
+            monotonicNow: clock.read,
+            wallClockSeconds: { 1_795_919_999 },
+            configuration: .init(nodeID: "node-1", rotation: RotationPolicy(enabled: true, interval: .seconds(60)), syncSecrets: true)
+        )
+    }
+
+    func request(
+        context extra: [String: String] = [:],
+        secrets: [String: String] = [:],
+        pod: String = "pod",
+        uid: String = "uid-1",
+        target: String? = nil
+    ) -> PublishRequest {
         var context = [
             "secretProviderClass": "spc",
-            "csi.storage.k8s.io/pod.name": "pod",
+            "csi.storage.k8s.io/pod.name": pod,
             "csi.storage.k8s.io/pod.namespace": "ns",
-            "csi.storage.k8s.io/pod.uid": "uid-1",
+            "csi.storage.k8s.io/pod.uid": uid,
+            "csi.storage.k8s.io/serviceAccount.name": "default",
         ]
         context.merge(extra) { _, new in new }
         return PublishRequest(
             volumeID: "csi-123",
-            targetPath: target,
+            targetPath: target ?? self.target,
             accessType: .mount,
             readOnly: true,
             volumeContext: context,
