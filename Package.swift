@@ -238,7 +238,7 @@ let package = Package(
             name: "EndToEndTests",
             dependencies: [
                 "SecretsStoreCore", "SecretsStoreCSI", "SecretsStoreKubernetes", "SecretsStoreLinux",
-                "SecretsStoreTesting", "CSIProtocol", "SecretsStoreAzure", "KeyVaultEmulator",
+                "SecretsStoreTesting", "CSIProtocol", "SecretsStoreAzure", "KeyVaultEmulator", "SecretsStoreObservability",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),

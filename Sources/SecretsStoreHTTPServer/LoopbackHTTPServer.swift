@@ -98,10 +98,17 @@ private final class RequestCollector: ChannelInboundHandler {
             var headers = HTTPHeaders(response.headers)
             headers.replaceOrAdd(name: "Content-Length", value: String(response.body.count))
             let responseHead = HTTPResponseHead(version: head.version, status: .init(statusCode: response.status), headers: headers)
+            let close = !head.isKeepAlive
             let write = { [self] in
                 context.write(self.wrapOutboundOut(.head(responseHead)), promise: nil)
                 context.write(self.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: response.body)))), promise: nil)
-                context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
+                if close {
+                    context.writeAndFlush(self.wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
+                        context.close(promise: nil)
+                    }
+                } else {
+                    context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
+                }
             }
             if let delay = response.delay {
                 let (seconds, attoseconds) = delay.components

@@ -6,6 +6,7 @@ import SecretsStoreCSI
 import SecretsStoreCore
 import SecretsStoreKubernetes
 import SecretsStoreLinux
+import SecretsStoreObservability
 import SecretsStoreTesting
 
 /// The whole driver as kubelet sees it: the real CSI server on a real Unix socket, the real Kubernetes REST
@@ -17,6 +18,8 @@ struct DriverHarness {
     let provider: TestProviderServer
     let logs: LogCapture
     let mounter: any Mounter
+    let publisher: NodePublisher
+    let metrics: PrometheusDriverMetrics
     let node: Csi_V1_Node.Client<HTTP2ClientTransport.Posix>
     let identity: Csi_V1_Identity.Client<HTTP2ClientTransport.Posix>
 
@@ -84,6 +87,7 @@ func withDriver(
     rotation: RotationPolicy = .disabled,
     maxReceiveMessageBytes: Int = 4_194_304,
     builtIn: [String: any SecretsProvider] = [:],
+    syncSecrets: Bool = false,
     providerBehaviour: TestProviderServer.Behaviour = .respond(
         TestProviderServer.response(files: [("username", "admin"), ("password", "p@ss-SENTINEL")])
     ),
@@ -100,6 +104,7 @@ func withDriver(
         let mounter: any Mounter = runningAsRoot ? LinuxMounter() : RecordingMounter()
         let logs = LogCapture()
         let logger = logs.logger(level: .trace)
+        let metrics = PrometheusDriverMetrics()
         let publisher = NodePublisher(
             kubernetes: kubernetes,
             providers: ProviderSocketDirectory(
@@ -111,7 +116,8 @@ func withDriver(
             fileSystem: fileSystem,
             monotonicNow: { ContinuousClock.now - ContinuousClock.Instant.testOrigin },
             wallClockSeconds: { 1_795_919_943 },
-            configuration: .init(nodeID: "node-1", rotation: rotation)
+            configuration: .init(nodeID: "node-1", rotation: rotation, syncSecrets: syncSecrets),
+            metrics: metrics
         )
         let socket = root + "/csi.sock"
         let (listening, listeningContinuation) = AsyncStream.makeStream(of: String.self)
@@ -126,6 +132,9 @@ func withDriver(
             for volume in publisher.volumes.targets { try? mounter.unmount(volume) }
             for target in ["secrets", "other"].map({ root + "/pods/uid-1/volumes/kubernetes.io~csi/\($0)/mount" }) {
                 try? mounter.unmount(target)
+            }
+            for index in 0..<200 {
+                try? mounter.unmount(root + "/pods/uid-\(index)/volumes/kubernetes.io~csi/secrets/mount")
             }
             provider.shutdown()
             try? await kubernetes.shutdown()
@@ -148,6 +157,8 @@ func withDriver(
                             provider: provider,
                             logs: logs,
                             mounter: mounter,
+                            publisher: publisher,
+                            metrics: metrics,
                             node: Csi_V1_Node.Client(wrapping: client),
                             identity: Csi_V1_Identity.Client(wrapping: client)
                         )

@@ -1,5 +1,8 @@
 import CSIProtocol
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import SecretsStoreTesting
@@ -57,7 +60,7 @@ struct DriverProcessTests {
             let arguments = [
                 "-endpoint=unix://" + socket, "--nodeid=node-a", "-v=5", "--enable-secret-rotation=false",
                 "--rotation-poll-interval=2m", "--provider-volume=" + root, "--kubeconfig=" + (try Self.kubeconfig(server: api.url, in: root)),
-                "--log-format-json=true",
+                "--log-format-json=true", "--metrics-addr=127.0.0.1:0",
             ]
             let (process, output) = try Self.start(arguments)
             try await Self.waitForSocket(socket)
@@ -71,7 +74,15 @@ struct DriverProcessTests {
                 #expect(try await node.nodeGetInfo(Csi_V1_NodeGetInfoRequest()).nodeID == "node-a")
             }
 
-            let (second, secondOutput) = try Self.start(arguments)
+            // /metrics and /healthz on the metrics listener (port from the log line).
+            let (port, earlyLog) = try await Self.metricsPort(output)
+            let metrics = try Self.httpGet("http://127.0.0.1:\(port)/metrics")
+            #expect(metrics.status == 200)
+            #expect(metrics.body.contains("node_unpublish_total{os_type=\"linux\"} 0"))
+            let health = try Self.httpGet("http://127.0.0.1:\(port)/healthz")
+            #expect(health.status == 200 && health.body == "ok")
+
+            let (second, secondOutput) = try Self.start(arguments + ["--metrics-addr=127.0.0.1:0"])
             second.waitUntilExit()
             #expect(second.terminationStatus != 0)
             let secondText = String(decoding: secondOutput.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
@@ -83,11 +94,59 @@ struct DriverProcessTests {
             #expect(process.terminationReason == .exit)
             #expect(process.terminationStatus == 0)
             #expect(!FileManager.default.fileExists(atPath: socket))
-            let log = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            let log = earlyLog + String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
             #expect(log.contains("\"msg\":\"listening\""))
             #expect(log.contains("\"msg\":\"stopped\""))
             try await api.shutdown()
         }
+    }
+
+    /// Reads log lines until the metrics listener reports its address.
+    static func metricsPort(_ output: Pipe) async throws -> (Int, String) {
+        var seen = ""
+        for _ in 0..<200 {
+            let data = output.fileHandleForReading.availableData
+            seen += String(decoding: data, as: UTF8.self)
+            for line in seen.split(separator: "\n") where line.contains("metrics listening") {
+                if let range = line.range(of: "\"metrics.address\":\""),
+                    let end = line[range.upperBound...].firstIndex(of: "\""),
+                    let port = Int(line[range.upperBound..<end].split(separator: ":").last ?? "")
+                {
+                    return (port, seen)
+                }
+            }
+        }
+        throw CocoaError(.fileReadUnknown)
+    }
+
+    /// A plain HTTP/1.1 GET over a TCP socket (no client library needed for two lines of protocol).
+    static func httpGet(_ url: String) throws -> (status: Int, body: String) {
+        let parts = url.dropFirst("http://".count).split(separator: "/", maxSplits: 1)
+        let hostPort = parts[0].split(separator: ":")
+        let path = "/" + (parts.count > 1 ? parts[1] : "")
+        let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(socket) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(hostPort[1])!).bigEndian
+        inet_pton(AF_INET, String(hostPort[0]), &address.sin_addr)
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { throw CocoaError(.fileReadNoPermission) }
+        let request = "GET \(path) HTTP/1.1\r\nHost: \(parts[0])\r\nConnection: close\r\n\r\n"
+        _ = request.withCString { send(socket, $0, strlen($0), 0) }
+        var response = [UInt8]()
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = recv(socket, &buffer, buffer.count, 0)
+            if count <= 0 { break }
+            response += buffer[0..<count]
+        }
+        let text = String(decoding: response, as: UTF8.self)
+        let status = Int(text.split(separator: " ").dropFirst().first ?? "") ?? 0
+        let body = text.components(separatedBy: "\r\n\r\n").dropFirst().joined(separator: "\r\n\r\n")
+        return (status, body)
     }
 
     @Test func versionAndBadFlags() throws {
