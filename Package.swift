@@ -195,7 +195,7 @@ let package = Package(
             name: "csi-bench",
             dependencies: [
                 "SecretsStoreCore", "SecretsStoreCSI", "SecretsStoreKubernetes", "SecretsStoreLinux",
-                "SecretsStoreTesting", "CSIProtocol",
+                "SecretsStoreTesting", "CSIProtocol", "SecretsStoreAzure", "KeyVaultEmulator",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "Logging", package: "swift-log"),

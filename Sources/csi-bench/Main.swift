@@ -98,6 +98,7 @@ struct Bench {
         provider.shutdown()
         try await kubernetes.shutdown()
         try await api.shutdown()
+        try await RotationBench.run(volumes: 110, objects: 10, root: root)
     }
 }
 
