@@ -14,6 +14,7 @@ let package = Package(
     products: [
         .executable(name: "secrets-store-csi-driver", targets: ["secrets-store-csi-driver"]),
         .executable(name: "keyvault-emulator", targets: ["keyvault-emulator"]),
+        .executable(name: "secrets-store-csi-demo", targets: ["secrets-store-csi-demo"]),
     ],
     dependencies: [
         .package(url: "https://github.com/grpc/grpc-swift-2", exact: "2.4.3"),
@@ -187,6 +188,19 @@ let package = Package(
             dependencies: [
                 "KeyVaultEmulator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The two-command demo: emulator + driver on a temporary socket + a kubelet-like client.
+        .executableTarget(
+            name: "secrets-store-csi-demo",
+            dependencies: [
+                "SecretsStoreCore", "SecretsStoreCSI", "SecretsStoreKubernetes", "SecretsStoreLinux", "SecretsStoreAzure",
+                "SecretsStoreTesting", "KeyVaultEmulator", "CSIProtocol",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -1,0 +1,199 @@
+import CSIProtocol
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import KeyVaultEmulator
+import Logging
+import SecretsStoreAzure
+import SecretsStoreCSI
+import SecretsStoreCore
+import SecretsStoreKubernetes
+import SecretsStoreLinux
+import SecretsStoreTesting
+import Yams
+
+/// `swift run secrets-store-csi-demo`: the real driver on embedded defaults, with nothing to install.
+///
+/// Starts the Key Vault emulator (HTTPS on loopback, seeded from examples/emulator-seed.yaml plus a fresh
+/// certificate chain), serves the driver on a temporary Unix socket with the built-in Azure provider, and acts
+/// as kubelet: publishes a volume for examples/secretproviderclass.yaml (a real tmpfs as root, a plain
+/// directory otherwise), prints the mounted tree, changes a secret in the vault, runs one rotation cycle and
+/// shows the change, then unpublishes. Without a cluster the SecretProviderClass comes from the file and the
+/// driver's Kubernetes writes (pod status, synced Secret, events) go to an in-memory API.
+@main
+struct Demo {
+    static func main() async throws {
+        let root = FileManager.default.currentDirectoryPath
+        let spcPath = CommandLine.arguments.dropFirst().first ?? root + "/examples/secretproviderclass.yaml"
+        let seedPath = root + "/examples/emulator-seed.yaml"
+        let logs = LogCapture()
+        let logger = logs.logger(level: .info)
+
+        // 1. The vault.
+        var seed = try EmulatorSeed.load(path: seedPath)
+        let chain = try TestCertificateChain.make(commonName: "demo.contoso.com")
+        seed.vaults?["kv1"]?.certificates = ["web": [.init(pkcs12: try chain.pkcs12Base64(certificates: [chain.leaf, chain.root, chain.intermediate]))]]
+        let emulator = try await KeyVaultEmulator(seed: seed)
+        say("Key Vault emulator on \(emulator.baseURL) (vault kv1, tenant \(seed.tenantID ?? "-"))")
+
+        // 2. The cluster: the SecretProviderClass from the file, everything else in memory.
+        let spcDocument = try YAMLDecoder().decode(Resources.SecretProviderClass.self, from: String(contentsOfFile: spcPath, encoding: .utf8))
+        let spc = spcDocument.domainValue(namespace: "default", name: "demo")
+        let kubernetes = FakeKubernetesClient([spc])
+        kubernetes.add(PodInfo(namespace: spc.namespace, name: "demo-app", uid: "0f3c-demo-uid", ownerReferences: []))
+        say("SecretProviderClass \(spc.namespace)/\(spc.name) from \(spcPath) (provider \(spc.provider))")
+
+        // 3. The driver: the real server on a temporary socket, the built-in Azure provider pointed at the emulator.
+        let fileSystem = PosixFileSystem()
+        let work = try fileSystem.makeUniqueDirectory(in: "/tmp", prefix: "csi-demo-")
+        let http = try AzureHTTP(extraCABundlePEM: Array(emulator.certificates.caCertificatePEM.utf8))
+        let azure = AzureKeyVaultProvider(
+            http: http,
+            overrides: AzureEndpointOverrides(keyVaultURLTemplate: emulator.baseURL + "/{vault}", authorityHost: emulator.baseURL + "/")
+        )
+        let mounter: any Mounter = runningAsRoot ? LinuxMounter() : RecordingMounter()
+        let publisher = NodePublisher(
+            kubernetes: kubernetes,
+            providers: ProviderSocketDirectory(builtIn: ["azure": azure], directories: [], maxReceiveMessageBytes: 4 << 20),
+            mounter: mounter,
+            fileSystem: fileSystem,
+            monotonicNow: { ContinuousClock.now - ContinuousClock.Instant.demoOrigin },
+            wallClockSeconds: { Int64(Date().timeIntervalSince1970) },
+            configuration: .init(nodeID: "demo-node", rotation: RotationPolicy(enabled: true, interval: .milliseconds(200)), syncSecrets: true)
+        )
+        let socket = work + "/csi.sock"
+        let (listening, continuation) = AsyncStream.makeStream(of: String.self)
+        let server = CSIServer(
+            socketPath: socket,
+            identity: IdentityService(driverName: "secrets-store.csi.k8s.io", vendorVersion: DriverVersion.current),
+            node: NodeService(publisher: publisher, nodeID: "demo-node", logger: logger),
+            logger: logger,
+            onListening: { continuation.yield($0) }
+        )
+        let target = work + "/pods/0f3c-demo-uid/volumes/kubernetes.io~csi/secrets-store-inline/mount"
+
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await server.run() }
+            for await _ in listening { break }
+            say("driver serving CSI on unix://\(socket) (\(runningAsRoot ? "real tmpfs mounts" : "not root: a plain directory stands in for the tmpfs"))")
+            try await withGRPCClient(
+                transport: .http2NIOPosix(target: .unixDomainSocket(path: socket, authority: "localhost"), transportSecurity: .plaintext)
+            ) { client in
+                let node = Csi_V1_Node.Client(wrapping: client)
+                let info = try await Csi_V1_Identity.Client(wrapping: client).getPluginInfo(Csi_V1_GetPluginInfoRequest())
+                say("GetPluginInfo: \(info.name) \(info.vendorVersion)")
+
+                // 4. Kubelet publishes the pod's inline volume, with the workload identity token it requested.
+                var request = Csi_V1_NodePublishVolumeRequest()
+                request.volumeID = "csi-demo-volume"
+                request.targetPath = target
+                request.readonly = true
+                request.volumeCapability.mount = .init()
+                request.volumeContext = [
+                    "secretProviderClass": spc.name,
+                    "csi.storage.k8s.io/pod.name": "demo-app",
+                    "csi.storage.k8s.io/pod.namespace": spc.namespace,
+                    "csi.storage.k8s.io/pod.uid": "0f3c-demo-uid",
+                    "csi.storage.k8s.io/serviceAccount.name": "demo",
+                    "csi.storage.k8s.io/ephemeral": "true",
+                    "csi.storage.k8s.io/serviceAccount.tokens":
+                        #"{"api://AzureADTokenExchange":{"token":"\#(serviceAccountToken())","expirationTimestamp":"2030-01-01T00:00:00Z"}}"#,
+                ]
+                let start = ContinuousClock.now
+                _ = try await node.nodePublishVolume(request)
+                say("NodePublishVolume: OK in \(milliseconds(ContinuousClock.now - start)) ms, \(emulator.keyVaultRequestCount) Key Vault requests, \(emulator.tokenRequestCount) token request")
+                printTree(target)
+                if let secret = kubernetes.secrets["\(spc.namespace)/app-db"] {
+                    say("synced Kubernetes Secret \(spc.namespace)/app-db (labels \(secret.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")))")
+                }
+
+                // 5. Rotate: a new version in the vault, one rotation cycle.
+                let before = (try? fileSystem.symbolicLinkDestination(at: target + "/..data")) ?? nil
+                emulator.setSecret(vault: "kv1", name: "db-pass", value: "rotated-password")
+                emulator.resetCounters()
+                say("set a new version of db-pass in the vault; waiting one rotation interval")
+                try await Task.sleep(for: .milliseconds(250))
+                _ = await publisher.rotate(logger: logger)
+                let after = (try? fileSystem.symbolicLinkDestination(at: target + "/..data")) ?? nil
+                say("rotation cycle: \(emulator.keyVaultRequestCount) Key Vault requests; ..data: \(before ?? "-") -> \(after ?? "-")")
+                say("DB_PASSWORD now: \(String(decoding: (try? fileSystem.readFile(at: target + "/DB_PASSWORD")) ?? [], as: UTF8.self))")
+                say("synced Secret app-db password now: \(String(decoding: kubernetes.secrets["\(spc.namespace)/app-db"]?.data["password"] ?? [], as: UTF8.self))")
+                for event in kubernetes.events { say("event on pod: \(event.kind.rawValue) \(event.reason): \(event.message)") }
+
+                var unpublish = Csi_V1_NodeUnpublishVolumeRequest()
+                unpublish.volumeID = "csi-demo-volume"
+                unpublish.targetPath = target
+                _ = try await node.nodeUnpublishVolume(unpublish)
+                say("NodeUnpublishVolume: OK (target removed: \((try? fileSystem.kind(of: target)) == nil))")
+            }
+            group.cancelAll()
+        }
+        try await http.shutdown()
+        try await emulator.shutdown()
+        try? fileSystem.removeItem(at: work)
+    }
+
+    static func say(_ text: String) {
+        FileHandle.standardOutput.write(Data(("==> " + text + "\n").utf8))
+    }
+
+    static func printTree(_ target: String) {
+        let fileSystem = PosixFileSystem()
+        var lines = ["mounted at \(target):"]
+        let names = ((try? fileSystem.contentsOfDirectory(at: target)) ?? []).sorted()
+        for name in names {
+            let path = target + "/" + name
+            if let link = try? fileSystem.symbolicLinkDestination(at: path) {
+                lines.append("  \(name) -> \(link)")
+            } else {
+                lines.append("  \(name)/")
+            }
+        }
+        if let data = try? fileSystem.symbolicLinkDestination(at: target + "/..data") {
+            for file in walk(target + "/" + data) {
+                let bytes = (try? fileSystem.readFile(at: target + "/" + data + "/" + file)) ?? []
+                let mode = String((try? fileSystem.permissions(of: target + "/" + data + "/" + file)) ?? 0, radix: 8)
+                let text = String(decoding: bytes, as: UTF8.self)
+                let summary = text.hasPrefix("-----BEGIN")
+                    ? PEM.decode(text).map(\.type).joined(separator: " + ")
+                    : "\"\(text)\""
+                lines.append("  \(data)/\(file)  mode 0\(mode)  \(bytes.count) bytes  \(summary)")
+            }
+        }
+        FileHandle.standardOutput.write(Data((lines.joined(separator: "\n") + "\n").utf8))
+    }
+
+    static func walk(_ directory: String, prefix: String = "") -> [String] {
+        let fileSystem = PosixFileSystem()
+        var result: [String] = []
+        for name in ((try? fileSystem.contentsOfDirectory(at: directory)) ?? []).sorted() {
+            let relative = prefix.isEmpty ? name : prefix + "/" + name
+            if (try? fileSystem.kind(of: directory + "/" + name)) == .directory {
+                result += walk(directory + "/" + name, prefix: relative)
+            } else {
+                result.append(relative)
+            }
+        }
+        return result
+    }
+
+    static func milliseconds(_ duration: Duration) -> String {
+        let (seconds, attoseconds) = duration.components
+        return String(Double(Int((Double(seconds) * 1000 + Double(attoseconds) / 1e15) * 10)) / 10)
+    }
+
+    /// A service account token as kubelet would mint it for the demo pod (unsigned; the emulator checks claims).
+    static func serviceAccountToken() -> String {
+        func segment(_ object: [String: Any]) -> String {
+            (try! JSONSerialization.data(withJSONObject: object)).base64EncodedString()
+                .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+        }
+        return segment(["alg": "RS256", "typ": "JWT"]) + "."
+            + segment(["sub": "system:serviceaccount:default:demo", "aud": ["api://AzureADTokenExchange"], "iss": "https://oidc.demo", "exp": Date().timeIntervalSince1970 + 3600])
+            + ".c2lnbmF0dXJl"
+    }
+}
+
+extension ContinuousClock.Instant {
+    static let demoOrigin = ContinuousClock.now
+}
