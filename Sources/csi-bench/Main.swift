@@ -42,23 +42,13 @@ struct Bench {
             wallClockSeconds: { Int64(time(nil)) },
             configuration: .init(nodeID: "bench")
         )
-        let socket = root + "/csi.sock"
-        let (listening, continuation) = AsyncStream.makeStream(of: String.self)
-        let server = CSIServer(
-            socketPath: socket,
-            identity: IdentityService(driverName: "secrets-store.csi.k8s.io", vendorVersion: DriverVersion.current),
-            node: NodeService(publisher: publisher, nodeID: "bench", logger: logger),
-            logger: logger,
-            onListening: { continuation.yield($0) }
-        )
+        let services: [any RegistrableRPCService] = [
+            IdentityService(driverName: "secrets-store.csi.k8s.io", vendorVersion: DriverVersion.current),
+            NodeService(publisher: publisher, nodeID: "bench", logger: logger),
+        ]
         print("mounts: \(runningAsRoot ? "real tmpfs" : "recording mounter (not root)"), iterations: \(iterations)")
         print("objects  p50_ms  p90_ms  p99_ms")
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await server.run() }
-            for await _ in listening { break }
-            try await withGRPCClient(
-                transport: .http2NIOPosix(target: .unixDomainSocket(path: socket, authority: "localhost"), transportSecurity: .plaintext)
-            ) { client in
+        try await withServing(socketPath: root + "/csi.sock", services: services, logger: logger) { client in
                 let node = Csi_V1_Node.Client(wrapping: client)
                 for objects in [1, 10, 50] {
                     provider.setBehaviour(
@@ -92,8 +82,6 @@ struct Bench {
                     }
                     print("\(objects)        \(percentile(0.5))   \(percentile(0.9))   \(percentile(0.99))")
                 }
-            }
-            group.cancelAll()
         }
         provider.shutdown()
         try await kubernetes.shutdown()

@@ -62,23 +62,14 @@ struct Demo {
             configuration: .init(nodeID: "demo-node", rotation: RotationPolicy(enabled: true, interval: .milliseconds(200)), syncSecrets: true)
         )
         let socket = work + "/csi.sock"
-        let (listening, continuation) = AsyncStream.makeStream(of: String.self)
-        let server = CSIServer(
-            socketPath: socket,
-            identity: IdentityService(driverName: "secrets-store.csi.k8s.io", vendorVersion: DriverVersion.current),
-            node: NodeService(publisher: publisher, nodeID: "demo-node", logger: logger),
-            logger: logger,
-            onListening: { continuation.yield($0) }
-        )
+        let services: [any RegistrableRPCService] = [
+            IdentityService(driverName: "secrets-store.csi.k8s.io", vendorVersion: DriverVersion.current),
+            NodeService(publisher: publisher, nodeID: "demo-node", logger: logger),
+        ]
         let target = work + "/pods/0f3c-demo-uid/volumes/kubernetes.io~csi/secrets-store-inline/mount"
 
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await server.run() }
-            for await _ in listening { break }
-            say("driver serving CSI on unix://\(socket) (\(runningAsRoot ? "real tmpfs mounts" : "not root: a plain directory stands in for the tmpfs"))")
-            try await withGRPCClient(
-                transport: .http2NIOPosix(target: .unixDomainSocket(path: socket, authority: "localhost"), transportSecurity: .plaintext)
-            ) { client in
+        try await withServing(socketPath: socket, services: services, logger: logger) { client in
+                say("driver serving CSI on unix://\(socket) (\(runningAsRoot ? "real tmpfs mounts" : "not root: a plain directory stands in for the tmpfs"))")
                 let node = Csi_V1_Node.Client(wrapping: client)
                 let info = try await Csi_V1_Identity.Client(wrapping: client).getPluginInfo(Csi_V1_GetPluginInfoRequest())
                 say("GetPluginInfo: \(info.name) \(info.vendorVersion)")
@@ -96,8 +87,9 @@ struct Demo {
                     "csi.storage.k8s.io/pod.uid": "0f3c-demo-uid",
                     "csi.storage.k8s.io/serviceAccount.name": "demo",
                     "csi.storage.k8s.io/ephemeral": "true",
-                    "csi.storage.k8s.io/serviceAccount.tokens":
-                        #"{"api://AzureADTokenExchange":{"token":"\#(serviceAccountToken())","expirationTimestamp":"2030-01-01T00:00:00Z"}}"#,
+                    "csi.storage.k8s.io/serviceAccount.tokens": ServiceAccountToken.volumeContextValue(
+                        ServiceAccountToken.make(subject: "system:serviceaccount:default:demo", issuer: "https://oidc.demo")
+                    ),
                 ]
                 let start = ContinuousClock.now
                 _ = try await node.nodePublishVolume(request)
@@ -125,8 +117,6 @@ struct Demo {
                 unpublish.targetPath = target
                 _ = try await node.nodeUnpublishVolume(unpublish)
                 say("NodeUnpublishVolume: OK (target removed: \((try? fileSystem.kind(of: target)) == nil))")
-            }
-            group.cancelAll()
         }
         try await http.shutdown()
         try await emulator.shutdown()
@@ -180,17 +170,6 @@ struct Demo {
     static func milliseconds(_ duration: Duration) -> String {
         let (seconds, attoseconds) = duration.components
         return String(Double(Int((Double(seconds) * 1000 + Double(attoseconds) / 1e15) * 10)) / 10)
-    }
-
-    /// A service account token as kubelet would mint it for the demo pod (unsigned; the emulator checks claims).
-    static func serviceAccountToken() -> String {
-        func segment(_ object: [String: Any]) -> String {
-            (try! JSONSerialization.data(withJSONObject: object)).base64EncodedString()
-                .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
-        }
-        return segment(["alg": "RS256", "typ": "JWT"]) + "."
-            + segment(["sub": "system:serviceaccount:default:demo", "aud": ["api://AzureADTokenExchange"], "iss": "https://oidc.demo", "exp": Date().timeIntervalSince1970 + 3600])
-            + ".c2lnbmF0dXJl"
     }
 }
 

@@ -13,16 +13,6 @@ import Testing
 struct AzureDriverTests {
     static let tenant = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 
-    static func jwt(subject: String) -> String {
-        func segment(_ object: [String: Any]) -> String {
-            (try! JSONSerialization.data(withJSONObject: object)).base64EncodedString()
-                .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
-        }
-        return segment(["alg": "RS256"]) + "."
-            + segment(["sub": subject, "aud": ["api://AzureADTokenExchange"], "iss": "https://oidc", "exp": Date().timeIntervalSince1970 + 3600])
-            + ".c2ln"
-    }
-
     /// An SPC in the shape of the upstream Azure provider's documentation: workload identity, a secret with an
     /// alias, a PKCS#12 certificate as secret, the same certificate as cert, a key, and version history.
     static let parameters = [
@@ -81,7 +71,7 @@ struct AzureDriverTests {
         )
         try await withDriver(builtIn: ["azure": azure]) { driver in
             driver.seedSecretProviderClass(name: "azure-spc", provider: "azure", parameters: Self.parameters)
-            let tokens = #"{"api://AzureADTokenExchange":{"token":"\#(Self.jwt(subject: "system:serviceaccount:ns:default"))","expirationTimestamp":"2030-01-01T00:00:00Z"}}"#
+            let tokens = ServiceAccountToken.volumeContextValue(ServiceAccountToken.make(subject: "system:serviceaccount:ns:default"))
             _ = try await driver.node.nodePublishVolume(
                 driver.publishRequest(spc: "azure-spc", extraContext: ["csi.storage.k8s.io/serviceAccount.tokens": tokens])
             )

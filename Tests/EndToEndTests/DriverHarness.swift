@@ -119,15 +119,10 @@ func withDriver(
             configuration: .init(nodeID: "node-1", rotation: rotation, syncSecrets: syncSecrets),
             metrics: metrics
         )
-        let socket = root + "/csi.sock"
-        let (listening, listeningContinuation) = AsyncStream.makeStream(of: String.self)
-        let server = CSIServer(
-            socketPath: socket,
-            identity: IdentityService(driverName: "secrets-store.csi.k8s.io", vendorVersion: DriverVersion.current),
-            node: NodeService(publisher: publisher, nodeID: "node-1", logger: logger),
-            logger: logger,
-            onListening: { listeningContinuation.yield($0) }
-        )
+        let services: [any RegistrableRPCService] = [
+            IdentityService(driverName: "secrets-store.csi.k8s.io", vendorVersion: DriverVersion.current),
+            NodeService(publisher: publisher, nodeID: "node-1", logger: logger),
+        ]
         let cleanup = {
             for volume in publisher.volumes.targets { try? mounter.unmount(volume) }
             for target in ["secrets", "other"].map({ root + "/pods/uid-1/volumes/kubernetes.io~csi/\($0)/mount" }) {
@@ -141,15 +136,7 @@ func withDriver(
             try? await api.shutdown()
         }
         do {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await server.run() }
-                for await _ in listening { break }
-                try await withGRPCClient(
-                    transport: .http2NIOPosix(
-                        target: .unixDomainSocket(path: socket, authority: "localhost"),
-                        transportSecurity: .plaintext
-                    )
-                ) { client in
+            try await withServing(socketPath: root + "/csi.sock", services: services, logger: logger) { client in
                     try await body(
                         DriverHarness(
                             root: root,
@@ -163,8 +150,6 @@ func withDriver(
                             identity: Csi_V1_Identity.Client(wrapping: client)
                         )
                     )
-                }
-                group.cancelAll()
             }
         } catch {
             await cleanup()

@@ -18,21 +18,12 @@ struct AzureHarness {
     let chain: TestCertificateChain
     let signingJWK: [String: String]
 
-    /// A JWT as kubelet would mint for the pod's service account (unsigned: the emulator checks claims only).
-    static func serviceAccountToken(subject: String = subject, audience: String = "api://AzureADTokenExchange", expiresIn: TimeInterval = 3600) -> String {
-        func segment(_ object: [String: Any]) -> String {
-            let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
-            return data.base64EncodedString().replacing("+", with: "-").replacing("/", with: "_").replacing("=", with: "")
-        }
-        let claims: [String: Any] = [
-            "aud": [audience], "sub": subject, "iss": "https://oidc.example/issuer",
-            "exp": Int(Date().timeIntervalSince1970 + expiresIn), "iat": Int(Date().timeIntervalSince1970),
-        ]
-        return segment(["alg": "RS256", "typ": "JWT"]) + "." + segment(claims) + ".c2lnbmF0dXJl"
+    static func serviceAccountToken(subject: String = subject, expiresIn: TimeInterval = 3600) -> String {
+        ServiceAccountToken.make(subject: subject, expiresIn: expiresIn)
     }
 
     static func tokensJSON(_ token: String) -> String {
-        #"{"api://AzureADTokenExchange":{"token":"\#(token)","expirationTimestamp":"2030-01-01T00:00:00Z"}}"#
+        ServiceAccountToken.volumeContextValue(token)
     }
 
     /// The seed behind the reference's worked example (§4.8) plus objects for error paths.

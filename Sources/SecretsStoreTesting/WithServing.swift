@@ -1,0 +1,28 @@
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Logging
+import SecretsStoreCSI
+
+/// Serves `services` on a Unix socket at `socketPath` (the same server the driver runs), waits until it accepts
+/// connections, runs `body` with a client connected to it (`:authority` localhost), then stops the server.
+package func withServing<T: Sendable>(
+    socketPath: String,
+    services: [any RegistrableRPCService],
+    logger: Logger,
+    isolation: isolated (any Actor)? = #isolation,
+    _ body: (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> T
+) async throws -> T {
+    let (listening, continuation) = AsyncStream.makeStream(of: String.self)
+    let server = CSIServer(socketPath: socketPath, services: services, logger: logger, onListening: { continuation.yield($0) })
+    return try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { try await server.run() }
+        for await _ in listening { break }
+        let result = try await withGRPCClient(
+            transport: .http2NIOPosix(target: .unixDomainSocket(path: socketPath, authority: "localhost"), transportSecurity: .plaintext)
+        ) { client in
+            try await body(client)
+        }
+        group.cancelAll()
+        return result
+    }
+}
