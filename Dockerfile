@@ -1,13 +1,12 @@
 # Multi-stage image for the driver. It cannot be built on the development machines (no Docker engine there);
-# its build steps are the ones .ci/run exercises: `swift build` of the same package, release configuration.
+# its build step is scripts/build-release.sh, which .ci/run also runs, so CI exercises it.
 FROM swift:6.3-bookworm AS build
 WORKDIR /src
 COPY Package.swift ./
 COPY Sources ./Sources
 COPY proto ./proto
-RUN swift build -c release --static-swift-stdlib --product secrets-store-csi-driver \
- && install -D "$(swift build -c release --show-bin-path)/secrets-store-csi-driver" /out/secrets-store-csi-driver \
- && strip /out/secrets-store-csi-driver
+COPY scripts/build-release.sh ./scripts/
+RUN scripts/build-release.sh /out
 
 FROM debian:bookworm-slim
 RUN apt-get update \

@@ -55,7 +55,7 @@ struct AzureHarness {
 
     static func withHarness(_ body: (AzureHarness) async throws -> Void) async throws {
         let chain = try TestCertificateChain.make()
-        let rsa = try _RSAKey.make()
+        let rsa = try TestRSAKey.jwk()
         let emulator = try await KeyVaultEmulator(seed: try seed(chain: chain, rsa: rsa))
         let overrides = AzureEndpointOverrides(
             keyVaultURLTemplate: emulator.baseURL + "/{vault}",
@@ -128,13 +128,5 @@ struct AzureHarness {
 
     func fetch(_ request: ProviderRequest) async throws(ProviderFailure) -> ProviderResponse {
         try await provider.fetch(request, logger: Logger(label: "test"))
-    }
-}
-
-/// An RSA public JWK for seeding.
-enum _RSAKey {
-    static func make() throws -> [String: String] {
-        let key = try _CryptoExtrasRSA.make()
-        return ["kty": "RSA", "n": key.n, "e": key.e]
     }
 }

@@ -1,18 +1,10 @@
 import _CryptoExtras
 
-/// A fresh RSA-2048 public key's JWK fields, and the PEM the provider must produce for it.
-enum _CryptoExtrasRSA {
-    struct Key {
-        var n: String
-        var e: String
-        var publicKeyDER: [UInt8]
-    }
-
-    nonisolated(unsafe) private static var cached: Key?
-
-    static func make() throws -> Key {
+/// A fresh RSA-2048 public key as JWK fields (`kty`, `n`, `e`), for seeding the emulator.
+enum TestRSAKey {
+    static func jwk() throws -> [String: String] {
         let key = try _RSA.Signing.PrivateKey(keySize: .bits2048)
         let primitives = try key.publicKey.getKeyPrimitives()
-        return Key(n: base64URL(primitives.modulus), e: base64URL(primitives.publicExponent), publicKeyDER: Array(key.publicKey.derRepresentation))
+        return ["kty": "RSA", "n": base64URL(primitives.modulus), "e": base64URL(primitives.publicExponent)]
     }
 }
