@@ -21,27 +21,7 @@ struct AzureDriverTests {
         "keyvaultName": "kv1",
         "cloudName": "",
         "tenantId": tenant,
-        "objects": """
-            array:
-              - |
-                objectName: db-pass
-                objectType: secret
-                objectAlias: DB_PASSWORD
-              - |
-                objectName: web
-                objectType: secret
-              - |
-                objectName: web
-                objectType: cert
-                objectAlias: tls.crt
-              - |
-                objectName: signing
-                objectType: key
-              - |
-                objectName: api-key
-                objectType: secret
-                objectVersionHistory: 2
-            """,
+        "objects": WorkedExample.objects,
     ]
 
     @Test("an upstream-style Azure SPC publishes the reference's files, byte for byte in PEM layout")

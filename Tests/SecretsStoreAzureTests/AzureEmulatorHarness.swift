@@ -82,27 +82,7 @@ struct AzureHarness {
         try await emulator.shutdown()
     }
 
-    static let workedExampleObjects = """
-        array:
-          - |
-            objectName: db-pass
-            objectType: secret
-            objectAlias: DB_PASSWORD
-          - |
-            objectName: web
-            objectType: secret
-          - |
-            objectName: web
-            objectType: cert
-            objectAlias: tls.crt
-          - |
-            objectName: signing
-            objectType: key
-          - |
-            objectName: api-key
-            objectType: secret
-            objectVersionHistory: 2
-        """
+    static let workedExampleObjects = WorkedExample.objects
 
     func request(
         objects: String = AzureHarness.workedExampleObjects,
