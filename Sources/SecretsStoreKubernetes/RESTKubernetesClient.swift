@@ -91,7 +91,7 @@ package final class RESTKubernetesClient: KubernetesClient {
     }
 
     package func podStatuses(nodeName: String, logger: Logger) async throws -> [SecretProviderClassPodStatus] {
-        let selector = FormEncodingLite.escape("\(SecretProviderClassPodStatus.nodeNameLabel)=\(nodeName)")
+        let selector = Self.escape("\(SecretProviderClassPodStatus.nodeNameLabel)=\(nodeName)")
         let body = try await send(.GET, "/apis/\(Self.group)/\(Self.version)/secretproviderclasspodstatuses?labelSelector=\(selector)", logger: logger)
         return try Self.decode(Resources.List<Resources.SecretProviderClassPodStatus>.self, body).items.compactMap { $0.domainValue() }
     }
@@ -239,12 +239,7 @@ package final class RESTKubernetesClient: KubernetesClient {
         return path
     }
 
-    /// Percent-encodes a query value.
-    enum FormEncodingLite {
-        static func escape(_ value: String) -> String { RESTKubernetesClient.escape(value) }
-    }
-
-    /// Percent-encodes a path segment (object names are DNS labels; this guards against anything else).
+    /// Percent-encodes a path segment or query value (object names are DNS labels; this guards against anything else).
     package static func escape(_ segment: String) -> String {
         var result = ""
         for byte in segment.utf8 {

@@ -112,12 +112,21 @@ struct SyncAndRotationTests {
 
     @Test func forbiddenSecretWritesSayWhatToEnable() async throws {
         try await withTemporaryDirectory { (root: String) async throws in
-            let harness = PipelineHarness(root: root, syncSecrets: true, spc: Self.spc([Self.opaque]))
+            let harness = PipelineHarness(
+                root: root,
+                rotation: RotationPolicy(enabled: true, interval: .seconds(60)),
+                syncSecrets: true,
+                spc: Self.spc([Self.opaque])
+            )
             harness.kubernetes.failSecretWrites(with: .forbidden("secrets is forbidden: User \"system:serviceaccount:kube-system:secrets-store-csi-driver\" cannot create resource \"secrets\""))
             try await harness.publish()
             #expect(harness.kubernetes.events.contains { $0.message.contains("syncSecret.enabled=true") })
-            // The next refresh retries the pending sync once writes are allowed.
+            #expect(harness.kubernetes.secrets.isEmpty)
+            // The next refresh retries the pending sync once writes are allowed, though the files did not change.
             harness.kubernetes.failSecretWrites(with: nil)
+            harness.clock.advance(by: .seconds(61))
+            #expect(await harness.publisher.rotate(logger: harness.logs.logger())[harness.target] == .refreshed(changed: false))
+            #expect(harness.kubernetes.secrets["ns/app-secret"]?.data["user"] == Array("admin".utf8))
         }
     }
 

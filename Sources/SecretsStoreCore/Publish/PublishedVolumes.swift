@@ -47,8 +47,6 @@ package final class PublishedVolumes: Sendable {
         _ = volumes.withLock { $0.removeValue(forKey: target) }
     }
 
-    package var count: Int { volumes.withLock { $0.count } }
-
     /// The target paths of every volume recorded.
     package var targets: [String] { volumes.withLock { Array($0.keys) } }
 
