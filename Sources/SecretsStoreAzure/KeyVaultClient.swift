@@ -66,7 +66,7 @@ package struct KeyVaultClient: Sendable {
             } catch {
                 if let delay = retryDelay(attempt: attempt, headers: nil) {
                     attempt += 1
-                    try await wait(delay, reason: "GET \(url): \(error)")
+                    try await wait(delay, reason: "GET \(url): \(error)", kind: .unavailable)
                     continue
                 }
                 throw KeyVaultFailure(kind: .unavailable, message: "GET \(url): \(error)")
@@ -84,7 +84,11 @@ package struct KeyVaultClient: Sendable {
             case 408, 429, 500...599:
                 if let delay = retryDelay(attempt: attempt, headers: response.headers) {
                     attempt += 1
-                    try await wait(delay, reason: Self.describe(response, url: url))
+                    try await wait(
+                        delay,
+                        reason: Self.describe(response, url: url),
+                        kind: response.status == 429 ? .throttled : .unavailable
+                    )
                     continue
                 }
                 throw KeyVaultFailure(kind: response.status == 429 ? .throttled : .unavailable, message: Self.describe(response, url: url))
@@ -114,15 +118,17 @@ package struct KeyVaultClient: Sendable {
         return .milliseconds(((1 << (attempt + 1)) - 1) * 800)
     }
 
-    private func wait(_ delay: Duration, reason: String) async throws(KeyVaultFailure) {
+    /// Sleeps before a retry, or fails with `kind` (throttled for 429, unavailable for 408/5xx) when the wait
+    /// would outlast the request.
+    private func wait(_ delay: Duration, reason: String, kind: KeyVaultFailure.Kind) async throws(KeyVaultFailure) {
         if let remaining = remaining(), delay >= remaining {
             throw KeyVaultFailure(
-                kind: .throttled,
+                kind: kind,
                 message: "\(reason); retrying after \(delay) would pass the request deadline"
             )
         }
         if delay > .seconds(60) {
-            throw KeyVaultFailure(kind: .throttled, message: "\(reason); Key Vault asked to wait \(delay)")
+            throw KeyVaultFailure(kind: kind, message: "\(reason); Key Vault asked to wait \(delay)")
         }
         logger.debug("retrying key vault request", metadata: ["retry.delay": "\(delay)"])
         do {

@@ -203,7 +203,7 @@ package final class RESTKubernetesClient: KubernetesClient {
         case 404: throw .notFound(message)
         case 409: throw .conflict(message)
         case 401, 403: throw .forbidden(message)
-        case 429, 500...599: throw .unavailable(message)
+        case 429, 500...599: throw .unavailable("\(method) \(path): HTTP \(status): \(message)")
         default: throw .rejected(status: status, message: message)
         }
     }

@@ -88,6 +88,7 @@ func withDriver(
     maxReceiveMessageBytes: Int = 4_194_304,
     builtIn: [String: any SecretsProvider] = [:],
     syncSecrets: Bool = false,
+    tmpfsOptions: String = "mode=0755",
     providerBehaviour: TestProviderServer.Behaviour = .respond(
         TestProviderServer.response(files: [("username", "admin"), ("password", "p@ss-SENTINEL")])
     ),
@@ -101,7 +102,7 @@ func withDriver(
             configuration: KubernetesConfiguration(server: api.url, credentials: .token("driver-token"))
         )
         let provider = try await TestProviderServer(socketPath: root + "/providers/test.sock", behaviour: providerBehaviour)
-        let mounter: any Mounter = runningAsRoot ? LinuxMounter() : RecordingMounter()
+        let mounter: any Mounter = runningAsRoot ? LinuxMounter(options: tmpfsOptions) : RecordingMounter()
         let logs = LogCapture()
         let logger = logs.logger(level: .trace)
         let metrics = PrometheusDriverMetrics()

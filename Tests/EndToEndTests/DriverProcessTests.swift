@@ -5,6 +5,8 @@ import Glibc
 #endif
 import GRPCCore
 import GRPCNIOTransportHTTP2
+import SecretsStoreCore
+import SecretsStoreLinux
 import SecretsStoreTesting
 import SwiftProtobuf
 import Testing
@@ -160,5 +162,123 @@ struct DriverProcessTests {
         bad.waitUntilExit()
         #expect(bad.terminationStatus != 0)
         #expect(String(decoding: badOutput.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).contains("--rotation-poll-interval"))
+    }
+
+    /// How many times `path` appears as a mount point (a stacked mount would show twice).
+    static func mountCount(_ path: String) throws -> Int {
+        let text = try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)
+        return MountInfo.parse(text).filter { $0.mountPoint == path }.count
+    }
+
+    @Test(
+        "SIGKILL between mount and write, then a restart: kubelet's retry fills the volume once, or its unpublish removes it",
+        .enabled(if: runningAsRoot, "needs real tmpfs mounts")
+    )
+    func killedBetweenMountAndWrite() async throws {
+        try await withTemporaryDirectory { (root: String) async throws in
+            let api = try await FakeKubernetesAPIServer(requiredToken: "driver-token")
+            api.seed(
+                path: "/apis/secrets-store.csi.x-k8s.io/v1/namespaces/ns/secretproviderclasses",
+                object: ["metadata": ["name": "spc", "namespace": "ns"], "spec": ["provider": "test", "parameters": ["a": "b"]]]
+            )
+            try FileManager.default.createDirectory(atPath: root + "/providers", withIntermediateDirectories: true)
+            let provider = try await TestProviderServer(socketPath: root + "/providers/test.sock", behaviour: .hang)
+            let socket = root + "/csi.sock"
+            let arguments = [
+                "-endpoint=unix://" + socket, "--nodeid=node-a", "-v=5", "--provider-volume=" + root + "/providers",
+                "--kubeconfig=" + (try Self.kubeconfig(server: api.url, in: root)),
+            ]
+            let target = root + "/pods/uid-1/volumes/kubernetes.io~csi/secrets/mount"
+            let mounter = LinuxMounter()
+            defer { try? mounter.unmount(target) }
+            let request: Csi_V1_NodePublishVolumeRequest = {
+                var request = Csi_V1_NodePublishVolumeRequest()
+                request.volumeID = "csi-1"
+                request.targetPath = target
+                request.readonly = true
+                request.volumeCapability.mount = .init()
+                request.volumeContext = [
+                    "secretProviderClass": "spc", "csi.storage.k8s.io/pod.name": "web-0",
+                    "csi.storage.k8s.io/pod.namespace": "ns", "csi.storage.k8s.io/pod.uid": "uid-1",
+                ]
+                return request
+            }()
+            var unpublish = Csi_V1_NodeUnpublishVolumeRequest()
+            unpublish.volumeID = "csi-1"
+            unpublish.targetPath = target
+
+            /// Starts the driver, publishes with the provider hanging, and kills the driver once the tmpfs is
+            /// mounted and the provider has been asked (so nothing has been written yet).
+            func killMidPublish() async throws {
+                provider.setBehaviour(.hang)
+                let before = provider.requests.count
+                let (process, _) = try Self.start(arguments)
+                try await Self.waitForSocket(socket)
+                let call = Task {
+                    try await withGRPCClient(
+                        transport: .http2NIOPosix(target: .unixDomainSocket(path: socket, authority: "localhost"), transportSecurity: .plaintext)
+                    ) { (client: GRPCClient<HTTP2ClientTransport.Posix>) async throws in
+                        _ = try await Csi_V1_Node.Client(wrapping: client).nodePublishVolume(request)
+                    }
+                }
+                for _ in 0..<1000 where provider.requests.count == before { try await Task.sleep(for: .milliseconds(10)) }
+                #expect(provider.requests.count == before + 1)
+                #expect(try Self.mountCount(target) == 1, "the tmpfs is mounted before the provider is asked")
+                kill(process.processIdentifier, SIGKILL)
+                process.waitUntilExit()
+                #expect(process.terminationReason == .uncaughtSignal)
+                _ = await call.result
+                #expect(try FileManager.default.contentsOfDirectory(atPath: target).isEmpty, "killed before any write")
+            }
+
+            /// Restarts the driver (it takes over the stale socket) and runs `body` against it, then stops it.
+            func restarted(_ body: (Csi_V1_Node.Client<HTTP2ClientTransport.Posix>) async throws -> Void) async throws {
+                let (process, _) = try Self.start(arguments)
+                defer {
+                    process.terminate()
+                    process.waitUntilExit()
+                }
+                for _ in 0..<500 {
+                    if (try? await Self.probe(socket)) == true { break }
+                    try await Task.sleep(for: .milliseconds(10))
+                }
+                try await withGRPCClient(
+                    transport: .http2NIOPosix(target: .unixDomainSocket(path: socket, authority: "localhost"), transportSecurity: .plaintext)
+                ) { (client: GRPCClient<HTTP2ClientTransport.Posix>) async throws in
+                    try await body(Csi_V1_Node.Client(wrapping: client))
+                }
+            }
+
+            // The pod went away while the driver was down: kubelet unpublishes, and nothing is left.
+            try await killMidPublish()
+            try await restarted { node in
+                _ = try await node.nodeUnpublishVolume(unpublish)
+            }
+            #expect(try Self.mountCount(target) == 0)
+            #expect(!FileManager.default.fileExists(atPath: target))
+
+            // The pod is still there: kubelet retries the publish, which fills the same tmpfs (no second mount).
+            try await killMidPublish()
+            provider.setBehaviour(.respond(TestProviderServer.response(files: [("username", "admin"), ("password", "pw")])))
+            try await restarted { node in
+                _ = try await node.nodePublishVolume(request)
+                #expect(try Self.mountCount(target) == 1)
+                #expect(try String(contentsOfFile: target + "/password", encoding: .utf8) == "pw")
+                #expect(try FileManager.default.destinationOfSymbolicLink(atPath: target + "/..data").hasPrefix("..20"))
+                _ = try await node.nodeUnpublishVolume(unpublish)
+            }
+            #expect(try Self.mountCount(target) == 0)
+            provider.shutdown()
+            try await api.shutdown()
+        }
+    }
+
+    /// Whether the driver on `socket` answers Probe with ready (throws while it is not serving yet).
+    static func probe(_ socket: String) async throws -> Bool {
+        try await withGRPCClient(
+            transport: .http2NIOPosix(target: .unixDomainSocket(path: socket, authority: "localhost"), transportSecurity: .plaintext)
+        ) { (client: GRPCClient<HTTP2ClientTransport.Posix>) async throws in
+            try await Csi_V1_Identity.Client(wrapping: client).probe(Csi_V1_ProbeRequest()).ready.value
+        }
     }
 }

@@ -132,35 +132,6 @@ struct UnixSocketTests {
         }
     }
 
-    @Test func providerSocketMissing() async throws {
-        try await withDriver { driver in
-            driver.seedSecretProviderClass(provider: "vault")
-            do {
-                _ = try await driver.node.nodePublishVolume(driver.publishRequest())
-                Issue.record("publish succeeded")
-            } catch let error as RPCError {
-                #expect(error.code == .failedPrecondition)
-                #expect(error.message.hasPrefix("error connecting to provider \"vault\": provider not found"))
-            }
-            #expect(try !driver.isMounted(driver.targetPath()))
-        }
-    }
-
-    @Test("a provider that hangs past the deadline: DEADLINE_EXCEEDED and no stray mount")
-    func providerHangs() async throws {
-        try await withDriver(providerBehaviour: .hang) { driver in
-            driver.seedSecretProviderClass()
-            var options = CallOptions.defaults
-            options.timeout = .milliseconds(800)
-            let code = await statusCode { _ = try await driver.node.nodePublishVolume(driver.publishRequest(), options: options) }
-            #expect(code == .deadlineExceeded)
-            // The server side finishes its compensation right after the deadline.
-            try await Task.sleep(for: .milliseconds(300))
-            #expect(try !driver.isMounted(driver.targetPath()))
-            #expect(driver.provider.requests.count == 1)
-        }
-    }
-
     @Test(
         "provider failures keep their meaning for kubelet",
         arguments: [

@@ -68,7 +68,9 @@ struct RESTKubernetesClientTests {
                 try await client.secretProviderClass(namespace: "ns", name: "nope", logger: logger)
             }
             server.injectFailure(status: 500, forPathContaining: "secretproviderclasses")
-            await #expect(throws: KubernetesClientError.unavailable("injected failure")) {
+            await #expect(throws: KubernetesClientError.unavailable(
+                "GET /apis/secrets-store.csi.x-k8s.io/v1/namespaces/ns/secretproviderclasses/x: HTTP 500: injected failure"
+            )) {
                 try await client.secretProviderClass(namespace: "ns", name: "x", logger: logger)
             }
             server.injectFailure(status: 403, forPathContaining: "secretproviderclasses")
