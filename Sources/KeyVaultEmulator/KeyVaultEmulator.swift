@@ -64,6 +64,8 @@ package final class KeyVaultEmulator: Sendable {
     package var keyVaultRequestCount: Int { state.withLock { $0.keyVaultRequests } }
     /// Token requests to Entra and IMDS.
     package var tokenRequestCount: Int { state.withLock { $0.tokenRequests } }
+    /// Every access token the emulator has issued (Entra and IMDS), for secrecy checks.
+    package var issuedAccessTokens: [String] { state.withLock { Array($0.tokens.keys) } }
     package func resetCounters() {
         state.withLock {
             $0.counts = [:]

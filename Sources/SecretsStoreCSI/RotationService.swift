@@ -30,7 +30,7 @@ package struct RotationService: Service {
                 try await sleep(interval + .milliseconds(jitterMillis))
                 let start = ContinuousClock.now
                 let outcomes = await publisher.rotate(logger: logger)
-                logger.debug(
+                logger.info(
                     "rotation cycle finished",
                     metadata: ["rotation.volumes": "\(outcomes.count)", "rotation.duration": "\(ContinuousClock.now - start)"]
                 )

@@ -15,6 +15,8 @@ package final class FakeKubernetesAPIServer: Sendable {
         package var method: String
         package var path: String
         package var authorization: String?
+        /// The request body as sent (empty for reads).
+        package var body: String = ""
     }
 
     private struct Key: Hashable {
@@ -63,6 +65,8 @@ package final class FakeKubernetesAPIServer: Sendable {
     // MARK: Test controls
 
     package var requests: [Request] { state.withLock { $0.requests } }
+    /// Forgets the recorded requests (long runs that measure memory).
+    package func removeRecordedRequests() { state.withLock { $0.requests.removeAll() } }
 
     /// Answers the next request whose path contains `pathSubstring` with `status` and a matching Status body.
     package func injectFailure(status: Int, forPathContaining pathSubstring: String) {
@@ -94,7 +98,7 @@ package final class FakeKubernetesAPIServer: Sendable {
     private func handle(method: String, uri: String, authorization: String?, body: [UInt8]) -> (Int, [UInt8]) {
         let (path, query) = Self.split(uri)
         return state.withLock { state -> (Int, [UInt8]) in
-            state.requests.append(Request(method: method, path: path, authorization: authorization))
+            state.requests.append(Request(method: method, path: path, authorization: authorization, body: String(decoding: body, as: UTF8.self)))
             if let requiredToken, authorization != "Bearer \(requiredToken)" {
                 return Self.status(401, reason: "Unauthorized", message: "Unauthorized")
             }

@@ -11,6 +11,9 @@ package final class LogCapture: Sendable {
 
     package var all: [String] { lines.withLock { $0 } }
 
+    /// Forgets the lines captured so far (long runs that measure memory).
+    package func removeAll() { lines.withLock { $0.removeAll() } }
+
     /// A logger at `level` that writes into this capture.
     package func logger(level: Logger.Level = .trace, format: LineLogHandler.Format = .text) -> Logger {
         Logger(label: "test") { label in

@@ -4,11 +4,21 @@ import Synchronization
 
 /// An in-process ``SecretsProvider`` whose answer a test sets, and which records every request.
 package final class StaticProvider: SecretsProvider {
-    private let state: Mutex<(result: Result<ProviderResponse, ProviderFailure>, requests: [ProviderRequest])>
+    private struct State {
+        var result: Result<ProviderResponse, ProviderFailure>
+        var requests: [ProviderRequest] = []
+        var held = false
+    }
+
+    private let state: Mutex<State>
 
     package init(_ response: ProviderResponse) {
-        state = Mutex((.success(response), []))
+        state = Mutex(State(result: .success(response)))
     }
+
+    /// Makes fetches wait until ``release()`` (they are recorded when they start).
+    package func hold() { state.withLock { $0.held = true } }
+    package func release() { state.withLock { $0.held = false } }
 
     package var requests: [ProviderRequest] { state.withLock { $0.requests } }
 
@@ -16,11 +26,15 @@ package final class StaticProvider: SecretsProvider {
     package func fail(with failure: ProviderFailure) { state.withLock { $0.result = .failure(failure) } }
 
     package func fetch(_ request: ProviderRequest, logger: Logger) async throws(ProviderFailure) -> ProviderResponse {
-        let result = state.withLock { state in
-            state.requests.append(request)
-            return state.result
+        state.withLock { $0.requests.append(request) }
+        while state.withLock({ $0.held }) {
+            do {
+                try await Task.sleep(for: .milliseconds(2))
+            } catch {
+                throw .cancelled
+            }
         }
-        return try result.get()
+        return try state.withLock { $0.result }.get()
     }
 }
 

@@ -52,6 +52,8 @@ package final class TestProviderServer: Sendable {
     }
 
     package var requests: [V1alpha1_MountRequest] { shared.state.withLock { $0.requests } }
+    /// Forgets the recorded requests (long runs that measure memory).
+    package func removeRecordedRequests() { shared.state.withLock { $0.requests.removeAll() } }
     package var authorities: [String] { shared.state.withLock { $0.authorities } }
     package func setBehaviour(_ behaviour: Behaviour) { shared.state.withLock { $0.behaviour = behaviour } }
 

@@ -195,6 +195,32 @@ struct SyncAndRotationTests {
         }
     }
 
+    @Test("pods starting together on one SecretProviderClass share one fetch; another service account fetches its own")
+    func concurrentFirstPublishesShareOneFetch() async throws {
+        try await withTemporaryDirectory { (root: String) async throws in
+            let harness = PipelineHarness(root: root)
+            harness.provider.hold()
+            let requests = (0..<5).map { harness.request(pod: "pod-\($0)", uid: "uid-\($0)", target: root + "/v\($0)/mount") }
+                + [harness.request(context: ["csi.storage.k8s.io/serviceAccount.name": "other"], pod: "x", uid: "ux", target: root + "/x/mount")]
+            try await withThrowingTaskGroup(of: NodePublisher.PublishOutcome.self) { group in
+                for request in requests {
+                    group.addTask { try await harness.publisher.publish(request, logger: harness.logs.logger()) }
+                }
+                // Release the provider once the four followers are waiting on the first pod's fetch.
+                while harness.publisher.sharedFetches.joinedCount < 4 || harness.provider.requests.count < 2 {
+                    try await Task.sleep(for: .milliseconds(2))
+                }
+                harness.provider.release()
+                for try await outcome in group { #expect(outcome == .published) }
+            }
+            #expect(harness.provider.requests.count == 2)
+            for index in 0..<5 {
+                #expect(try harness.fileSystem.readFile(at: root + "/v\(index)/mount/username") == Array("admin".utf8))
+                #expect(harness.kubernetes.podStatuses["ns/pod-\(index)-ns-spc"]?.podUID == "uid-\(index)")
+            }
+        }
+    }
+
     @Test("kubelet's republish refreshes the kept context and fetches only when due")
     func republishRefreshesContext() async throws {
         try await withTemporaryDirectory { (root: String) async throws in

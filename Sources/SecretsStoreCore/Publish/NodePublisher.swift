@@ -37,6 +37,8 @@ package final class NodePublisher: Sendable {
     private let metrics: any DriverMetrics
     private let syncer: SecretSyncer
     private let locks = TargetLocks()
+    /// First-publish fetches in flight, shared by requests with the same fetch key.
+    package let sharedFetches = SharedFetches()
     /// The volumes this instance has published.
     package let volumes = PublishedVolumes()
 
@@ -133,7 +135,12 @@ package final class NodePublisher: Sendable {
                 try mounter.mountTmpfs(at: request.targetPath)
             }
             do throws(PublishError) {
-                let response = try await fetch(request, spc: spc, provider: provider, currentVersions: [], logger: logger)
+                // Pods that start together (a Deployment scaling up on this node) and would send the provider the
+                // same request share one fetch.
+                let key = Self.fetchKey(for: request, secretProviderClassName: spc.name, provider: spc.provider)
+                let response = try await sharedFetches.share(key) { [self, logger] () async throws(PublishError) -> ProviderResponse in
+                    try await fetch(request, spc: spc, provider: provider, currentVersions: [], logger: logger)
+                }
                 try await apply(response, to: request.targetPath, request: request, spc: spc, firstPublish: true, logger: logger)
             } catch {
                 // Compensation: the target held nothing of ours before this call, so it must hold nothing after
@@ -248,14 +255,20 @@ package final class NodePublisher: Sendable {
             throw .provider(name: spc.provider, error)
         }
         metrics.providerFetched(provider: spc.provider, duration: ContinuousClock.now - start)
+        try Self.validate(response, providerName: spc.provider)
+        return response
+    }
+
+    /// Accepts a provider's answer only if it is safe to write: it names at least one object version, every file
+    /// path passes ``PayloadPath/validate(_:)``, and no path repeats or is also the directory of another path.
+    package static func validate(_ response: ProviderResponse, providerName: String) throws(PublishError) {
         guard !response.objectVersions.isEmpty else {
-            throw .provider(name: spc.provider, .invalidResponse("missing object versions"))
+            throw .provider(name: providerName, .invalidResponse("missing object versions"))
         }
         for file in response.files {
             try PayloadPath.validate(file.path)
         }
         try checkForDuplicatePaths(response.files)
-        return response
     }
 
     /// Writes a validated answer into a mounted target, records the pod status, remembers the volume, and
@@ -362,6 +375,15 @@ package final class NodePublisher: Sendable {
     /// request but for pod-specific attributes, so one answer serves them all.
     package static func fetchKey(for volume: PublishedVolumes.Volume) -> String? {
         guard let request = volume.request else { return nil }
+        return fetchKey(for: request, secretProviderClassName: volume.secretProviderClassName, provider: volume.provider)
+    }
+
+    /// The fetch key of one request (see ``fetchKey(for:)``).
+    package static func fetchKey(
+        for request: ValidatedPublishRequest,
+        secretProviderClassName: String,
+        provider: String
+    ) -> String {
         let podSpecific: Set<String> = [
             VolumeContextKey.podName, VolumeContextKey.podUID, VolumeContextKey.serviceAccountTokens, VolumeContextKey.ephemeral,
         ]
@@ -371,7 +393,7 @@ package final class NodePublisher: Sendable {
         for (key, value) in context { hasher.add(key); hasher.add(value) }
         hasher.add("|")
         for (key, value) in secrets { hasher.add(key); hasher.add(value) }
-        return "\(request.pod.namespace)/\(volume.secretProviderClassName)|\(volume.provider)|\(request.pod.serviceAccountName)|\(hasher.value)"
+        return "\(request.pod.namespace)/\(secretProviderClassName)|\(provider)|\(request.pod.serviceAccountName)|\(hasher.value)"
     }
 
     /// One rotation cycle: every volume due for a fetch is fetched again, one provider call per group of
@@ -502,7 +524,7 @@ package final class NodePublisher: Sendable {
         return recovered
     }
 
-    private func checkForDuplicatePaths(_ files: [SecretFile]) throws(PublishError) {
+    private static func checkForDuplicatePaths(_ files: [SecretFile]) throws(PublishError) {
         var seen = Set<String>()
         for file in files where !seen.insert(file.path).inserted {
             throw .invalidPayload(path: file.path, reason: "the provider returned this path twice")
