@@ -165,6 +165,21 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Deterministic mutation fuzzing of the parsers and validators that take outside input, over the
+        // production code paths; run bounded by FuzzTests and for as long as wanted by csi-fuzz.
+        .target(
+            name: "SecretsStoreFuzzing",
+            dependencies: [
+                "SecretsStoreCore", "SecretsStoreAzure", "SecretsStoreCSI", "SecretsStoreKubernetes", "CSIProtocol",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "csi-fuzz",
+            dependencies: ["SecretsStoreFuzzing", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "secrets-store-csi-driver",
             dependencies: [
@@ -210,6 +225,8 @@ let package = Package(
             dependencies: [
                 "SecretsStoreCore", "SecretsStoreCSI", "SecretsStoreKubernetes", "SecretsStoreLinux",
                 "SecretsStoreTesting", "CSIProtocol", "SecretsStoreAzure", "KeyVaultEmulator",
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "Logging", package: "swift-log"),
@@ -246,6 +263,11 @@ let package = Package(
                 "SecretsStoreCore", "SecretsStoreKubernetes", "SecretsStoreTesting",
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FuzzTests",
+            dependencies: ["SecretsStoreFuzzing"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -93,7 +93,9 @@ package final class AzureKeyVaultProvider: SecretsProvider {
         var version: String
     }
 
-    private enum FetchError: Error {
+    /// Why one object could not be fetched: Key Vault refused or failed, the bundle could not be turned into
+    /// file contents, or the answer was not the JSON Key Vault documents.
+    package enum FetchError: Error {
         case keyVault(KeyVaultFailure)
         case contents(ObjectContents.Failure)
         case decoding(String)
@@ -140,6 +142,15 @@ package final class AzureKeyVaultProvider: SecretsProvider {
         } catch {
             throw .keyVault(error)
         }
+        return try Self.objectContents(from: body, object: object)
+    }
+
+    /// The file contents and version of `object` from the body of a Key Vault GET of one version (a secret,
+    /// key or certificate bundle), as the provider writes them.
+    package static func objectContents(
+        from body: [UInt8],
+        object: KeyVaultObject
+    ) throws(FetchError) -> (contents: [UInt8], version: String) {
         do {
             switch object.type {
             case .secret:
@@ -193,19 +204,9 @@ package final class AzureKeyVaultProvider: SecretsProvider {
             } catch {
                 throw .keyVault(error)
             }
-            let list: VersionList
-            do {
-                list = try decode(VersionList.self, body)
-            } catch {
-                throw .decoding("failed to list versions: \(error)")
-            }
-            for item in list.value ?? [] {
-                guard let attributes = item.attributes, attributes.enabled == true,
-                    let id = item.id ?? item.kid
-                else { continue }
-                entries.append((Self.lastSegment(id), attributes.created ?? 0))
-            }
-            next = list.nextLink.flatMap { $0.isEmpty ? nil : $0 }
+            let listing = try Self.versionEntries(from: body)
+            entries += listing.entries
+            next = listing.nextLink
         }
         entries.sort { $0.created > $1.created }
         var versions = entries.map(\.version)
@@ -216,7 +217,28 @@ package final class AzureKeyVaultProvider: SecretsProvider {
         return Array(versions.prefix(object.versionHistory))
     }
 
-    private func decode<T: Decodable>(_ type: T.Type, _ body: [UInt8]) throws -> T {
+    /// The enabled versions on one page of a Key Vault version listing, in the page's order, and the link to the
+    /// next page (`nil` on the last page).
+    package static func versionEntries(
+        from body: [UInt8]
+    ) throws(FetchError) -> (entries: [(version: String, created: Int64)], nextLink: String?) {
+        let list: VersionList
+        do {
+            list = try decode(VersionList.self, body)
+        } catch {
+            throw .decoding("failed to list versions: \(error)")
+        }
+        var entries: [(version: String, created: Int64)] = []
+        for item in list.value ?? [] {
+            guard let attributes = item.attributes, attributes.enabled == true,
+                let id = item.id ?? item.kid
+            else { continue }
+            entries.append((lastSegment(id), attributes.created ?? 0))
+        }
+        return (entries, list.nextLink.flatMap { $0.isEmpty ? nil : $0 })
+    }
+
+    private static func decode<T: Decodable>(_ type: T.Type, _ body: [UInt8]) throws -> T {
         try JSONDecoder().decode(type, from: Data(body))
     }
 

@@ -50,6 +50,8 @@ package enum AzureIdentity: Sendable, Equatable {
 /// provider's order and with its error texts (users search for them). Two upstream quirks are fixed on
 /// purpose: an unknown `objectType` and an invalid `filePermission` are validation errors here, before any
 /// request to Key Vault, instead of a late fetch failure and a silent mode 0000.
+/// An object without `objectName` (say, only an alias) is refused here too, rather than requested from Key Vault
+/// under an empty name.
 package struct AzureMountParameters: Sendable, Equatable {
     package var keyVaultName: String
     package var tenantID: String
@@ -146,7 +148,7 @@ package struct AzureMountParameters: Sendable, Equatable {
     }
 
     /// The token for `audience` from kubelet's `serviceAccount.tokens` JSON.
-    static func serviceAccountToken(_ json: String, audience: String) throws(Invalid) -> String {
+    package static func serviceAccountToken(_ json: String, audience: String) throws(Invalid) -> String {
         guard !json.isEmpty else { throw Invalid("service account tokens not found") }
         struct Entry: Decodable { var token: String? }
         let tokens: [String: Entry]
@@ -185,7 +187,7 @@ package struct AzureMountParameters: Sendable, Equatable {
     }
 
     /// Parses `array:` of YAML strings, each a mapping describing one object, and validates each.
-    static func parseObjects(_ text: String) throws(Invalid) -> [KeyVaultObject] {
+    package static func parseObjects(_ text: String) throws(Invalid) -> [KeyVaultObject] {
         struct Outer: Decodable { var array: [String]? }
         struct Inner: Decodable {
             var objectName: String?
@@ -247,6 +249,8 @@ package struct AzureMountParameters: Sendable, Equatable {
                 }
                 permission = parsed
             }
+            // An alias only names the file: without a name there is nothing to fetch.
+            if name.isEmpty { throw wrap("objectName is not set") }
             result.append(
                 KeyVaultObject(
                     name: name,

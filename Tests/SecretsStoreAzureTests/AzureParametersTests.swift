@@ -102,6 +102,7 @@ struct AzureParametersTests {
             (["objects": "array:\n  - |\n    objectName: a\n    objectType: secret\n    filePermission: 0o644\n"], "invalid filePermission: 0o644"),
             (["objects": "array:\n  - |\n    objectName: a\n    objectType: secret\n    filePermission: 999\n"], "invalid filePermission: 999"),
             (["objects": "array:\n  - |\n    objectName: a\n    objectType: secret\n    objectVersionHistory: \"5\"\n"], "unmarshal failed for keyVaultObjects at index 0"),
+            (["objects": "array:\n  - |\n    objectType: secret\n    objectAlias: web.pfx\n"], "objectName:, objectVersion:: objectName is not set"),
             (["keyvaultName": "kv"], "Invalid vault name: \"kv\", must be between 3 and 24 chars"),
             (["keyvaultName": "kv_1"], "must match [-a-zA-Z0-9]{3,24}"),
             (["clientID": "x"], "service account tokens not found"),
