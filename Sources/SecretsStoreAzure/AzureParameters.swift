@@ -1,4 +1,5 @@
 import SecretsStoreCore
+import Synchronization
 import Yams
 
 #if canImport(FoundationEssentials)
@@ -186,8 +187,22 @@ package struct AzureMountParameters: Sendable, Equatable {
         }
     }
 
+    /// Objects already parsed, by the parameter's text: every pod of a SecretProviderClass sends the same text,
+    /// and the YAML parse was the largest cost of a publish after I/O. Bounded; errors are not kept.
+    private static let parsedObjects = Mutex<[String: [KeyVaultObject]]>([:])
+
     /// Parses `array:` of YAML strings, each a mapping describing one object, and validates each.
     package static func parseObjects(_ text: String) throws(Invalid) -> [KeyVaultObject] {
+        if let known = parsedObjects.withLock({ $0[text] }) { return known }
+        let objects = try parseObjectsUncached(text)
+        parsedObjects.withLock { cache in
+            if cache.count >= 64 { cache.removeAll() }
+            cache[text] = objects
+        }
+        return objects
+    }
+
+    private static func parseObjectsUncached(_ text: String) throws(Invalid) -> [KeyVaultObject] {
         struct Outer: Decodable { var array: [String]? }
         struct Inner: Decodable {
             var objectName: String?

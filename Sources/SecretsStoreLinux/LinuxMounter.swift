@@ -69,7 +69,7 @@ package struct LinuxMounter: Mounter {
         } catch {
             throw .mountFailed(targetPath: path, reason: "failed to read \(mountInfoPath): \(error.reason)")
         }
-        return MountInfo.parse(text).contains { $0.mountPoint == resolved }
+        return MountInfo.lists(mountPoint: resolved, in: text)
     }
 
     /// The path with symbolic links resolved, as mountinfo lists it; the path itself when it cannot be resolved.

@@ -17,6 +17,48 @@ package enum MountInfo {
         }
     }
 
+    /// Whether `mountPoint` is listed in `text`. Compares raw bytes against the escaped path line by line without
+    /// building entries: it runs on every publish and unpublish, over a table that grows with the node's pods.
+    package static func lists(mountPoint: String, in text: String) -> Bool {
+        let wanted = escape(mountPoint)
+        let space = UInt8(ascii: " ")
+        for line in text.utf8.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true) {
+            var field = 0
+            var start = line.startIndex
+            var index = line.startIndex
+            while index < line.endIndex {
+                if line[index] == space {
+                    if field == 4 {
+                        if line[start..<index].elementsEqual(wanted) { return true }
+                        break
+                    }
+                    field += 1
+                    start = line.index(after: index)
+                }
+                index = line.index(after: index)
+            }
+        }
+        return false
+    }
+
+    /// The kernel's escaping of a path in mountinfo: space, tab, newline and backslash as `\ooo`.
+    package static func escape(_ path: String) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(path.utf8.count)
+        for byte in path.utf8 {
+            switch byte {
+            case UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\n"), UInt8(ascii: "\\"):
+                bytes.append(UInt8(ascii: "\\"))
+                bytes.append(UInt8(ascii: "0") + (byte >> 6) & 7)
+                bytes.append(UInt8(ascii: "0") + (byte >> 3) & 7)
+                bytes.append(UInt8(ascii: "0") + byte & 7)
+            default:
+                bytes.append(byte)
+            }
+        }
+        return bytes
+    }
+
     /// Decodes the kernel's `\ooo` octal escapes.
     package static func unescape(_ field: Substring) -> String {
         var bytes: [UInt8] = []

@@ -119,6 +119,10 @@ struct MountInfoTests {
         #expect(entries[1].mountPoint == "/var/lib/kubelet/pods/u/volumes/kubernetes.io~csi/my vol/mount")
         #expect(entries[1].fileSystemType == "tmpfs")
         #expect(entries[2].mountPoint == "/tmp/a\\b")
+        for entry in entries { #expect(MountInfo.lists(mountPoint: entry.mountPoint, in: text)) }
+        #expect(!MountInfo.lists(mountPoint: "/var/lib/kubelet/pods/u/volumes/kubernetes.io~csi/my vol", in: text))
+        #expect(!MountInfo.lists(mountPoint: "/tmp/a b", in: text))
+        #expect(!MountInfo.lists(mountPoint: "rw", in: text))
     }
 }
 
