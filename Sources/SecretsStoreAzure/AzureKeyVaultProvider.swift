@@ -70,19 +70,59 @@ package final class AzureKeyVaultProvider: SecretsProvider {
         )
         var files: [SecretFile] = []
         var versions: [ObjectVersion] = []
-        for object in parameters.objects {
+        for (object, result) in zip(parameters.objects, await fetchAll(parameters.objects, client: client)) {
             let mode = object.filePermission ?? parameters.defaultFilePermission
-            do {
-                for item in try await fetch(object, client: client) {
+            switch result {
+            case .success(let items):
+                for item in items {
                     files.append(SecretFile(path: item.path, mode: mode, contents: item.contents))
                     versions.append(ObjectVersion(id: item.id, version: item.version))
                 }
-            } catch {
+            case .failure(let error):
                 throw Self.providerFailure(error, object: object)
             }
             logger.debug("fetched key vault object", metadata: ["azure.object": "\(object.type.rawValue)/\(object.name)"])
         }
         return ProviderResponse(files: files, objectVersions: versions)
+    }
+
+    /// Key Vault requests of one volume in flight at once, after the first.
+    static let parallelFetches = 4
+
+    /// Every object's items, in the objects' order. The first object is fetched alone, so a token that is not
+    /// cached yet is requested once; the rest run ``parallelFetches`` at a time. When the first fails, the
+    /// result holds only that failure.
+    private func fetchAll(_ objects: [KeyVaultObject], client: KeyVaultClient) async -> [Result<[Item], FetchError>] {
+        guard let first = objects.first else { return [] }
+        let firstResult = await result(of: first, client: client)
+        guard case .success = firstResult else { return [firstResult] }
+        var results = [Result<[Item], FetchError>?](repeating: nil, count: objects.count)
+        results[0] = firstResult
+        await withTaskGroup(of: (Int, Result<[Item], FetchError>).self) { group in
+            var next = 1
+            while next < objects.count, next <= Self.parallelFetches {
+                let (index, object) = (next, objects[next])
+                group.addTask { (index, await self.result(of: object, client: client)) }
+                next += 1
+            }
+            for await (index, result) in group {
+                results[index] = result
+                if next < objects.count {
+                    let (index, object) = (next, objects[next])
+                    group.addTask { (index, await self.result(of: object, client: client)) }
+                    next += 1
+                }
+            }
+        }
+        return results.compactMap { $0 }
+    }
+
+    private func result(of object: KeyVaultObject, client: KeyVaultClient) async -> Result<[Item], FetchError> {
+        do {
+            return .success(try await fetch(object, client: client))
+        } catch {
+            return .failure(error)
+        }
     }
 
     /// One produced file.

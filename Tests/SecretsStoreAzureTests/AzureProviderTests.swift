@@ -195,6 +195,27 @@ struct AzureProviderTests {
         }
     }
 
+    @Test("objects fetched several at a time still come back in the objects' order, and the first failure in that order is the one reported")
+    func parallelFetchKeepsOrder() async throws {
+        try await AzureHarness.withHarness { (harness: AzureHarness) async throws in
+            let names = ["hexed", "db-pass", "encoded", "api-key", "db-pass", "hexed", "encoded", "api-key"]
+            let objects = "array:\n" + names.enumerated().map { index, name in
+                "  - |\n    objectName: \(name)\n    objectType: secret\n    objectAlias: f\(index)\n"
+            }.joined()
+            let response = try await harness.fetch(harness.request(objects: objects))
+            #expect(response.files.map(\.path) == names.indices.map { "f\($0)" })
+            #expect(response.files[1].contents == Array("s3cr3t-db-password".utf8))
+            #expect(response.files[7].contents == Array("key-v3".utf8))
+
+            let failing = "array:\n" + ["db-pass", "hexed", "nope-1", "encoded", "nope-2", "api-key"].map {
+                "  - |\n    objectName: \($0)\n    objectType: secret\n"
+            }.joined()
+            let failure = await #expect(throws: ProviderFailure.self) { try await harness.fetch(harness.request(objects: failing)) }
+            guard case .objectNotFound(let message) = failure else { Issue.record("got \(String(describing: failure))"); return }
+            #expect(message.contains("objectName:nope-1"))
+        }
+    }
+
     @Test("429 then success is retried; 5xx then success is retried")
     func transientFailuresAreRetried() async throws {
         try await AzureHarness.withHarness { (harness: AzureHarness) async throws in
