@@ -156,6 +156,7 @@ let package = Package(
                 "SecretsStoreLinux",
                 "SecretsStoreHTTPServer",
                 "CSIProtocol",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "NIOCore", package: "swift-nio"),

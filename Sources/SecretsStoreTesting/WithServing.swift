@@ -1,7 +1,9 @@
 import GRPCCore
 import GRPCNIOTransportHTTP2
+import CSIProtocol
 import Logging
 import SecretsStoreCSI
+import SwiftProtobuf
 
 /// Serves `services` on a Unix socket at `socketPath` (the same server the driver runs), waits until it accepts
 /// connections, runs `body` with a client connected to it (`:authority` localhost), then stops the server.
@@ -17,12 +19,31 @@ package func withServing<T: Sendable>(
     return try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { try await server.run() }
         for await _ in listening { break }
-        let result = try await withGRPCClient(
-            transport: .http2NIOPosix(target: .unixDomainSocket(path: socketPath, authority: "localhost"), transportSecurity: .plaintext)
-        ) { client in
+        let result = try await withCSIClient(socketPath: socketPath) { client in
             try await body(client)
         }
         group.cancelAll()
         return result
+    }
+}
+
+/// Runs `body` with a gRPC client connected to the Unix socket at `socketPath`, as kubelet connects
+/// (plaintext, `:authority` localhost).
+package func withCSIClient<T: Sendable>(
+    socketPath: String,
+    isolation: isolated (any Actor)? = #isolation,
+    _ body: (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> T
+) async throws -> T {
+    try await withGRPCClient(
+        transport: .http2NIOPosix(target: .unixDomainSocket(path: socketPath, authority: "localhost"), transportSecurity: .plaintext)
+    ) { client in
+        try await body(client)
+    }
+}
+
+/// Whether the CSI server on `socketPath` answers Probe with ready; throws while nothing serves there.
+package func probeCSI(socketPath: String) async throws -> Bool {
+    try await withCSIClient(socketPath: socketPath) { client in
+        try await Csi_V1_Identity.Client(wrapping: client).probe(Csi_V1_ProbeRequest()).ready.value
     }
 }

@@ -140,7 +140,7 @@ final class DriverBench {
         let start = ContinuousClock.now
         try process.run()
         while true {
-            if let ready = try? await probe(socket), ready { return (process, ContinuousClock.now - start) }
+            if let ready = try? await probeCSI(socketPath: socket), ready { return (process, ContinuousClock.now - start) }
             guard process.isRunning else { throw FloorError(message: "\(executable) exited; see \(log)") }
             if ContinuousClock.now - start > .seconds(20) { throw FloorError(message: "no Probe answer within 20 s") }
             try await Task.sleep(for: .microseconds(500))
@@ -150,14 +150,6 @@ final class DriverBench {
     func stop(_ process: Process) {
         process.terminate()
         process.waitUntilExit()
-    }
-
-    func probe(_ socket: String) async throws -> Bool {
-        try await withGRPCClient(
-            transport: .http2NIOPosix(target: .unixDomainSocket(path: socket, authority: "localhost"), transportSecurity: .plaintext)
-        ) { (client: GRPCClient<HTTP2ClientTransport.Posix>) async throws in
-            try await Csi_V1_Identity.Client(wrapping: client).probe(Csi_V1_ProbeRequest()).ready.value
-        }
     }
 
     /// NodeGetCapabilities round trips per second from Python grpcio, or nil when grpcio is not installed.
@@ -216,18 +208,17 @@ final class DriverBench {
         report.add("RSS idle", idle, floor: bareIdle, unit: "MiB", target: "<= 20 MiB", met: idle <= 20)
         report.add("  of which anonymous (heap, stacks)", facts.anonymousMiB, floor: bareAnonymous, unit: "MiB")
         report.add("  of which file-backed (binary, libraries)", facts.fileBackedMiB, floor: bareFileBacked, unit: "MiB")
-        report.notes["idle_breakdown_kib"] = Dictionary(uniqueKeysWithValues: facts.residentBreakdown())
+        let breakdown = facts.residentBreakdown()
+        report.notes["idle_breakdown_kib"] = Dictionary(uniqueKeysWithValues: breakdown)
         report.notes["idle_threads"] = facts.threads
-        for (kind, kib) in facts.residentBreakdown() { print("    idle resident \(kind): \(kib) KiB") }
+        for (kind, kib) in breakdown { print("    idle resident \(kind): \(kib) KiB") }
         if let ours = grpcioRoundTrips(socket) {
             report.add("NodeGetCapabilities round trips/s (grpcio)", ours, floor: bareRoundTrips, unit: "calls/s")
         } else {
             print("    grpcio not installed: pip install grpcio to measure round trips")
         }
 
-        try await withGRPCClient(
-            transport: .http2NIOPosix(target: .unixDomainSocket(path: socket, authority: "localhost"), transportSecurity: .plaintext)
-        ) { (client: GRPCClient<HTTP2ClientTransport.Posix>) async throws in
+        try await withCSIClient(socketPath: socket) { (client: GRPCClient<HTTP2ClientTransport.Posix>) async throws in
             let node = Csi_V1_Node.Client(wrapping: client)
             try await publishLatency(node)
             try await concurrentPublishes(node)

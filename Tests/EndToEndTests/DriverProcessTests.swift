@@ -67,9 +67,7 @@ struct DriverProcessTests {
             let (process, output) = try Self.start(arguments)
             try await Self.waitForSocket(socket)
 
-            try await withGRPCClient(
-                transport: .http2NIOPosix(target: .unixDomainSocket(path: socket, authority: "localhost"), transportSecurity: .plaintext)
-            ) { (client: GRPCClient<HTTP2ClientTransport.Posix>) async throws in
+            try await withCSIClient(socketPath: socket) { (client: GRPCClient<HTTP2ClientTransport.Posix>) async throws in
                 let identity = Csi_V1_Identity.Client(wrapping: client)
                 #expect(try await identity.probe(Csi_V1_ProbeRequest()).ready.value)
                 let node = Csi_V1_Node.Client(wrapping: client)
@@ -215,9 +213,7 @@ struct DriverProcessTests {
                 let (process, _) = try Self.start(arguments)
                 try await Self.waitForSocket(socket)
                 let call = Task {
-                    try await withGRPCClient(
-                        transport: .http2NIOPosix(target: .unixDomainSocket(path: socket, authority: "localhost"), transportSecurity: .plaintext)
-                    ) { (client: GRPCClient<HTTP2ClientTransport.Posix>) async throws in
+                    try await withCSIClient(socketPath: socket) { (client: GRPCClient<HTTP2ClientTransport.Posix>) async throws in
                         _ = try await Csi_V1_Node.Client(wrapping: client).nodePublishVolume(request)
                     }
                 }
@@ -239,12 +235,10 @@ struct DriverProcessTests {
                     process.waitUntilExit()
                 }
                 for _ in 0..<500 {
-                    if (try? await Self.probe(socket)) == true { break }
+                    if (try? await probeCSI(socketPath: socket)) == true { break }
                     try await Task.sleep(for: .milliseconds(10))
                 }
-                try await withGRPCClient(
-                    transport: .http2NIOPosix(target: .unixDomainSocket(path: socket, authority: "localhost"), transportSecurity: .plaintext)
-                ) { (client: GRPCClient<HTTP2ClientTransport.Posix>) async throws in
+                try await withCSIClient(socketPath: socket) { (client: GRPCClient<HTTP2ClientTransport.Posix>) async throws in
                     try await body(Csi_V1_Node.Client(wrapping: client))
                 }
             }
@@ -270,15 +264,6 @@ struct DriverProcessTests {
             #expect(try Self.mountCount(target) == 0)
             provider.shutdown()
             try await api.shutdown()
-        }
-    }
-
-    /// Whether the driver on `socket` answers Probe with ready (throws while it is not serving yet).
-    static func probe(_ socket: String) async throws -> Bool {
-        try await withGRPCClient(
-            transport: .http2NIOPosix(target: .unixDomainSocket(path: socket, authority: "localhost"), transportSecurity: .plaintext)
-        ) { (client: GRPCClient<HTTP2ClientTransport.Posix>) async throws in
-            try await Csi_V1_Identity.Client(wrapping: client).probe(Csi_V1_ProbeRequest()).ready.value
         }
     }
 }

@@ -102,9 +102,7 @@ struct SecrecyAndLeakTests {
                 return request
             }
             var errorMessages: [String] = []
-            try await withGRPCClient(
-                transport: .http2NIOPosix(target: .unixDomainSocket(path: socket, authority: "localhost"), transportSecurity: .plaintext)
-            ) { (client: GRPCClient<HTTP2ClientTransport.Posix>) async throws in
+            try await withCSIClient(socketPath: socket) { (client: GRPCClient<HTTP2ClientTransport.Posix>) async throws in
                 let node = Csi_V1_Node.Client(wrapping: client)
                 _ = try await node.nodePublishVolume(request(1, spc: "wi"))
                 _ = try await node.nodePublishVolume(request(2, spc: "sp", secrets: ["clientid": "sp", "clientsecret": "SP-CLIENT-SECRET-SENTINEL"]))
