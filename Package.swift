@@ -45,11 +45,22 @@ let package = Package(
             ],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
-        // Domain values, the publish/unpublish pipeline, the atomic writer and the seam protocols.
-        // No gRPC, no NIO, no HTTP: its tests build fast and need no root.
+        // Domain values, the publish/refresh/recovery/unpublish steps, the atomic writer and the seam protocols.
+        // No gRPC, no NIO, no HTTP (only swift-log): it and its tests build fast and need no root.
         .target(
             name: "SecretsStoreCore",
             dependencies: [.product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        // One way to build an HTTPS client (AsyncHTTPClient + NIOSSL): extra CA roots, client certificates,
+        // timeouts. Shared by the Kubernetes client and the Azure provider.
+        .target(
+            name: "SecretsStoreHTTPClient",
+            dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         // Kubernetes REST client (in-cluster or kubeconfig) over AsyncHTTPClient.
@@ -57,6 +68,7 @@ let package = Package(
             name: "SecretsStoreKubernetes",
             dependencies: [
                 "SecretsStoreCore",
+                "SecretsStoreHTTPClient",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -71,6 +83,7 @@ let package = Package(
             name: "SecretsStoreAzure",
             dependencies: [
                 "SecretsStoreCore",
+                "SecretsStoreHTTPClient",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -84,7 +97,8 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // A small HTTP/1.1 server (plain or TLS) for the metrics listener and the test doubles of HTTP services.
+        // A small HTTP/1.1 server (plain or TLS) for the test doubles of HTTP services (Key Vault emulator, fake
+        // Kubernetes API server). Nothing in the driver's own binary depends on it.
         .target(
             name: "SecretsStoreHTTPServer",
             dependencies: [
@@ -95,12 +109,14 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // Prometheus metrics and the /metrics + /healthz listener.
+        // Prometheus metrics and the production /metrics + /healthz listener (bounded, NIO HTTP/1.1).
         .target(
             name: "SecretsStoreObservability",
             dependencies: [
                 "SecretsStoreCore",
-                "SecretsStoreHTTPServer",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -130,8 +146,9 @@ let package = Package(
             dependencies: ["SecretsStoreCore"],
             swiftSettings: swiftSettings
         ),
-        // Everything that speaks gRPC: CSI Identity + Node services, the error mapping, the request log
-        // sanitizer, and the client for external v1alpha1 providers on Unix sockets.
+        // Everything that speaks gRPC: CSI Identity + Node services, the one mapping of domain errors to gRPC
+        // codes, the request log sanitizer, the CSI socket server, and the client for external v1alpha1
+        // providers on Unix sockets.
         .target(
             name: "SecretsStoreCSI",
             dependencies: [
@@ -146,21 +163,50 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // Test doubles and harnesses shared by the test targets (and the demo): fake Kubernetes API server,
-        // test provider on a Unix socket, in-memory file system, recording mounter, manual clock.
+        // The application layer: `DriverConfiguration` and `DriverAssembly`, the one place that turns it into a
+        // `ServiceGroup` (start-up recovery, CSI server, metrics/health listener, rotation service, Kubernetes
+        // and Azure HTTPS clients, built-in providers), with every seam overridable; the `provider azure`
+        // server; the rotation loop. The executable, the demo, the bench and the end-to-end tests all build the
+        // driver through it. Also the process-level helpers: Go flag syntax, `--endpoint`, the log handler.
+        .target(
+            name: "SecretsStoreDriver",
+            dependencies: [
+                "SecretsStoreCore",
+                "SecretsStoreAzure",
+                "SecretsStoreObservability",
+                "SecretsStoreCSI",
+                "SecretsStoreKubernetes",
+                "SecretsStoreLinux",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Fakes of the core's seams that need nothing but the core: recording mounter, fake Kubernetes client,
+        // static provider and fixed provider directory, manual clock, log capture, temporary directories.
+        .target(
+            name: "SecretsStoreCoreTesting",
+            dependencies: [
+                "SecretsStoreCore",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Harnesses over real sockets for the tests, the demo and the bench: fake Kubernetes API server (HTTP),
+        // test provider on a Unix socket (gRPC), CSI client helpers, and log capture rendered by the driver's
+        // own log handler.
         .target(
             name: "SecretsStoreTesting",
             dependencies: [
-                "SecretsStoreCore",
+                "SecretsStoreCoreTesting",
                 "SecretsStoreCSI",
-                "SecretsStoreLinux",
+                "SecretsStoreDriver",
                 "SecretsStoreHTTPServer",
                 "CSIProtocol",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -181,20 +227,17 @@ let package = Package(
             dependencies: ["SecretsStoreFuzzing", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings
         ),
+        // The shipped binary: flag parsing, then a `DriverConfiguration` handed to the assembly.
         .executableTarget(
             name: "secrets-store-csi-driver",
             dependencies: [
+                "SecretsStoreDriver",
                 "SecretsStoreCore",
                 "SecretsStoreAzure",
-                "SecretsStoreObservability",
                 "SecretsStoreCSI",
                 "SecretsStoreKubernetes",
-                "SecretsStoreLinux",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "GRPCCore", package: "grpc-swift-2"),
-                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
@@ -207,12 +250,13 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // The two-command demo: emulator + driver on a temporary socket + a kubelet-like client.
+        // The two-command demo: emulator + the driver's assembly (in-memory Kubernetes API injected) on a
+        // temporary socket + a kubelet-like client.
         .executableTarget(
             name: "secrets-store-csi-demo",
             dependencies: [
-                "SecretsStoreCore", "SecretsStoreCSI", "SecretsStoreKubernetes", "SecretsStoreLinux", "SecretsStoreAzure",
-                "SecretsStoreTesting", "KeyVaultEmulator", "CSIProtocol",
+                "SecretsStoreCore", "SecretsStoreDriver", "SecretsStoreKubernetes", "SecretsStoreLinux", "SecretsStoreAzure",
+                "SecretsStoreCoreTesting", "SecretsStoreTesting", "KeyVaultEmulator", "CSIProtocol",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "Logging", package: "swift-log"),
@@ -220,12 +264,14 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // Benchmarks: figures printed next to a floor measured in the same run (see BENCHMARKS.md).
+        // Benchmarks: figures printed next to a floor measured in the same run (see BENCHMARKS.md). The rotation
+        // bench runs the driver's assembly in-process; the bare-server floor serves the assembly's CSI services
+        // with a plain GRPCServer.
         .executableTarget(
             name: "csi-bench",
             dependencies: [
-                "SecretsStoreCore", "SecretsStoreCSI", "SecretsStoreKubernetes", "SecretsStoreLinux",
-                "SecretsStoreTesting", "CSIProtocol", "SecretsStoreAzure", "KeyVaultEmulator",
+                "SecretsStoreCore", "SecretsStoreDriver", "SecretsStoreLinux", "SecretsStoreCoreTesting", "SecretsStoreTesting",
+                "CSIProtocol", "SecretsStoreAzure", "KeyVaultEmulator",
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
@@ -234,10 +280,50 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The core's tests: no gRPC, no NIO, no sockets. SecretsStoreLinux (system calls only) because the
+        // pipeline tests write real files with PosixFileSystem in a temporary directory.
         .testTarget(
             name: "SecretsStoreCoreTests",
             dependencies: [
-                "SecretsStoreCore", "SecretsStoreLinux", "SecretsStoreTesting",
+                "SecretsStoreCore", "SecretsStoreCoreTesting", "SecretsStoreLinux",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The CSI services (as the assembly builds them) over GRPCCore's in-process transport, a real Unix socket
+        // where the transport is the point, and the whole domain-error → gRPC-code table.
+        .testTarget(
+            name: "SecretsStoreCSITests",
+            dependencies: [
+                "SecretsStoreCore", "SecretsStoreCoreTesting", "SecretsStoreTesting", "SecretsStoreCSI", "SecretsStoreDriver",
+                "SecretsStoreLinux", "CSIProtocol",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The metrics and health listener against abusive clients.
+        .testTarget(
+            name: "SecretsStoreObservabilityTests",
+            dependencies: [
+                "SecretsStoreObservability",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The application layer: command-line helpers, the rotation loop, and the assembly run with fakes.
+        .testTarget(
+            name: "SecretsStoreDriverTests",
+            dependencies: [
+                "SecretsStoreDriver", "SecretsStoreCore", "SecretsStoreCoreTesting", "SecretsStoreTesting",
+                "SecretsStoreKubernetes", "CSIProtocol",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -245,7 +331,9 @@ let package = Package(
         .testTarget(
             name: "SecretsStoreAzureTests",
             dependencies: [
-                "SecretsStoreCore", "SecretsStoreAzure", "SecretsStoreCSI", "SecretsStoreTesting", "KeyVaultEmulator", "CSIProtocol",
+                "SecretsStoreCore", "SecretsStoreAzure", "SecretsStoreCSI", "SecretsStoreCoreTesting", "SecretsStoreTesting",
+                "SecretsStoreHTTPClient", "KeyVaultEmulator", "CSIProtocol",
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
@@ -255,13 +343,14 @@ let package = Package(
         ),
         .testTarget(
             name: "SecretsStoreLinuxTests",
-            dependencies: ["SecretsStoreCore", "SecretsStoreLinux", "SecretsStoreTesting"],
+            dependencies: ["SecretsStoreCore", "SecretsStoreLinux", "SecretsStoreCoreTesting"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "SecretsStoreKubernetesTests",
             dependencies: [
-                "SecretsStoreCore", "SecretsStoreKubernetes", "SecretsStoreTesting",
+                "SecretsStoreCore", "SecretsStoreKubernetes", "SecretsStoreHTTPClient", "SecretsStoreCoreTesting",
+                "SecretsStoreTesting",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -274,8 +363,9 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             dependencies: [
-                "SecretsStoreCore", "SecretsStoreCSI", "SecretsStoreKubernetes", "SecretsStoreLinux",
-                "SecretsStoreTesting", "CSIProtocol", "SecretsStoreAzure", "KeyVaultEmulator", "SecretsStoreObservability",
+                "SecretsStoreCore", "SecretsStoreCSI", "SecretsStoreDriver", "SecretsStoreKubernetes", "SecretsStoreLinux",
+                "SecretsStoreCoreTesting", "SecretsStoreTesting", "CSIProtocol", "SecretsStoreAzure", "KeyVaultEmulator",
+                "SecretsStoreObservability",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),

@@ -6,6 +6,9 @@ import NIOHTTP1
 extension State {
     /// Key Vault data plane: faults and throttling, then authentication, then the object routes.
     /// `vault` is nil for requests without a vault segment (they go to the only vault, or fail).
+    ///
+    /// An object name outside Key Vault's rule, or a version that is not 32 hex digits, gets Key Vault's
+    /// `400 BadParameter` (`The request URI contains an invalid name: …` / `… invalid version: …`).
     mutating func keyVault(
         _ request: LoopbackHTTPServer.Request,
         vault requestedVault: String?,
@@ -70,6 +73,9 @@ extension State {
         }
         guard rest.count >= 2 else { return Self.keyVaultError(400, "BadParameter", "An object name is required.") }
         let name = rest[1]
+        guard Self.isValidObjectName(name) else {
+            return Self.keyVaultError(400, "BadParameter", "The request URI contains an invalid name: \(name.removingPercentEncoding ?? name)")
+        }
         let base = "\(prefix)/\(collection)/\(name)"
 
         // Writes a test needs: set a secret (new version), enable/disable a version.
@@ -116,6 +122,13 @@ extension State {
         }
 
         let requestedVersion = rest.count >= 3 ? rest[2] : ""
+        guard requestedVersion.isEmpty || Self.isValidVersion(requestedVersion) else {
+            return Self.keyVaultError(
+                400,
+                "BadParameter",
+                "The request URI contains an invalid version: \(requestedVersion.removingPercentEncoding ?? requestedVersion)"
+            )
+        }
         switch collection {
         case "secrets":
             guard let versions = vault.secrets[name], !versions.isEmpty else { return notFound(collection, name) }
@@ -149,6 +162,24 @@ extension State {
                 "attributes": attributes(enabled: true, created: version.created),
             ])
         }
+    }
+
+    /// Key Vault's rule for secret, key and certificate names: 1 to 127 of `0-9`, `a-z`, `A-Z` and `-`.
+    static func isValidObjectName(_ name: String) -> Bool {
+        (1...127).contains(name.utf8.count) && name.utf8.allSatisfy { byte in
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+                UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "-"):
+                return true
+            default:
+                return false
+            }
+        }
+    }
+
+    /// An object version as Key Vault makes them: 32 hexadecimal digits.
+    static func isValidVersion(_ version: String) -> Bool {
+        version.utf8.count == 32 && version.allSatisfy(\.isHexDigit)
     }
 
     private func secretBundle(_ version: SecretVersion, base: String) -> [String: Any] {

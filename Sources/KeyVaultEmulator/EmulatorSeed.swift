@@ -24,20 +24,31 @@ import Yams
 ///       web: [{pkcs12: <base64 PFX>}]              # creates the certificate, its secret and its key
 /// ```
 package struct EmulatorSeed: Codable, Sendable {
+    /// An Entra ID application: a client secret, federated credentials, or both.
     package struct Client: Codable, Sendable {
+        /// A federated identity credential: assertions with this subject and audience (and issuer, when set)
+        /// are accepted.
         package struct Federation: Codable, Sendable {
+            /// The assertion's `sub` (`system:serviceaccount:<ns>:<sa>`).
             package var subject: String
+            /// An `aud` the assertion must carry (`api://AzureADTokenExchange`).
             package var audience: String
+            /// The `iss` the assertion must carry; any when `nil`.
             package var issuer: String?
+            /// A federated credential.
             package init(subject: String, audience: String, issuer: String? = nil) {
                 self.subject = subject
                 self.audience = audience
                 self.issuer = issuer
             }
         }
+        /// The application's client ID.
         package var clientID: String
+        /// Its client secret; `nil` refuses client-secret requests.
         package var secret: String?
+        /// Its federated credentials; `nil` refuses assertions.
         package var federated: [Federation]?
+        /// An application.
         package init(clientID: String, secret: String? = nil, federated: [Federation]? = nil) {
             self.clientID = clientID
             self.secret = secret
@@ -45,13 +56,22 @@ package struct EmulatorSeed: Codable, Sendable {
         }
     }
 
+    /// One version of a secret: a plain value, or a certificate-backed value (PKCS#12 base64 or PEM, which
+    /// sets `kid` and the content type).
     package struct SecretVersion: Codable, Sendable {
+        /// The plain value.
         package var value: String?
+        /// The content type of a plain value.
         package var contentType: String?
+        /// A base64 PFX without password: a certificate-backed secret (`application/x-pkcs12`).
         package var pkcs12: String?
+        /// PEM key and chain: a certificate-backed secret (`application/x-pem-file`).
         package var pem: String?
+        /// `false` makes reads of this version fail with 403 (as Key Vault does); enabled when `nil`.
         package var enabled: Bool?
+        /// Tags returned with the bundle.
         package var tags: [String: String]?
+        /// A secret version.
         package init(value: String? = nil, contentType: String? = nil, pkcs12: String? = nil, pem: String? = nil, enabled: Bool? = nil, tags: [String: String]? = nil) {
             self.value = value
             self.contentType = contentType
@@ -62,21 +82,28 @@ package struct EmulatorSeed: Codable, Sendable {
         }
     }
 
+    /// One version of a key: its public JWK.
     package struct KeyVersion: Codable, Sendable {
+        /// The public JSON Web Key (`kty`, `n`/`e` or `crv`/`x`/`y`).
         package var jwk: [String: String]
+        /// `false` makes reads of this version fail with 403; enabled when `nil`.
         package var enabled: Bool?
+        /// A key version.
         package init(jwk: [String: String], enabled: Bool? = nil) {
             self.jwk = jwk
             self.enabled = enabled
         }
     }
 
+    /// One version of a certificate; makes the certificate, its secret and its key with one version id.
     package struct CertificateVersion: Codable, Sendable {
         /// Base64 PFX without password.
         package var pkcs12: String?
         /// PEM with the private key and the chain (stored as `application/x-pem-file`).
         package var pem: String?
+        /// `false` disables the certificate, its secret and its key; enabled when `nil`.
         package var enabled: Bool?
+        /// A certificate version; one of `pkcs12` and `pem` is required.
         package init(pkcs12: String? = nil, pem: String? = nil, enabled: Bool? = nil) {
             self.pkcs12 = pkcs12
             self.pem = pem
@@ -84,12 +111,17 @@ package struct EmulatorSeed: Codable, Sendable {
         }
     }
 
+    /// One vault's objects, by name; each list holds versions oldest first.
     package struct Vault: Codable, Sendable {
+        /// Secrets by name.
         package var secrets: [String: [SecretVersion]]?
+        /// Keys by name.
         package var keys: [String: [KeyVersion]]?
+        /// Certificates by name.
         package var certificates: [String: [CertificateVersion]]?
         /// Client IDs allowed to read; everyone authenticated when unset.
         package var allowedClients: [String]?
+        /// A vault.
         package init(
             secrets: [String: [SecretVersion]]? = nil,
             keys: [String: [KeyVersion]]? = nil,
@@ -103,11 +135,16 @@ package struct EmulatorSeed: Codable, Sendable {
         }
     }
 
+    /// The only tenant accepted; any when `nil`.
     package var tenantID: String?
+    /// Entra ID applications.
     package var clients: [Client]?
+    /// Client IDs IMDS issues tokens for (`system` for the system-assigned identity).
     package var managedIdentities: [String]?
+    /// Vaults by name.
     package var vaults: [String: Vault]?
 
+    /// A seed.
     package init(tenantID: String? = nil, clients: [Client]? = nil, managedIdentities: [String]? = nil, vaults: [String: Vault]? = nil) {
         self.tenantID = tenantID
         self.clients = clients

@@ -20,6 +20,7 @@ package final class KeyVaultEmulator: Sendable {
 
     private let state: Mutex<State>
     private let server: LoopbackHTTPServer
+    /// The CA, server and client certificates it serves with.
     package let certificates: EmulatorCertificates
     /// `https://127.0.0.1:<port>`.
     package let baseURL: String
@@ -28,6 +29,7 @@ package final class KeyVaultEmulator: Sendable {
     package struct Faults: Sendable {
         /// Allow this many Key Vault requests per window, answer 429 past it.
         package var throttleLimit: Int?
+        /// The window `throttleLimit` counts in.
         package var throttleWindow: Duration = .seconds(10)
         /// The `Retry-After` seconds a 429 carries.
         package var retryAfterSeconds: Int = 1
@@ -36,14 +38,24 @@ package final class KeyVaultEmulator: Sendable {
         /// Answer the next N Key Vault requests with this status (500, 503, 429…).
         package var failNext: (status: Int, count: Int)?
 
+        /// No faults.
         package init() {}
     }
 
-    package init(seed: EmulatorSeed, port: Int = 0, certificates: EmulatorCertificates? = nil) async throws {
+    /// Starts serving `seed` on `127.0.0.1:port` (0 for an ephemeral port) over HTTPS with `certificates`
+    /// (fresh ones when `nil`). With `requireClientCertificate`, TLS handshakes without a client certificate
+    /// signed by the emulator's CA (``EmulatorCertificates/clientCertificatePEM``) fail.
+    package init(
+        seed: EmulatorSeed,
+        port: Int = 0,
+        certificates: EmulatorCertificates? = nil,
+        requireClientCertificate: Bool = false
+    ) async throws {
         let certificates = try certificates ?? EmulatorCertificates.generate()
         let state = Mutex(try State(seed: seed))
         let box = Box()
-        self.server = try await LoopbackHTTPServer(port: port, tls: try certificates.serverContext()) { request in
+        let tls = try certificates.serverContext(requireClientCertificate: requireClientCertificate)
+        self.server = try await LoopbackHTTPServer(port: port, tls: tls) { request in
             box.emulator.withLock { $0 }?.handle(request) ?? .init(status: 503)
         }
         self.state = state
@@ -52,6 +64,7 @@ package final class KeyVaultEmulator: Sendable {
         box.emulator.withLock { $0 = self }
     }
 
+    /// Stops listening.
     package func shutdown() async throws {
         try await server.shutdown()
     }
@@ -66,6 +79,7 @@ package final class KeyVaultEmulator: Sendable {
     package var tokenRequestCount: Int { state.withLock { $0.tokenRequests } }
     /// Every access token the emulator has issued (Entra and IMDS), for secrecy checks.
     package var issuedAccessTokens: [String] { state.withLock { Array($0.tokens.keys) } }
+    /// Zeroes ``requestCounts``, ``keyVaultRequestCount`` and ``tokenRequestCount``.
     package func resetCounters() {
         state.withLock {
             $0.counts = [:]
@@ -73,6 +87,7 @@ package final class KeyVaultEmulator: Sendable {
             $0.tokenRequests = 0
         }
     }
+    /// Replaces the faults; applies from the next request.
     package func setFaults(_ faults: Faults) { state.withLock { $0.faults = faults } }
 
     /// Adds a new version of a secret (as `PUT /secrets/<name>` does) and returns its version id.

@@ -4,6 +4,8 @@ import Foundation
 /// `iat`, `exp`), for tests and the demo. Unsigned: the emulator checks the claims, as Entra checks them against
 /// the federated credential, but not the signature.
 package enum ServiceAccountToken {
+    /// An unsigned JWT for `subject` and `audience`, issued now and expiring after `expiresIn` (negative for
+    /// one already expired).
     package static func make(
         subject: String,
         audience: String = "api://AzureADTokenExchange",

@@ -8,8 +8,11 @@ import _CryptoExtras
 /// Certificate chains and PKCS#12 files made on the spot, for seeds, tests and the demo: a root, an
 /// intermediate and a leaf linked by key identifiers, bundled with the leaf's key in any order.
 package struct TestCertificateChain: Sendable {
+    /// The self-signed root, DER.
     package var root: [UInt8]
+    /// The intermediate the root signed, DER.
     package var intermediate: [UInt8]
+    /// The leaf the intermediate signed, DER.
     package var leaf: [UInt8]
     /// PKCS#8 DER of the leaf's private key.
     package var leafKeyPKCS8: [UInt8]

@@ -2,6 +2,7 @@
 /// an alias, a PKCS#12 certificate read as a secret, the same certificate as `cert`, a key, and two versions of
 /// a secret. Shared by the tests that check the files it must produce.
 package enum WorkedExample {
+    /// The `objects` YAML.
     package static let objects = """
         array:
           - |

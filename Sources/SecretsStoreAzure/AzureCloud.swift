@@ -7,6 +7,7 @@ import Foundation
 
 /// The endpoints of an Azure cloud.
 package struct AzureCloud: Sendable, Equatable {
+    /// The cloud's name as go-autorest spells it (`AzurePublicCloud`…).
     package var name: String
     /// Entra ID authority host, with a trailing slash (`https://login.microsoftonline.com/`).
     package var authorityHost: String
@@ -15,24 +16,28 @@ package struct AzureCloud: Sendable, Equatable {
     /// The Key Vault resource, without a trailing slash (`https://vault.azure.net`).
     package var keyVaultResource: String
 
+    /// Azure's public cloud (`AzurePublicCloud`, alias `AzureCloud`).
     package static let publicCloud = AzureCloud(
         name: "AzurePublicCloud",
         authorityHost: "https://login.microsoftonline.com/",
         keyVaultDNSSuffix: "vault.azure.net",
         keyVaultResource: "https://vault.azure.net"
     )
+    /// Azure US Government (`AzureUSGovernmentCloud`, alias `AzureUSGovernment`).
     package static let usGovernment = AzureCloud(
         name: "AzureUSGovernmentCloud",
         authorityHost: "https://login.microsoftonline.us/",
         keyVaultDNSSuffix: "vault.usgovcloudapi.net",
         keyVaultResource: "https://vault.usgovcloudapi.net"
     )
+    /// Azure China (`AzureChinaCloud`).
     package static let china = AzureCloud(
         name: "AzureChinaCloud",
         authorityHost: "https://login.chinacloudapi.cn/",
         keyVaultDNSSuffix: "vault.azure.cn",
         keyVaultResource: "https://vault.azure.cn"
     )
+    /// The retired Azure Germany cloud (`AzureGermanCloud`), kept for parameter compatibility.
     package static let germany = AzureCloud(
         name: "AzureGermanCloud",
         authorityHost: "https://login.microsoftonline.de/",
@@ -111,6 +116,7 @@ package struct AzureEndpointOverrides: Sendable, Equatable {
     /// Extra PEM CA certificates to trust for all Azure endpoints.
     package var caBundlePEM: [UInt8]?
 
+    /// Overrides; every `nil` keeps the cloud's own endpoint.
     package init(
         keyVaultURLTemplate: String? = nil,
         authorityHost: String? = nil,

@@ -36,6 +36,11 @@ package final class AzureKeyVaultProvider: SecretsProvider {
         self.defaultCloudName = defaultCloudName
     }
 
+    /// Parses the volume's parameters, fetches every object and returns its files and versions; or throws the
+    /// first failure in the objects' order: bad parameters as `.misconfigured`; Key Vault's 400 and other 4xx
+    /// as `.rejected`; 401/403 and refused identities as `.permissionDenied`; 404 as `.objectNotFound`; 429 as
+    /// `.throttled`; 408, 5xx and transport failures as `.unavailable` (after the retries ``KeyVaultClient``
+    /// makes).
     package func fetch(_ request: ProviderRequest, logger: Logger) async throws(ProviderFailure) -> ProviderResponse {
         let parameters: AzureMountParameters
         let cloud: AzureCloud
@@ -175,7 +180,7 @@ package final class AzureKeyVaultProvider: SecretsProvider {
         version: String,
         client: KeyVaultClient
     ) async throws(FetchError) -> ([UInt8], String) {
-        let path = "/\(collection(object.type))/\(FormEncoding.escape(object.name))/\(FormEncoding.escape(version))"
+        let path = "/\(collection(object.type))/\(PercentEncoding.escape(object.name))/\(PercentEncoding.escape(version))"
         let body: [UInt8]
         do {
             body = try await client.get(path)
@@ -236,7 +241,7 @@ package final class AzureKeyVaultProvider: SecretsProvider {
     /// Enabled versions, newest first (by `created`), starting at `objectVersion` when set, at most N.
     private func versionHistory(_ object: KeyVaultObject, client: KeyVaultClient) async throws(FetchError) -> [String] {
         var entries: [(version: String, created: Int64)] = []
-        var next: String? = "/\(collection(object.type))/\(FormEncoding.escape(object.name))/versions"
+        var next: String? = "/\(collection(object.type))/\(PercentEncoding.escape(object.name))/versions"
         while let page = next {
             let body: [UInt8]
             do {
@@ -298,6 +303,7 @@ package final class AzureKeyVaultProvider: SecretsProvider {
             case .unavailable: return .unavailable(message)
             case .deadline: return .deadlineExceeded(message)
             case .invalidResponse: return .invalidResponse(message)
+            case .rejected: return .rejected(message)
             }
         case .contents(let failure):
             return .misconfigured(prefix + failure.message)

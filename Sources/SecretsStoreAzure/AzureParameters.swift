@@ -10,23 +10,33 @@ import Foundation
 
 /// One entry of the SecretProviderClass `objects` parameter.
 package struct KeyVaultObject: Sendable, Equatable {
+    /// `objectType`: which Key Vault collection the object is read from (case-sensitive).
     package enum ObjectType: String, Sendable, Equatable {
         case secret, key, cert
     }
+    /// `objectFormat`: how a certificate-backed secret is written (PEM, or the PFX as Key Vault returns it).
     package enum Format: String, Sendable, Equatable {
         case pem, pfx
     }
+    /// `objectEncoding`: how a secret's value is decoded before it is written.
     package enum Encoding: String, Sendable, Equatable {
         case utf8 = "utf-8"
         case hex, base64
     }
 
+    /// `objectName`: the Key Vault object's name.
     package var name: String
+    /// `objectType`.
     package var type: ObjectType
+    /// `objectAlias`: the file name to write; empty for the object's name.
     package var alias: String
+    /// `objectVersion`: a version id; empty for the latest.
     package var version: String
+    /// `objectVersionHistory`: above 1, that many enabled versions are written as `<file>/<index>`.
     package var versionHistory: Int
+    /// `objectFormat`.
     package var format: Format
+    /// `objectEncoding`.
     package var encoding: Encoding
     /// `filePermission` parsed as octal; `nil` means the request's default (0644).
     package var filePermission: UInt32?
@@ -54,19 +64,30 @@ package enum AzureIdentity: Sendable, Equatable {
 /// An object without `objectName` (say, only an alias) is refused here too, rather than requested from Key Vault
 /// under an empty name.
 package struct AzureMountParameters: Sendable, Equatable {
+    /// `keyvaultName`.
     package var keyVaultName: String
+    /// `tenantID` (or the legacy `tenantId`).
     package var tenantID: String
+    /// `cloudName`; `nil` for the driver's default cloud.
     package var cloudName: String?
+    /// `cloudEnvFileName`: the Azure Stack environment file.
     package var cloudEnvironmentFile: String?
+    /// The identity the parameters select.
     package var identity: AzureIdentity
+    /// The parsed `objects`, in order.
     package var objects: [KeyVaultObject]
+    /// `csi.storage.k8s.io/pod.name`.
     package var podName: String
+    /// `csi.storage.k8s.io/pod.namespace`.
     package var podNamespace: String
+    /// The mode of files whose object sets no `filePermission`.
     package var defaultFilePermission: UInt32
 
     /// Thrown for a parameter problem; `message` is the upstream text.
     package struct Invalid: Error, Equatable, CustomStringConvertible {
+        /// The upstream provider's error text.
         package var message: String
+        /// The message.
         package var description: String { message }
         init(_ message: String) { self.message = message }
     }

@@ -10,11 +10,31 @@ import Foundation
 
 /// A Key Vault request that failed, with Key Vault's error code and message. Never contains a token.
 package struct KeyVaultFailure: Error, Equatable, CustomStringConvertible {
+    /// What went wrong, as the provider maps it to a ``ProviderFailure``.
     package enum Kind: Sendable, Equatable {
-        case notFound, forbidden, throttled, unavailable, invalidResponse, authentication, deadline
+        /// 404: the vault has no such object or version.
+        case notFound
+        /// 401 after the challenge retry, or 403: the identity may not read the object.
+        case forbidden
+        /// 429, and no retry fitted in the deadline.
+        case throttled
+        /// 408, 5xx or a transport failure, and no retry fitted in the deadline.
+        case unavailable
+        /// The answer was not what Key Vault documents (an unexpected status outside 4xx/5xx).
+        case invalidResponse
+        /// No token could be had for the identity, or a 401 challenge named a resource of another domain.
+        case authentication
+        /// The request was cancelled while waiting to retry.
+        case deadline
+        /// 400 or another 4xx not listed above: Key Vault refused the request itself (a malformed object
+        /// name or version, an unsupported parameter).
+        case rejected
     }
+    /// What went wrong.
     package var kind: Kind
+    /// `GET <path>: RESPONSE <status>: ERROR CODE: <code>: <message>`, or the transport or token failure.
     package var message: String
+    /// The message.
     package var description: String { message }
 }
 
@@ -23,10 +43,24 @@ package struct KeyVaultFailure: Error, Equatable, CustomStringConvertible {
 /// Sends the first request with a token for the cloud's Key Vault resource instead of an unauthenticated
 /// probe; a 401 challenge is still honoured (its resource is checked against the vault host unless an
 /// endpoint override is in use) and the request resent once with a token for the challenged resource.
-/// 408, 429 and 5xx are retried up to 3 times, waiting as `Retry-After` (or `retry-after-ms`) asks, else
-/// (2^n − 1) × 800 ms, but never past `deadline`.
+/// 408, 429, 5xx and transport failures are retried as ``retryPolicy`` says: up to 3 times, waiting as
+/// `retry-after-ms`, `x-ms-retry-after-ms` or `Retry-After` asks, else (2^n − 1) × 800 ms, but never past
+/// `deadline` and never longer than 60 s.
+///
+/// Every other status fails at once: 404 as ``KeyVaultFailure/Kind/notFound``; 401 (after the challenge) and
+/// 403 as ``KeyVaultFailure/Kind/forbidden``; 400 and any other 4xx as ``KeyVaultFailure/Kind/rejected``, with
+/// Key Vault's error code and message; anything else as ``KeyVaultFailure/Kind/invalidResponse``. No status
+/// becomes "forbidden" by default.
 package struct KeyVaultClient: Sendable {
+    /// The data-plane API version every request carries.
     package static let apiVersion = "7.4"
+    /// Key Vault's retries: 4 attempts, (2^n − 1) × 800 ms apart unless the server suggests a wait; a wait over
+    /// 60 s gives up (as the Azure SDK does).
+    package static let retryPolicy = RetryPolicy(
+        maxAttempts: 4,
+        backoff: .powersOfTwoMinusOne(unit: .milliseconds(800)),
+        maxDelay: .seconds(60)
+    )
 
     let http: AzureHTTP
     let tokens: TokenProvider
@@ -47,7 +81,7 @@ package struct KeyVaultClient: Sendable {
         if !url.contains("api-version=") { url += (url.contains("?") ? "&" : "?") + "api-version=\(Self.apiVersion)" }
         var resource = self.resource
         var challenged = false
-        var attempt = 0
+        var retries = 0
         while true {
             let token: String
             do {
@@ -64,12 +98,9 @@ package struct KeyVaultClient: Sendable {
                     timeout: remaining() ?? .seconds(60)
                 )
             } catch {
-                if let delay = retryDelay(attempt: attempt, headers: nil) {
-                    attempt += 1
-                    try await wait(delay, reason: "GET \(url): \(error)", kind: .unavailable)
-                    continue
-                }
-                throw KeyVaultFailure(kind: .unavailable, message: "GET \(url): \(error)")
+                retries += 1
+                try await waitToRetry(afterAttempt: retries, suggestedDelay: nil, reason: "GET \(url): \(error)", kind: .unavailable)
+                continue
             }
             onResponse(response.status)
             logger.debug("key vault request", metadata: ["http.url": "\(url)", "http.status": "\(response.status)"])
@@ -82,20 +113,22 @@ package struct KeyVaultClient: Sendable {
                 resource = try challengeResource(response.headers, url: url) ?? resource
                 continue
             case 408, 429, 500...599:
-                if let delay = retryDelay(attempt: attempt, headers: response.headers) {
-                    attempt += 1
-                    try await wait(
-                        delay,
-                        reason: Self.describe(response, url: url),
-                        kind: response.status == 429 ? .throttled : .unavailable
-                    )
-                    continue
-                }
-                throw KeyVaultFailure(kind: response.status == 429 ? .throttled : .unavailable, message: Self.describe(response, url: url))
+                retries += 1
+                try await waitToRetry(
+                    afterAttempt: retries,
+                    suggestedDelay: Self.suggestedDelay(response.headers),
+                    reason: Self.describe(response, url: url),
+                    kind: response.status == 429 ? .throttled : .unavailable
+                )
+                continue
             case 404:
                 throw KeyVaultFailure(kind: .notFound, message: Self.describe(response, url: url))
-            default:
+            case 401, 403:
                 throw KeyVaultFailure(kind: .forbidden, message: Self.describe(response, url: url))
+            case 400..<500:
+                throw KeyVaultFailure(kind: .rejected, message: Self.describe(response, url: url))
+            default:
+                throw KeyVaultFailure(kind: .invalidResponse, message: Self.describe(response, url: url))
             }
         }
     }
@@ -104,30 +137,36 @@ package struct KeyVaultClient: Sendable {
         deadline.map { $0 - .now }
     }
 
-    /// The delay before retry `attempt + 1`, or `nil` when no retry is left.
-    private func retryDelay(attempt: Int, headers: HTTPHeaders?) -> Duration? {
-        guard attempt < 3 else { return nil }
-        if let headers {
-            for name in ["retry-after-ms", "x-ms-retry-after-ms"] {
-                if let text = headers.first(name: name), let millis = Int64(text) { return .milliseconds(millis) }
-            }
-            if let text = headers.first(name: "Retry-After"), let seconds = Int64(text.trimmingWhitespace()) {
-                return .seconds(seconds)
-            }
+    /// The wait Key Vault asks for: `retry-after-ms`, then `x-ms-retry-after-ms` (milliseconds), then
+    /// `Retry-After` (whole seconds); `nil` when none is set or parses.
+    static func suggestedDelay(_ headers: HTTPHeaders) -> Duration? {
+        for name in ["retry-after-ms", "x-ms-retry-after-ms"] {
+            if let text = headers.first(name: name), let millis = Int64(text) { return .milliseconds(millis) }
         }
-        return .milliseconds(((1 << (attempt + 1)) - 1) * 800)
+        if let text = headers.first(name: "Retry-After"), let seconds = Int64(text.trimmingWhitespace()) {
+            return .seconds(seconds)
+        }
+        return nil
     }
 
-    /// Sleeps before a retry, or fails with `kind` (throttled for 429, unavailable for 408/5xx) when the wait
-    /// would outlast the request.
-    private func wait(_ delay: Duration, reason: String, kind: KeyVaultFailure.Kind) async throws(KeyVaultFailure) {
-        if let remaining = remaining(), delay >= remaining {
-            throw KeyVaultFailure(
-                kind: kind,
-                message: "\(reason); retrying after \(delay) would pass the request deadline"
-            )
-        }
-        if delay > .seconds(60) {
+    /// Sleeps before retry number `attempt`, or fails with `kind` (throttled for 429, unavailable for 408/5xx
+    /// and transport failures) when no retry is left, the wait would outlast the request, or Key Vault asked
+    /// for more than 60 s. Cancellation while waiting fails as ``KeyVaultFailure/Kind/deadline``.
+    private func waitToRetry(
+        afterAttempt attempt: Int,
+        suggestedDelay: Duration?,
+        reason: String,
+        kind: KeyVaultFailure.Kind
+    ) async throws(KeyVaultFailure) {
+        let delay: Duration
+        switch Self.retryPolicy.decision(afterAttempt: attempt, suggestedDelay: suggestedDelay, remaining: remaining()) {
+        case .retry(let after):
+            delay = after
+        case .giveUp(.attemptsExhausted):
+            throw KeyVaultFailure(kind: kind, message: reason)
+        case .giveUp(.wouldPassDeadline(let delay)):
+            throw KeyVaultFailure(kind: kind, message: "\(reason); retrying after \(delay) would pass the request deadline")
+        case .giveUp(.delayTooLong(let delay)):
             throw KeyVaultFailure(kind: kind, message: "\(reason); Key Vault asked to wait \(delay)")
         }
         logger.debug("retrying key vault request", metadata: ["retry.delay": "\(delay)"])
@@ -144,7 +183,7 @@ package struct KeyVaultClient: Sendable {
         var parameters: [String: String] = [:]
         for part in header.dropFirst(header.hasPrefix("Bearer") ? 6 : 0).split(separator: ",") {
             let pair = part.split(separator: "=", maxSplits: 1).map { String($0).trimmingWhitespace() }
-            if pair.count == 2 { parameters[pair[0].lowercased()] = pair[1].trimmingCharacters(quotes: true) }
+            if pair.count == 2 { parameters[pair[0].lowercased()] = pair[1].trimming(["\""]) }
         }
         guard var resource = parameters["resource"] ?? parameters["scope"] else { return nil }
         if resource.hasSuffix("/.default") { resource.removeLast("/.default".count) }
@@ -162,7 +201,8 @@ package struct KeyVaultClient: Sendable {
         return resource
     }
 
-    /// `GET <url>: <status> <code>: <message>` from a Key Vault error body.
+    /// `GET <path>: RESPONSE <status>: ERROR CODE: <code>: <message>` from a Key Vault error body (`<path>`
+    /// without the query; `-` and `no error body` when the body is not Key Vault's error JSON).
     static func describe(_ response: AzureHTTPResponse, url: String) -> String {
         struct Body: Decodable {
             struct Detail: Decodable {
@@ -174,14 +214,5 @@ package struct KeyVaultClient: Sendable {
         let detail = (try? JSONDecoder().decode(Body.self, from: Data(response.body)))?.error
         let path = url.split(separator: "?").first.map(String.init) ?? url
         return "GET \(path): RESPONSE \(response.status): ERROR CODE: \(detail?.code ?? "-"): \(detail?.message ?? "no error body")"
-    }
-}
-
-extension String {
-    fileprivate func trimmingCharacters(quotes: Bool) -> String {
-        var text = self
-        if text.hasPrefix("\"") { text.removeFirst() }
-        if text.hasSuffix("\"") { text.removeLast() }
-        return text
     }
 }

@@ -15,7 +15,9 @@ import Foundation
 package enum ObjectContents {
     /// A failure to turn a bundle into bytes; the message follows the upstream text where one exists.
     package struct Failure: Error, Equatable, CustomStringConvertible {
+        /// What could not be converted, in the upstream text where one exists; never the object's bytes.
         package var message: String
+        /// The message.
         package var description: String { message }
         init(_ message: String) { self.message = message }
     }

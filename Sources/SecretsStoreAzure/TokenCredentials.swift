@@ -11,20 +11,26 @@ import Foundation
 
 /// An access token and when it stops being usable.
 package struct AccessToken: Sendable {
+    /// The bearer token; never logged or put in an error.
     package var token: String
+    /// When it expires, on the monotonic clock.
     package var expiresAt: ContinuousClock.Instant
 }
 
 /// Why a token could not be had: Entra's `AADSTS…` description, or IMDS's answer. Never contains a secret.
 package struct TokenFailure: Error, Equatable, CustomStringConvertible {
+    /// Whether the identity was refused or the endpoint failed.
     package enum Kind: Sendable, Equatable {
         /// Entra or IMDS refused the identity (400/401/403 with an error body).
         case refused
         /// The endpoint could not be reached or failed (5xx, transport).
         case unavailable
     }
+    /// Whether the identity was refused or the endpoint failed.
     package var kind: Kind
+    /// The endpoint's error description (first line) or the transport error; never a credential.
     package var message: String
+    /// The message.
     package var description: String { message }
 }
 
@@ -35,10 +41,13 @@ package struct TokenFailure: Error, Equatable, CustomStringConvertible {
 /// cached token.
 package final class TokenProvider: Sendable {
     private static let refreshMargin: Duration = .seconds(300)
+    /// IMDS retries (404, 410, 429, 5xx): 4 attempts, 400 ms, 800 ms and 1.6 s apart.
+    package static let imdsRetryPolicy = RetryPolicy(maxAttempts: 4, backoff: .doubling(first: .milliseconds(400)))
     private let http: AzureHTTP
     private let imdsEndpoint: String
     private let cache = Mutex<[String: AccessToken]>([:])
 
+    /// A provider sending through `http`; `imdsEndpoint` replaces `http://169.254.169.254` (emulators).
     package init(http: AzureHTTP, imdsEndpoint: String = "http://169.254.169.254") {
         self.http = http
         self.imdsEndpoint = imdsEndpoint.hasSuffix("/") ? String(imdsEndpoint.dropLast()) : imdsEndpoint
@@ -138,8 +147,8 @@ package final class TokenProvider: Sendable {
     }
 
     private func managedIdentityToken(clientID: String?, resource: String) async throws(TokenFailure) -> AccessToken {
-        var url = "\(imdsEndpoint)/metadata/identity/oauth2/token?api-version=2018-02-01&resource=\(FormEncoding.escape(resource))"
-        if let clientID { url += "&client_id=\(FormEncoding.escape(clientID))" }
+        var url = "\(imdsEndpoint)/metadata/identity/oauth2/token?api-version=2018-02-01&resource=\(PercentEncoding.escape(resource))"
+        if let clientID { url += "&client_id=\(PercentEncoding.escape(clientID))" }
         var attempt = 0
         while true {
             attempt += 1
@@ -150,8 +159,10 @@ package final class TokenProvider: Sendable {
                 throw TokenFailure(kind: .unavailable, message: "managed identity endpoint unreachable (GET \(url)): \(error)")
             }
             // IMDS retries as azidentity does: 404, 410, 429 and 5xx, a few times with growing delays.
-            if [404, 410, 429].contains(response.status) || (500...599).contains(response.status), attempt < 4 {
-                try? await Task.sleep(for: .milliseconds(200 * (1 << attempt)))
+            if [404, 410, 429].contains(response.status) || (500...599).contains(response.status),
+                case .retry(let delay) = Self.imdsRetryPolicy.decision(afterAttempt: attempt)
+            {
+                try? await Task.sleep(for: delay)
                 continue
             }
             if response.status == 400, clientID != nil {

@@ -16,11 +16,13 @@ import Glibc
 /// silently replacing the socket of a running one. It then removes a stale socket file, binds, and sets the
 /// socket's mode to 0660 (kubelet connects as root).
 package struct CSIServer: Service {
+    /// The Unix socket to serve on; `<socketPath>.lock` guards it.
     package var socketPath: String
     private let services: [any RegistrableRPCService]
     private let logger: Logger
     private let onListening: @Sendable (String) -> Void
 
+    /// A server for `services`; `onListening` gets the socket path once it is bound (mode 0660).
     package init(
         socketPath: String,
         services: [any RegistrableRPCService],
@@ -44,6 +46,10 @@ package struct CSIServer: Service {
         self.init(socketPath: socketPath, services: [identity, node], logger: logger, onListening: onListening)
     }
 
+    /// Locks, binds and serves until graceful shutdown, then removes the socket.
+    ///
+    /// - Throws: ``CSIServerError`` when the lock file cannot be opened, another instance holds it, or a stale
+    ///   socket cannot be removed; the transport's error when binding or serving fails.
     package func run() async throws {
         let lock = try SocketLock(socketPath: socketPath)
         defer { lock.release() }
@@ -73,7 +79,9 @@ package struct CSIServer: Service {
 
 /// The server could not start.
 package struct CSIServerError: Error, CustomStringConvertible {
+    /// What failed, with the path and the system's reason.
     package var message: String
+    /// ``message``.
     package var description: String { message }
 }
 

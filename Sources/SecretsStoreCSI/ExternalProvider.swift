@@ -16,18 +16,23 @@ import Glibc
 /// Finds providers: a built-in one by name, else `<dir>/<name>.sock` in the first provider directory that
 /// has it (`--additional-provider-volume-paths` first, then `--provider-volume`, as upstream).
 package struct ProviderSocketDirectory: ProviderDirectory {
+    /// Providers served in-process, by `spec.provider` name; they win over any socket of the same name.
     package var builtIn: [String: any SecretsProvider]
     /// Directories in search order.
     package var directories: [String]
     /// `--max-call-recv-msg-size`: the largest provider answer accepted.
     package var maxReceiveMessageBytes: Int
 
+    /// A directory over `builtIn` providers and the sockets in `directories`.
     package init(builtIn: [String: any SecretsProvider] = [:], directories: [String], maxReceiveMessageBytes: Int) {
         self.builtIn = builtIn
         self.directories = directories
         self.maxReceiveMessageBytes = maxReceiveMessageBytes
     }
 
+    /// The built-in provider called `name`, else an ``ExternalProvider`` for the first `<directory>/<name>.sock`
+    /// that exists (nothing connects until a fetch). Throws ``PublishError/providerNotFound(name:searched:)``
+    /// when there is neither.
     package func provider(named name: String) throws(PublishError) -> any SecretsProvider {
         if let provider = builtIn[name] { return provider }
         for directory in directories {
@@ -48,16 +53,27 @@ package struct ProviderSocketDirectory: ProviderDirectory {
 /// for the upstream driver expect; the answer is bounded by `maxReceiveMessageBytes` and the call by the
 /// request's deadline.
 package struct ExternalProvider: SecretsProvider {
+    /// The provider's name (`spec.provider`), the socket's base name.
     package var name: String
+    /// The provider's Unix socket, `<directory>/<name>.sock`.
     package var socketPath: String
+    /// `--max-call-recv-msg-size`: the largest MountResponse accepted, in bytes.
     package var maxReceiveMessageBytes: Int
 
+    /// A provider at `socketPath`; nothing connects until a fetch.
     package init(name: String, socketPath: String, maxReceiveMessageBytes: Int) {
         self.name = name
         self.socketPath = socketPath
         self.maxReceiveMessageBytes = maxReceiveMessageBytes
     }
 
+    /// One `Mount` call on a fresh connection, without waiting for the socket to become ready.
+    ///
+    /// - Throws: ``ProviderFailure/deadlineExceeded(_:)`` when no time is left or the provider does not answer
+    ///   in time; ``ProviderFailure/unavailable(_:)`` when it cannot be reached; ``ProviderFailure/cancelled``;
+    ///   ``ProviderFailure/invalidResponse(_:)`` for an answer over ``maxReceiveMessageBytes`` or a file mode
+    ///   outside 0…0o777; ``ProviderFailure/providerError(code:)`` when `error.code` is set; and
+    ///   ``ProviderFailure/rpc(code:message:)`` for any other gRPC status.
     package func fetch(_ request: ProviderRequest, logger: Logger) async throws(ProviderFailure) -> ProviderResponse {
         let message = try Self.mountRequest(for: request)
         var options = CallOptions.defaults
@@ -150,7 +166,7 @@ package struct ExternalProvider: SecretsProvider {
         case .deadlineExceeded: return .deadlineExceeded("the provider did not answer before the request deadline")
         case .unavailable: return .unavailable("the provider is not reachable: \(error.message)")
         case .cancelled: return .cancelled
-        default: return .rpc(code: RPCStatusCode(error.code), message: error.message)
+        default: return .rpc(code: error.code.rawValue, message: error.message)
         }
     }
 }

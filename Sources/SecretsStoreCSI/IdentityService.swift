@@ -4,14 +4,18 @@ import SwiftProtobuf
 
 /// The CSI Identity service: who this plugin is, what it offers, whether it is ready.
 package struct IdentityService: Csi_V1_Identity.SimpleServiceProtocol {
+    /// `--drivername`, answered as GetPluginInfo's `name`; must match the CSIDriver object's name.
     package var driverName: String
+    /// GetPluginInfo's `vendor_version`, normally ``DriverVersion/current``.
     package var vendorVersion: String
 
+    /// An Identity service answering with `driverName` and `vendorVersion`.
     package init(driverName: String, vendorVersion: String) {
         self.driverName = driverName
         self.vendorVersion = vendorVersion
     }
 
+    /// `name` and `vendor_version`; UNAVAILABLE when either is empty.
     package func getPluginInfo(
         request: Csi_V1_GetPluginInfoRequest,
         context: ServerContext
@@ -36,6 +40,7 @@ package struct IdentityService: Csi_V1_Identity.SimpleServiceProtocol {
         Csi_V1_GetPluginCapabilitiesResponse()
     }
 
+    /// Always `ready: true`.
     package func probe(request: Csi_V1_ProbeRequest, context: ServerContext) async throws -> Csi_V1_ProbeResponse {
         var response = Csi_V1_ProbeResponse()
         response.ready = Google_Protobuf_BoolValue(true)

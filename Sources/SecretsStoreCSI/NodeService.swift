@@ -5,6 +5,12 @@ import SecretsStoreCore
 
 /// The CSI Node service: turns protobuf requests into core requests and core errors into gRPC statuses.
 /// All the work happens in ``NodePublisher``.
+///
+/// GRPCCore reports a client that hangs up, and a call whose deadline passed, through
+/// `ServerContext.cancellation` rather than by cancelling the handler's task. NodePublishVolume watches it:
+/// the publish runs in a child task that is cancelled when the call is, so its provider and Kubernetes calls
+/// stop and a tmpfs it mounted is undone before the handler answers (DEADLINE_EXCEEDED when the deadline
+/// passed, CANCELLED otherwise).
 package struct NodeService: Csi_V1_Node.SimpleServiceProtocol {
     private let publisher: NodePublisher
     private let nodeID: String
@@ -45,10 +51,14 @@ package struct NodeService: Csi_V1_Node.SimpleServiceProtocol {
                 "csi.readonly": "\(request.readonly)",
             ]
         )
+        let publisher = self.publisher
+        let logger = self.logger
         do {
-            try await publisher.publish(publishRequest, logger: logger)
+            try await Self.cancellingWithCall(context) { () async throws(PublishError) in
+                try await publisher.publish(publishRequest, logger: logger)
+            }
         } catch {
-            throw RPCError(error)
+            throw RPCError(error, deadlinePassed: publishRequest.deadline.map { $0 <= .now } ?? false)
         }
         return Csi_V1_NodePublishVolumeResponse()
     }
@@ -117,8 +127,44 @@ package struct NodeService: Csi_V1_Node.SimpleServiceProtocol {
     }
 }
 
-/// The deadline kubelet set on the current call, read from its `grpc-timeout` header by
-/// ``RequestLogInterceptor`` and carried to the handler in a task-local value.
+extension NodeService {
+    /// Runs `operation` in a child task that is cancelled when gRPC cancels the call, and waits for it to
+    /// unwind (so its clean-up is done) before returning its outcome.
+    static func cancellingWithCall<Success: Sendable>(
+        _ context: ServerContext,
+        _ operation: @escaping @Sendable () async throws(PublishError) -> Success
+    ) async throws(PublishError) -> Success {
+        let outcome = await withTaskGroup(of: Result<Success, PublishError>?.self, returning: Result<Success, PublishError>.self) { group in
+            group.addTask {
+                do throws(PublishError) {
+                    return .success(try await operation())
+                } catch {
+                    return .failure(error)
+                }
+            }
+            group.addTask {
+                // Returns when the call is cancelled, or throws when the operation finished first.
+                try? await context.cancellation.cancelled
+                return nil
+            }
+            while let next = await group.next() {
+                // Either the operation finished (stop watching) or the call was cancelled (stop the operation
+                // and keep waiting for its outcome).
+                group.cancelAll()
+                if let next { return next }
+            }
+            return Result<Success, PublishError>.failure(.cancelled)
+        }
+        return try outcome.get()
+    }
+}
+
+/// The deadline kubelet set on the current call, carried to the handler in a task-local value by
+/// ``RequestLogInterceptor``, so providers know how long they may retry.
+///
+/// GRPCCore enforces the deadline itself, by cancelling the call through `ServerContext.cancellation` (which
+/// ``NodeService`` watches), but in grpc-swift-2 2.4.3 its parsed `grpc-timeout` is internal
+/// (`Metadata.timeout`); the header is read here only to tell providers their remaining budget.
 package enum RequestDeadline {
     @TaskLocal package static var current: ContinuousClock.Instant?
 

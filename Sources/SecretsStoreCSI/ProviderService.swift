@@ -16,12 +16,14 @@ package struct ProviderService: V1alpha1_CSIDriverProvider.SimpleServiceProtocol
     private let runtimeName: String
     private let logger: Logger
 
+    /// Serves `provider`; Version reports `runtimeName` as `runtime_name`, and every fetch logs to `logger`.
     package init(provider: any SecretsProvider, runtimeName: String, logger: Logger) {
         self.provider = provider
         self.runtimeName = runtimeName
         self.logger = logger
     }
 
+    /// `version` `v1alpha1`, `runtime_name`, and ``DriverVersion/current`` as `runtime_version`.
     package func version(request: V1alpha1_VersionRequest, context: ServerContext) async throws -> V1alpha1_VersionResponse {
         var response = V1alpha1_VersionResponse()
         response.version = "v1alpha1"
@@ -30,6 +32,9 @@ package struct ProviderService: V1alpha1_CSIDriverProvider.SimpleServiceProtocol
         return response
     }
 
+    /// Decodes the request (INVALID_ARGUMENT when it does not parse), fetches with the call's deadline, and answers
+    /// `files` and `object_version`. A provider failure is thrown as the gRPC status `RPCError.code(for:)` picks,
+    /// with the failure's description; the response's `error` is never set.
     package func mount(request: V1alpha1_MountRequest, context: ServerContext) async throws -> V1alpha1_MountResponse {
         let providerRequest = try Self.providerRequest(from: request, deadline: RequestDeadline.from(context))
         let answer: ProviderResponse

@@ -9,11 +9,14 @@ extension RPCError {
     /// NodeUnpublishVolume if the pod goes away. Every other code is final for that attempt: kubelet removes the
     /// directory and retries with backoff. So only transient conditions get the non-final codes; a wrong
     /// SecretProviderClass or a refused identity is final and says what to fix.
-    package init(_ error: PublishError) {
-        self.init(code: Self.code(for: error), message: error.description)
+    ///
+    /// - Parameter deadlinePassed: the call's deadline has passed, so a cancellation is reported as
+    ///   DEADLINE_EXCEEDED rather than CANCELLED.
+    package init(_ error: PublishError, deadlinePassed: Bool = false) {
+        self.init(code: Self.code(for: error, deadlinePassed: deadlinePassed), message: error.description)
     }
 
-    package static func code(for error: PublishError) -> RPCError.Code {
+    package static func code(for error: PublishError, deadlinePassed: Bool = false) -> RPCError.Code {
         switch error {
         case .invalidRequest: return .invalidArgument
         case .operationPending: return .aborted
@@ -24,68 +27,21 @@ extension RPCError {
         case .kubernetesUnavailable: return .unavailable
         case .kubernetesForbidden: return .permissionDenied
         case .kubernetesFailed: return .failedPrecondition
-        case .cancelled: return .cancelled
+        case .cancelled: return deadlinePassed ? .deadlineExceeded : .cancelled
         }
     }
 
     package static func code(for failure: ProviderFailure) -> RPCError.Code {
         switch failure {
         case .misconfigured, .objectNotFound, .invalidResponse: return .failedPrecondition
+        case .rejected: return .invalidArgument
         case .permissionDenied: return .permissionDenied
         case .throttled: return .resourceExhausted
         case .unavailable: return .unavailable
         case .deadlineExceeded: return .deadlineExceeded
         case .cancelled: return .cancelled
         case .providerError: return .unknown
-        case .rpc(let code, _): return RPCError.Code(rawCode: code)
-        }
-    }
-}
-
-extension RPCError.Code {
-    /// The GRPCCore code for a core ``RPCStatusCode``.
-    package init(rawCode: RPCStatusCode) {
-        switch rawCode {
-        case .cancelled: self = .cancelled
-        case .unknown: self = .unknown
-        case .invalidArgument: self = .invalidArgument
-        case .deadlineExceeded: self = .deadlineExceeded
-        case .notFound: self = .notFound
-        case .alreadyExists: self = .alreadyExists
-        case .permissionDenied: self = .permissionDenied
-        case .resourceExhausted: self = .resourceExhausted
-        case .failedPrecondition: self = .failedPrecondition
-        case .aborted: self = .aborted
-        case .outOfRange: self = .outOfRange
-        case .unimplemented: self = .unimplemented
-        case .internal: self = .internalError
-        case .unavailable: self = .unavailable
-        case .dataLoss: self = .dataLoss
-        case .unauthenticated: self = .unauthenticated
-        }
-    }
-}
-
-extension RPCStatusCode {
-    /// The core code for a GRPCCore code (used when a provider's gRPC error is passed on).
-    package init(_ code: RPCError.Code) {
-        switch code {
-        case .cancelled: self = .cancelled
-        case .invalidArgument: self = .invalidArgument
-        case .deadlineExceeded: self = .deadlineExceeded
-        case .notFound: self = .notFound
-        case .alreadyExists: self = .alreadyExists
-        case .permissionDenied: self = .permissionDenied
-        case .resourceExhausted: self = .resourceExhausted
-        case .failedPrecondition: self = .failedPrecondition
-        case .aborted: self = .aborted
-        case .outOfRange: self = .outOfRange
-        case .unimplemented: self = .unimplemented
-        case .internalError: self = .internal
-        case .unavailable: self = .unavailable
-        case .dataLoss: self = .dataLoss
-        case .unauthenticated: self = .unauthenticated
-        default: self = .unknown
+        case .rpc(let code, _): return Status.Code(rawValue: code).flatMap { RPCError.Code($0) } ?? .unknown
         }
     }
 }

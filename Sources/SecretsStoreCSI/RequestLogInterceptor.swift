@@ -4,16 +4,20 @@ import SwiftProtobuf
 
 /// Logs every call with its method, duration and status code, and reads the call's deadline for the handler.
 ///
-/// Request bodies are logged only at trace level and only after ``RequestSanitizer`` removed `secrets` and
-/// the service account tokens (CVE-2023-2878). Probe, which the liveness sidecar sends every few seconds, is
-/// logged at trace level.
+/// It never logs request bodies: NodeService logs NodePublishVolume's at trace level, and only after
+/// ``RequestSanitizer`` removed `secrets` and the service account tokens (CVE-2023-2878). Probe, which the
+/// liveness sidecar sends every few seconds, is logged at trace level.
 package struct RequestLogInterceptor: ServerInterceptor {
     private let logger: Logger
 
+    /// An interceptor logging to `logger`.
     package init(logger: Logger) {
         self.logger = logger
     }
 
+    /// Runs the call with ``RequestDeadline/current`` set from its `grpc-timeout`, logging the start and the end
+    /// (`grpc.method`, then `grpc.code` or `error`, and `duration_ms`) at debug level, Probe at trace. Rethrows what
+    /// the handler throws.
     package func intercept<Input: Sendable, Output: Sendable>(
         request: StreamingServerRequest<Input>,
         context: ServerContext,
@@ -69,6 +73,7 @@ package struct RequestLogInterceptor: ServerInterceptor {
 
 /// Removes credentials from CSI requests before anything logs them.
 package enum RequestSanitizer {
+    /// What replaces each credential value.
     package static let stripped = "***stripped***"
 
     /// A copy of a volume_context with the service account tokens replaced.

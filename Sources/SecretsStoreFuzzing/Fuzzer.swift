@@ -18,6 +18,7 @@ package enum FuzzOutcome: Sendable, Equatable {
 /// so a violation stops the process the way a crash in production would. It must be deterministic: the same bytes
 /// always give the same outcome.
 package struct FuzzTarget: Sendable {
+    /// What `csi-fuzz` calls the target on its command line (e.g. `objects-yaml`); unique within ``all``.
     package var name: String
     /// One line for `csi-fuzz --list`.
     package var summary: String
@@ -29,8 +30,10 @@ package struct FuzzTarget: Sendable {
     package var dictionary: [[UInt8]]
     /// The longest input the target is given.
     package var maxInputLength: Int
+    /// Feeds one input to the production code: returns the outcome, or stops the process on a broken property.
     package var check: @Sendable ([UInt8]) -> FuzzOutcome
 
+    /// A target; traps when `seeds` is empty.
     package init(
         name: String,
         summary: String,
@@ -53,14 +56,19 @@ package struct FuzzTarget: Sendable {
 
 /// The tally of one run.
 package struct FuzzReport: Sendable {
+    /// The target's ``FuzzTarget/name``.
     package var target: String
+    /// The run's seed as given (the generator also mixes in a hash of the target's name).
     package var seed: UInt64
     /// Mutated inputs checked (seeds and regressions not counted).
     package var iterations: Int
+    /// Mutated inputs accepted.
     package var accepted: Int
+    /// Mutated inputs rejected; `accepted + rejected == iterations`.
     package var rejected: Int
     /// How many different rejection messages were seen (each cut to its first 160 characters).
     package var distinctErrors: Int
+    /// How long the whole run took, seeds and regressions included.
     package var elapsed: Duration
 }
 

@@ -7,8 +7,10 @@
 package struct Mutator: Sendable {
     /// Tokens the edits insert or overwrite with.
     package var dictionary: [[UInt8]]
+    /// The longest output, in bytes (positive).
     package var maxLength: Int
 
+    /// A mutator; traps when `dictionary` is empty or `maxLength` is not positive.
     package init(dictionary: [[UInt8]], maxLength: Int) {
         precondition(!dictionary.isEmpty, "a mutator needs at least one token")
         precondition(maxLength > 0, "a mutator needs room for at least one byte")

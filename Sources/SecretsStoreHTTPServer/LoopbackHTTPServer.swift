@@ -2,28 +2,37 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
+import Synchronization
 
 /// A small HTTP/1.1 server on a loopback port, plain or TLS, that hands each complete request to a handler.
 /// Test doubles of HTTP services (the Key Vault emulator, the fake Kubernetes API server) are built on it.
 package final class LoopbackHTTPServer: Sendable {
     /// One complete request.
     package struct Request: Sendable {
+        /// `GET`, `POST`…
         package var method: String
         /// The path without the query.
         package var path: String
         /// The raw query string (without `?`).
         package var query: String
+        /// The request headers.
         package var headers: HTTPHeaders
+        /// The whole request body.
         package var body: [UInt8]
     }
 
     /// The answer to a request, sent after `delay` when set.
     package struct Response: Sendable {
+        /// The HTTP status code.
         package var status: Int
+        /// Headers to send; `Content-Length` is set from the body.
         package var headers: [(String, String)]
+        /// The response body.
         package var body: [UInt8]
+        /// How long to wait before answering; `nil` answers at once.
         package var delay: Duration?
 
+        /// A response; no headers, empty body and no delay unless given.
         package init(status: Int, headers: [(String, String)] = [], body: [UInt8] = [], delay: Duration? = nil) {
             self.status = status
             self.headers = headers
@@ -33,6 +42,8 @@ package final class LoopbackHTTPServer: Sendable {
     }
 
     private let channel: any Channel
+    /// The connections accepted and still open, closed by ``shutdown()``.
+    private let connections: OpenConnections
     /// The bound port.
     package let port: Int
 
@@ -43,10 +54,13 @@ package final class LoopbackHTTPServer: Sendable {
         tls: NIOSSLContext? = nil,
         handler: @escaping @Sendable (Request) -> Response
     ) async throws {
+        let connections = OpenConnections()
+        self.connections = connections
         let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                connections.add(channel)
+                return channel.eventLoop.makeCompletedFuture {
                     if let tls {
                         try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
                     }
@@ -58,8 +72,31 @@ package final class LoopbackHTTPServer: Sendable {
         self.port = channel.localAddress?.port ?? port
     }
 
+    /// Closes the listening socket and every open connection: the server is unreachable afterwards, also
+    /// for clients that keep connections alive.
     package func shutdown() async throws {
         try await channel.close()
+        for connection in connections.removeAll() {
+            try? await connection.close()
+        }
+    }
+}
+
+/// The open connections of a ``LoopbackHTTPServer``; each removes itself when it closes.
+private final class OpenConnections: Sendable {
+    private let open = Mutex<[ObjectIdentifier: any Channel]>([:])
+
+    func add(_ channel: any Channel) {
+        let id = ObjectIdentifier(channel)
+        open.withLock { $0[id] = channel }
+        channel.closeFuture.whenComplete { [self] _ in _ = open.withLock { $0.removeValue(forKey: id) } }
+    }
+
+    func removeAll() -> [any Channel] {
+        open.withLock { open in
+            defer { open.removeAll() }
+            return Array(open.values)
+        }
     }
 }
 
@@ -111,9 +148,7 @@ private final class RequestCollector: ChannelInboundHandler {
                 }
             }
             if let delay = response.delay {
-                let (seconds, attoseconds) = delay.components
-                let nanos = seconds * 1_000_000_000 + attoseconds / 1_000_000_000
-                context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(nanos)) { write() }
+                context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(delay)) { write() }
             } else {
                 write()
             }

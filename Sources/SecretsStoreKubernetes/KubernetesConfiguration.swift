@@ -3,12 +3,14 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import SecretsStoreHTTPClient
 import Yams
 
 /// Where the API server is and how to authenticate to it.
 package struct KubernetesConfiguration: Sendable, Equatable {
     /// How requests are authenticated.
     package enum Credentials: Sendable, Equatable {
+        /// No authentication (a local test server).
         case none
         /// A fixed bearer token.
         case token(String)
@@ -21,11 +23,14 @@ package struct KubernetesConfiguration: Sendable, Equatable {
 
     /// `https://host:port` (or `http://` for local tests), without a trailing slash.
     package var server: String
+    /// How requests are authenticated.
     package var credentials: Credentials
     /// PEM bundle of CAs to trust instead of the system's; `nil` for the system roots.
     package var certificateAuthorityPEM: [UInt8]?
+    /// Accept any server certificate (kubeconfig's `insecure-skip-tls-verify`).
     package var insecureSkipTLSVerify: Bool
 
+    /// A configuration; a trailing `/` on `server` is dropped.
     package init(
         server: String,
         credentials: Credentials = .none,
@@ -38,8 +43,23 @@ package struct KubernetesConfiguration: Sendable, Equatable {
         self.insecureSkipTLSVerify = insecureSkipTLSVerify
     }
 
+    /// The TLS settings for this server: only ``certificateAuthorityPEM`` when set (else the system's roots),
+    /// the client certificate when that is the credential, and ``insecureSkipTLSVerify``.
+    package var tls: HTTPSClientTLS {
+        var clientCertificate: HTTPSClientTLS.ClientCertificate?
+        if case .clientCertificate(let certificate, let key) = credentials {
+            clientCertificate = .init(certificatePEM: certificate, keyPEM: key)
+        }
+        return HTTPSClientTLS(
+            trustRoots: certificateAuthorityPEM.map { .only(pem: $0) } ?? .system(),
+            clientCertificate: clientCertificate,
+            insecureSkipVerify: insecureSkipTLSVerify
+        )
+    }
+
     /// A configuration problem, with the file or variable at fault.
     package struct LoadError: Error, CustomStringConvertible, Equatable {
+        /// What is wrong and where.
         package var description: String
     }
 
@@ -70,6 +90,9 @@ package struct KubernetesConfiguration: Sendable, Equatable {
         return try kubeconfig(text: text, baseDirectory: directory, source: path)
     }
 
+    /// The current context of kubeconfig `text`: its cluster's server, CA and `insecure-skip-tls-verify`, and
+    /// its user's token, token file or client certificate (in that order of preference). Relative file
+    /// references resolve against `baseDirectory`; errors start with `source`.
     package static func kubeconfig(
         text: String,
         baseDirectory: String,

@@ -2,8 +2,8 @@ import AsyncHTTPClient
 import Logging
 import NIOCore
 import NIOHTTP1
-import NIOSSL
 import SecretsStoreCore
+import SecretsStoreHTTPClient
 import Synchronization
 
 #if canImport(FoundationEssentials)
@@ -27,40 +27,37 @@ package final class RESTKubernetesClient: KubernetesClient {
     private let requestTimeout: TimeAmount
     private let cachedToken = Mutex<(token: String, readAt: ContinuousClock.Instant)?>(nil)
 
+    /// The client's connection limits: 5 s to connect, 30 s of silence per read.
+    package static let timeouts = HTTPSClientTimeouts(connect: .seconds(5), read: .seconds(30))
+
+    /// A client for `configuration`'s server, trusting only its CA when one is set (else the system's roots),
+    /// presenting its client certificate when that is the credential. `requestTimeout` bounds each request.
+    /// Throws when a PEM in the configuration does not parse.
     package init(configuration: KubernetesConfiguration, requestTimeout: Duration = .seconds(30)) throws {
         self.configuration = configuration
-        var tls = TLSConfiguration.makeClientConfiguration()
-        if let ca = configuration.certificateAuthorityPEM {
-            tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(ca))
-        }
-        if configuration.insecureSkipTLSVerify {
-            tls.certificateVerification = .none
-        }
-        if case .clientCertificate(let certificate, let key) = configuration.credentials {
-            tls.certificateChain = try NIOSSLCertificate.fromPEMBytes(certificate).map { .certificate($0) }
-            tls.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: key, format: .pem))
-        }
-        var httpConfiguration = HTTPClient.Configuration(tlsConfiguration: tls)
-        httpConfiguration.timeout = .init(connect: .seconds(5), read: .seconds(30))
-        self.http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
-        let (seconds, attoseconds) = requestTimeout.components
-        self.requestTimeout = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+        self.http = try HTTPClient.make(tls: configuration.tls, timeouts: Self.timeouts)
+        self.requestTimeout = TimeAmount(requestTimeout)
     }
 
+    /// Shuts the underlying HTTP client down; later requests fail as unavailable.
     package func shutdown() async throws {
         try await http.shutdown()
     }
 
     // MARK: KubernetesClient
 
-    package func secretProviderClass(namespace: String, name: String, logger: Logger) async throws -> SecretProviderClass {
+    /// `GET` the SecretProviderClass; 404 is ``KubernetesClientError/notFound(_:)``.
+    package func secretProviderClass(namespace: String, name: String, logger: Logger) async throws(KubernetesClientError) -> SecretProviderClass {
         let path = Self.resourcePath("secretproviderclasses", namespace: namespace, name: name)
         let body = try await send(.GET, path, logger: logger)
         return try Self.decode(Resources.SecretProviderClass.self, body).domainValue(namespace: namespace, name: name)
     }
 
+    /// `POST` the pod status, or on 409 AlreadyExists read it and `PUT` it back with our status, node label
+    /// and owner (its other labels and annotations kept), retrying conflicts as ``RetryPolicy/conflictingWrites``
+    /// says. Returns the object's UID (empty when the server sent none).
     @discardableResult
-    package func applyPodStatus(_ status: SecretProviderClassPodStatus, logger: Logger) async throws -> String {
+    package func applyPodStatus(_ status: SecretProviderClassPodStatus, logger: Logger) async throws(KubernetesClientError) -> String {
         let collection = Self.resourcePath("secretproviderclasspodstatuses", namespace: status.namespace, name: nil)
         let desired = Resources.SecretProviderClassPodStatus(status)
         do {
@@ -71,6 +68,7 @@ package final class RESTKubernetesClient: KubernetesClient {
             guard case .conflict = error else { throw error }
         }
         let path = collection + "/" + Self.escape(status.name)
+        // A conflict means someone wrote in between: read it again and retry (RetryPolicy.conflictingWrites).
         var attempt = 0
         while true {
             attempt += 1
@@ -84,33 +82,37 @@ package final class RESTKubernetesClient: KubernetesClient {
                 return (try? Self.decode(Resources.SecretProviderClassPodStatus.self, written))?.metadata.uid
                     ?? existing.metadata.uid ?? ""
             } catch {
-                guard case .conflict = error, attempt < 5 else { throw error }
+                guard case .conflict = error,
+                    case .retry = RetryPolicy.conflictingWrites.decision(afterAttempt: attempt)
+                else { throw error }
                 logger.debug("pod status update conflicted; retrying", metadata: ["k8s.attempt": "\(attempt)"])
             }
         }
     }
 
-    package func podStatuses(nodeName: String, logger: Logger) async throws -> [SecretProviderClassPodStatus] {
+    /// Lists the pod statuses of every namespace whose node label is `nodeName`; objects without a status or
+    /// namespace are skipped.
+    package func podStatuses(nodeName: String, logger: Logger) async throws(KubernetesClientError) -> [SecretProviderClassPodStatus] {
         let selector = Self.escape("\(SecretProviderClassPodStatus.nodeNameLabel)=\(nodeName)")
         let body = try await send(.GET, "/apis/\(Self.group)/\(Self.version)/secretproviderclasspodstatuses?labelSelector=\(selector)", logger: logger)
         return try Self.decode(Resources.List<Resources.SecretProviderClassPodStatus>.self, body).items.compactMap { $0.domainValue() }
     }
 
-    package func pod(namespace: String, name: String, logger: Logger) async throws -> PodInfo {
+    /// `GET` the pod: its UID, owner references and whether it is being deleted.
+    package func pod(namespace: String, name: String, logger: Logger) async throws(KubernetesClientError) -> PodInfo {
         let body = try await send(.GET, "/api/v1/namespaces/\(Self.escape(namespace))/pods/\(Self.escape(name))", logger: logger)
         let pod = try Self.decode(Resources.Pod.self, body)
         return PodInfo(
             namespace: namespace,
             name: name,
             uid: pod.metadata.uid ?? "",
-            ownerReferences: (pod.metadata.ownerReferences ?? []).map {
-                OwnerReference(apiVersion: $0.apiVersion, kind: $0.kind, name: $0.name, uid: $0.uid)
-            },
+            ownerReferences: (pod.metadata.ownerReferences ?? []).map(\.domainValue),
             terminating: pod.metadata.deletionTimestamp != nil
         )
     }
 
-    package func secret(namespace: String, name: String, logger: Logger) async throws -> KubernetesSecret? {
+    /// `GET` the Secret; `nil` on 404.
+    package func secret(namespace: String, name: String, logger: Logger) async throws(KubernetesClientError) -> KubernetesSecret? {
         do {
             let body = try await send(.GET, Self.secretPath(namespace, name), logger: logger)
             return try Self.decode(Resources.Secret.self, body).domainValue(namespace: namespace, name: name)
@@ -120,17 +122,20 @@ package final class RESTKubernetesClient: KubernetesClient {
         }
     }
 
-    package func createSecret(_ secret: KubernetesSecret, logger: Logger) async throws {
+    /// `POST` the Secret (without a resourceVersion); 409 when it exists.
+    package func createSecret(_ secret: KubernetesSecret, logger: Logger) async throws(KubernetesClientError) {
         var secret = secret
         secret.resourceVersion = nil
         _ = try await send(.POST, Self.secretPath(secret.namespace, nil), body: Self.encode(Resources.Secret(secret)), logger: logger)
     }
 
-    package func updateSecret(_ secret: KubernetesSecret, logger: Logger) async throws {
+    /// `PUT` the Secret with the resourceVersion it was read with; 409 when that is stale.
+    package func updateSecret(_ secret: KubernetesSecret, logger: Logger) async throws(KubernetesClientError) {
         _ = try await send(.PUT, Self.secretPath(secret.namespace, secret.name), body: Self.encode(Resources.Secret(secret)), logger: logger)
     }
 
-    package func recordEvent(_ event: PodEvent, logger: Logger) async throws {
+    /// `POST` a new Event on the pod, from `secrets-store-csi-driver`, timestamped now.
+    package func recordEvent(_ event: PodEvent, logger: Logger) async throws(KubernetesClientError) {
         let now = UTCTimestamp.iso8601(nanosecondsSinceEpoch: Int64(Date().timeIntervalSince1970 * 1e9))
         let seconds = String(now.prefix(19)) + "Z"
         let suffix = String(UInt64.random(in: 0...UInt64.max), radix: 16)
@@ -233,26 +238,17 @@ package final class RESTKubernetesClient: KubernetesClient {
 
     // MARK: Helpers
 
+    /// `/apis/secrets-store.csi.x-k8s.io/v1/namespaces/<namespace>/<resource>[/<name>]`, segments percent-encoded.
     package static func resourcePath(_ resource: String, namespace: String, name: String?) -> String {
         var path = "/apis/\(group)/\(version)/namespaces/\(escape(namespace))/\(resource)"
         if let name { path += "/" + escape(name) }
         return path
     }
 
-    /// Percent-encodes a path segment or query value (object names are DNS labels; this guards against anything else).
-    package static func escape(_ segment: String) -> String {
-        var result = ""
-        for byte in segment.utf8 {
-            switch byte {
-            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"):
-                result.append(Character(Unicode.Scalar(byte)))
-            default:
-                let hex = String(byte, radix: 16, uppercase: true)
-                result += "%" + (hex.count == 1 ? "0" + hex : hex)
-            }
-        }
-        return result
+    /// Percent-encodes a path segment or query value (object names are DNS labels; this guards against anything
+    /// else). `~` is encoded too, as this client always did.
+    private static func escape(_ segment: String) -> String {
+        PercentEncoding.escape(segment, escapingTilde: true)
     }
 
     private static func decode<T: Decodable>(_ type: T.Type, _ bytes: [UInt8]) throws(KubernetesClientError) -> T {

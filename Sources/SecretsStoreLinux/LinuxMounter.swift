@@ -12,12 +12,16 @@ package struct LinuxMounter: Mounter {
     package var options: String
     private let mountInfoPath: String
 
+    /// A mounter passing `options` to every tmpfs and reading mount points from `mountInfoPath` (a test seam).
     package init(options: String = "mode=0755", mountInfoPath: String = "/proc/self/mountinfo") {
         self.options = options
         self.mountInfoPath = mountInfoPath
     }
 
-    package func state(of path: String) throws(PublishError) -> MountState {
+    /// `.absent` when nothing is at `path`; `.corrupt` for a dangling link, for ENOTCONN, ESTALE or EIO from
+    /// stat(2), or a mount point opendir(3) cannot open; `.mounted` for a readable mount point; otherwise
+    /// `.directory`, whatever kind of entry it is. Throws for any other stat(2) error or an unreadable mountinfo.
+    package func state(of path: String) throws(MountError) -> MountState {
         var info = stat()
         if stat(path, &info) != 0 {
             let code = errno
@@ -27,9 +31,10 @@ package struct LinuxMounter: Mounter {
             case ENOTCONN, ESTALE, EIO:
                 return .corrupt(reason: String(cString: strerror(code)))
             default:
-                throw .mountFailed(
-                    targetPath: path,
-                    reason: "failed to check if target path is mount point: \(String(cString: strerror(code)))"
+                throw MountError(
+                    path: path,
+                    reason: "failed to check if target path is mount point: \(String(cString: strerror(code)))",
+                    errno: code
                 )
             }
         }
@@ -41,14 +46,18 @@ package struct LinuxMounter: Mounter {
         return .mounted
     }
 
-    package func mountTmpfs(at path: String) throws(PublishError) {
+    /// mount(2)s a tmpfs at `path` with `nosuid`, `nodev`, `noexec` and ``options``.
+    package func mountTmpfs(at path: String) throws(MountError) {
         let flags = UInt(MS_NOSUID) | UInt(MS_NODEV) | UInt(MS_NOEXEC)
         guard mount("tmpfs", path, "tmpfs", flags, options) == 0 else {
-            throw .mountFailed(targetPath: path, reason: String(cString: strerror(errno)))
+            let code = errno
+            throw MountError(path: path, reason: String(cString: strerror(code)), errno: code)
         }
     }
 
-    package func unmount(_ path: String) throws(PublishError) {
+    /// umount2(2)s `path` when mountinfo lists it (links resolved first); a busy mount (EBUSY) is detached lazily
+    /// with MNT_DETACH, and EINVAL or ENOENT count as already unmounted.
+    package func unmount(_ path: String) throws(MountError) {
         guard try isMountPoint(path) else { return }
         guard umount2(path, 0) == 0 else {
             let code = errno
@@ -56,18 +65,18 @@ package struct LinuxMounter: Mounter {
             // is freed when the last user closes it.
             if code == EBUSY, umount2(path, Int32(MNT_DETACH)) == 0 { return }
             if code == EINVAL || code == ENOENT { return }
-            throw .mountFailed(targetPath: path, reason: "failed to unmount: \(String(cString: strerror(code)))")
+            throw MountError(path: path, reason: "failed to unmount: \(String(cString: strerror(code)))", errno: code)
         }
     }
 
     /// Whether `path` is listed as a mount point in mountinfo.
-    private func isMountPoint(_ path: String) throws(PublishError) -> Bool {
+    private func isMountPoint(_ path: String) throws(MountError) -> Bool {
         let resolved = Self.canonical(path)
         let text: String
         do {
             text = try PosixFileSystem.readText(at: mountInfoPath)
         } catch {
-            throw .mountFailed(targetPath: path, reason: "failed to read \(mountInfoPath): \(error.reason)")
+            throw MountError(path: path, reason: "failed to read \(mountInfoPath): \(error.reason)", errno: error.errno)
         }
         return MountInfo.lists(mountPoint: resolved, in: text)
     }

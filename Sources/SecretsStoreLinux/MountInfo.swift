@@ -3,10 +3,13 @@
 package enum MountInfo {
     /// One line of mountinfo.
     package struct Entry: Sendable, Equatable {
+        /// Field 5, the mount point, with the octal escapes decoded.
         package var mountPoint: String
+        /// The field after the `-` separator, e.g. `tmpfs`.
         package var fileSystemType: String
     }
 
+    /// One entry per well-formed line, in order; a line with fewer than 7 fields or no `-` separator is skipped.
     package static func parse(_ text: String) -> [Entry] {
         text.split(separator: "\n").compactMap { line in
             let fields = line.split(separator: " ", omittingEmptySubsequences: true)

@@ -7,12 +7,14 @@ import SecretsStoreCore
 
 /// ``FileSystem`` over POSIX system calls.
 package struct PosixFileSystem: FileSystem {
+    /// The host's file system.
     package init() {}
 
     private static func failure(_ operation: String, _ path: String, _ code: Int32 = errno) -> FileSystemError {
         FileSystemError(operation: operation, path: path, reason: String(cString: strerror(code)), errno: code)
     }
 
+    /// By lstat(2); `nil` also when a parent is not a directory (ENOTDIR).
     package func kind(of path: String) throws(FileSystemError) -> FileKind? {
         var info = stat()
         guard lstat(path, &info) == 0 else {
@@ -27,6 +29,7 @@ package struct PosixFileSystem: FileSystem {
         }
     }
 
+    /// By mkdir(2), parents first; an existing directory succeeds, an existing non-directory fails with ENOTDIR.
     package func createDirectories(at path: String, permissions: UInt32) throws(FileSystemError) {
         if mkdir(path, mode_t(permissions)) == 0 { return }
         let code = errno
@@ -44,6 +47,7 @@ package struct PosixFileSystem: FileSystem {
         }
     }
 
+    /// By mkdtemp(3): `<prefix>` plus six random characters, mode 0700 until changed.
     package func makeUniqueDirectory(in directory: String, prefix: String) throws(FileSystemError) -> String {
         var template = Array((directory + "/" + prefix + "XXXXXX").utf8CString)
         let created = template.withUnsafeMutableBufferPointer { buffer in mkdtemp(buffer.baseAddress!) }
@@ -51,10 +55,13 @@ package struct PosixFileSystem: FileSystem {
         return template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
     }
 
+    /// By chmod(2), following links.
     package func setPermissions(of path: String, to permissions: UInt32) throws(FileSystemError) {
         guard chmod(path, mode_t(permissions)) == 0 else { throw Self.failure("chmod", path) }
     }
 
+    /// open(2) with `O_EXCL | O_NOFOLLOW`, every byte written, then fchmod(2) to `permissions & 0o7777` whatever
+    /// the umask. A failed write leaves the partial file behind.
     package func createFile(at path: String, contents: [UInt8], permissions: UInt32) throws(FileSystemError) {
         let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode_t(0o600))
         guard descriptor >= 0 else { throw Self.failure("open", path) }
@@ -74,6 +81,7 @@ package struct PosixFileSystem: FileSystem {
         guard fchmod(descriptor, mode_t(permissions & 0o7777)) == 0 else { throw Self.failure("fchmod", path) }
     }
 
+    /// Reads to end of file, following links.
     package func readFile(at path: String) throws(FileSystemError) -> [UInt8] {
         let descriptor = open(path, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else { throw Self.failure("open", path) }
@@ -96,12 +104,14 @@ package struct PosixFileSystem: FileSystem {
         String(decoding: try PosixFileSystem().readFile(at: path), as: UTF8.self)
     }
 
+    /// By stat(2), following links: `st_mode & 0o7777`.
     package func permissions(of path: String) throws(FileSystemError) -> UInt32 {
         var info = stat()
         guard stat(path, &info) == 0 else { throw Self.failure("stat", path) }
         return UInt32(info.st_mode & 0o7777)
     }
 
+    /// By readlink(2); `nil` on ENOENT or ENOTDIR; throws (EINVAL) when `path` is not a link.
     package func symbolicLinkDestination(at path: String) throws(FileSystemError) -> String? {
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
         let count = readlink(path, &buffer, buffer.count - 1)
@@ -112,14 +122,17 @@ package struct PosixFileSystem: FileSystem {
         return String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
+    /// By symlink(2); fails when `path` exists.
     package func createSymbolicLink(at path: String, to destination: String) throws(FileSystemError) {
         guard symlink(destination, path) == 0 else { throw Self.failure("symlink", path) }
     }
 
+    /// By rename(2), atomic within one file system; an error names `source`.
     package func rename(_ source: String, to destination: String) throws(FileSystemError) {
         guard Glibc.rename(source, destination) == 0 else { throw Self.failure("rename", source) }
     }
 
+    /// Depth-first without following links; nothing at `path` is success.
     package func removeItem(at path: String) throws(FileSystemError) {
         guard let kind = try kind(of: path) else { return }
         if kind == .directory {
@@ -132,6 +145,7 @@ package struct PosixFileSystem: FileSystem {
         }
     }
 
+    /// In readdir(3) order, without `.` and `..`.
     package func contentsOfDirectory(at directory: String) throws(FileSystemError) -> [String] {
         guard let stream = opendir(directory) else { throw Self.failure("opendir", directory) }
         defer { closedir(stream) }

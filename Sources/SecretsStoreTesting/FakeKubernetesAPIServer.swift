@@ -12,8 +12,11 @@ import Synchronization
 package final class FakeKubernetesAPIServer: Sendable {
     /// One request the server answered.
     package struct Request: Sendable, Equatable {
+        /// `GET`, `POST`, `PUT`…
         package var method: String
+        /// The path, with the query when there was one.
         package var path: String
+        /// The `Authorization` header as sent.
         package var authorization: String?
         /// The request body as sent (empty for reads).
         package var body: String = ""
@@ -40,6 +43,9 @@ package final class FakeKubernetesAPIServer: Sendable {
     package let url: String
 
     /// Starts listening on an ephemeral loopback port.
+    ///
+    /// - Parameters:
+    ///   - requiredToken: the bearer token every request must carry (401 otherwise); `nil` checks none.
     package init(requiredToken: String? = nil) async throws {
         self.requiredToken = requiredToken
         let holder = Box()
@@ -58,12 +64,14 @@ package final class FakeKubernetesAPIServer: Sendable {
         holder.server.withLock { $0 = self }
     }
 
+    /// Stops serving: closes the listening socket and every open connection, so the API is unreachable.
     package func shutdown() async throws {
         try await server.shutdown()
     }
 
     // MARK: Test controls
 
+    /// Every request answered so far, in order.
     package var requests: [Request] { state.withLock { $0.requests } }
     /// Forgets the recorded requests (long runs that measure memory).
     package func removeRecordedRequests() { state.withLock { $0.requests.removeAll() } }

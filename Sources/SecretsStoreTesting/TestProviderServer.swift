@@ -31,6 +31,7 @@ package final class TestProviderServer: Sendable {
 
     private let shared: Shared
     private let server: GRPCServer<HTTP2ServerTransport.Posix>
+    /// The Unix socket it serves on.
     package let socketPath: String
 
     /// Starts serving on `socketPath`; returns once the socket accepts connections.
@@ -47,14 +48,18 @@ package final class TestProviderServer: Sendable {
         _ = try await server.listeningAddress
     }
 
+    /// Stops serving (calls in flight finish first).
     package func shutdown() {
         server.beginGracefulShutdown()
     }
 
+    /// Every MountRequest received, in order.
     package var requests: [V1alpha1_MountRequest] { shared.state.withLock { $0.requests } }
     /// Forgets the recorded requests (long runs that measure memory).
     package func removeRecordedRequests() { shared.state.withLock { $0.requests.removeAll() } }
+    /// The `:authority` of every call, in order.
     package var authorities: [String] { shared.state.withLock { $0.authorities } }
+    /// What later calls do.
     package func setBehaviour(_ behaviour: Behaviour) { shared.state.withLock { $0.behaviour = behaviour } }
 
     /// A response with one file per `(path, contents)` and version `v1` for each.

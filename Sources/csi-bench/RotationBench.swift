@@ -1,10 +1,10 @@
 import KeyVaultEmulator
 import Logging
 import SecretsStoreAzure
-import SecretsStoreCSI
 import SecretsStoreCore
+import SecretsStoreCoreTesting
+import SecretsStoreDriver
 import SecretsStoreLinux
-import SecretsStoreTesting
 import Synchronization
 
 #if canImport(Glibc)
@@ -31,70 +31,86 @@ enum RotationBench {
         let kubernetes = FakeKubernetesClient([
             SecretProviderClass(namespace: "ns", name: "spc", provider: "azure", parameters: ["keyvaultName": "kv1", "tenantId": tenant, "objects": objectsYAML])
         ])
-        let mounter: any Mounter = runningAsRoot ? LinuxMounter() : RecordingMounter()
+        let fileSystem = PosixFileSystem()
+        let mounter: any Mounter = runningAsRoot ? LinuxMounter() : RecordingMounter(fileSystem: fileSystem)
         let clock = MonotonicOffset()
-        let publisher = NodePublisher(
-            kubernetes: kubernetes,
-            providers: ProviderSocketDirectory(builtIn: ["azure": azure], directories: [], maxReceiveMessageBytes: 4 << 20),
-            mounter: mounter,
-            fileSystem: PosixFileSystem(),
-            monotonicNow: clock.now,
-            wallClockSeconds: { Int64(time(nil)) },
-            configuration: .init(nodeID: "bench", rotation: RotationPolicy(enabled: true, interval: .seconds(120)))
-        )
         let logger = Logger(label: "bench", factory: { _ in SwiftLogNoOpLogHandler() })
-        var targets: [String] = []
-        for index in 0..<volumes {
-            let target = root + "/rot/pods/uid-\(index)/mount"
-            targets.append(target)
-            try await publisher.publish(
-                PublishRequest(
-                    volumeID: "v\(index)", targetPath: target, accessType: .mount, readOnly: true,
-                    volumeContext: [
-                        "secretProviderClass": "spc", "csi.storage.k8s.io/pod.name": "p\(index)",
-                        "csi.storage.k8s.io/pod.namespace": "ns", "csi.storage.k8s.io/pod.uid": "uid-\(index)",
-                        "csi.storage.k8s.io/serviceAccount.name": "default",
-                    ],
-                    secrets: ["clientid": "sp", "clientsecret": "pw"]
-                ),
-                logger: logger
-            )
-        }
-        for index in 0..<objects { emulator.setSecret(vault: "kv1", name: "s\(index)", value: "rotated-\(index)") }
-        emulator.resetCounters()
-        clock.advance(.seconds(121))
-        let cpuBefore = cpuSeconds()
-        let start = ContinuousClock.now
-        let outcomes = await publisher.rotate(logger: logger)
-        let elapsed = ContinuousClock.now - start
-        let cpu = cpuSeconds() - cpuBefore
-        let changed = outcomes.values.filter { $0 == .refreshed(changed: true) }.count
-        report.notes["rotation_volumes_rotated"] = changed
-        let keyVaultRequests = emulator.keyVaultRequestCount
-        report.add(
-            "rotation cycle (\(volumes) vol x \(objects) obj): Key Vault GETs", Double(keyVaultRequests), floor: Double(objects),
-            unit: "requests", target: "one per distinct object (upstream: \(volumes * objects))", met: keyVaultRequests == objects
+        // The production assembly with its group running (the rotation loop parked: the bench times one cycle
+        // it starts itself), the emulator-backed Azure provider and an in-memory Kubernetes API injected.
+        let driver = try await DriverAssembly(
+            configuration: DriverConfiguration(
+                socketPath: root + "/rot.sock",
+                nodeID: "bench",
+                providerDirectories: [],
+                rotation: RotationPolicy(enabled: true, interval: .seconds(120)),
+                metricsAddress: "127.0.0.1:0",
+                builtInAzure: nil
+            ),
+            seams: DriverAssembly.Seams(
+                kubernetes: kubernetes,
+                builtInProviders: ["azure": azure],
+                mounter: mounter,
+                fileSystem: fileSystem,
+                monotonicNow: clock.now,
+                rotationSleep: DriverAssembly.Seams.parkedRotation
+            ),
+            logger: logger
         )
+        let publisher = driver.publisher
+        try await driver.withRunning { _ in
+            var targets: [String] = []
+            for index in 0..<volumes {
+                let target = root + "/rot/pods/uid-\(index)/mount"
+                targets.append(target)
+                try await publisher.publish(
+                    PublishRequest(
+                        volumeID: "v\(index)", targetPath: target, accessType: .mount, readOnly: true,
+                        volumeContext: [
+                            "secretProviderClass": "spc", "csi.storage.k8s.io/pod.name": "p\(index)",
+                            "csi.storage.k8s.io/pod.namespace": "ns", "csi.storage.k8s.io/pod.uid": "uid-\(index)",
+                            "csi.storage.k8s.io/serviceAccount.name": "default",
+                        ],
+                        secrets: ["clientid": "sp", "clientsecret": "pw"]
+                    ),
+                    logger: logger
+                )
+            }
+            for index in 0..<objects { emulator.setSecret(vault: "kv1", name: "s\(index)", value: "rotated-\(index)") }
+            emulator.resetCounters()
+            clock.advance(.seconds(121))
+            let cpuBefore = cpuSeconds()
+            let start = ContinuousClock.now
+            let outcomes = await publisher.rotate(logger: logger)
+            let elapsed = ContinuousClock.now - start
+            let cpu = cpuSeconds() - cpuBefore
+            let changed = outcomes.values.filter { $0 == .refreshed(changed: true) }.count
+            report.notes["rotation_volumes_rotated"] = changed
+            let keyVaultRequests = emulator.keyVaultRequestCount
+            report.add(
+                "rotation cycle (\(volumes) vol x \(objects) obj): Key Vault GETs", Double(keyVaultRequests), floor: Double(objects),
+                unit: "requests", target: "one per distinct object (upstream: \(volumes * objects))", met: keyVaultRequests == objects
+            )
 
-        // The floor: the same GETs on a kept-alive connection, then every volume's files written and swapped.
-        let floorFetcher = try await PublishFloor.make(http: http, emulatorURL: emulator.baseURL, tenant: tenant, clientID: "sp", secret: "pw")
-        var floorTargets: [String] = []
-        for index in 0..<volumes {
-            let path = root + "/rot-floor/\(index)"
-            try PosixFileSystem().createDirectories(at: path, permissions: 0o755)
-            try mounter.mountTmpfs(at: path)  // like the volumes, the floor writes into tmpfs (not timed)
-            floorTargets.append(path)
+            // The floor: the same GETs on a kept-alive connection, then every volume's files written and swapped.
+            let floorFetcher = try await PublishFloor.make(http: http, emulatorURL: emulator.baseURL, tenant: tenant, clientID: "sp", secret: "pw")
+            var floorTargets: [String] = []
+            for index in 0..<volumes {
+                let path = root + "/rot-floor/\(index)"
+                try PosixFileSystem().createDirectories(at: path, permissions: 0o755)
+                try mounter.mountTmpfs(at: path)  // like the volumes, the floor writes into tmpfs (not timed)
+                floorTargets.append(path)
+            }
+            let floorCPUBefore = cpuSeconds()
+            let floorElapsed = try await measure {
+                let bodies = try await floorFetcher.fetch(objects: objects)
+                for path in floorTargets { try PublishFloor.write(bodies, into: path, mount: false, generation: 1) }
+            }
+            let floorCPU = cpuSeconds() - floorCPUBefore
+            for path in floorTargets { try? mounter.unmount(path) }
+            report.add("rotation cycle: wall time", elapsed.milliseconds, floor: floorElapsed.milliseconds, unit: "ms")
+            report.add("rotation cycle: CPU time", cpu * 1000, floor: floorCPU * 1000, unit: "ms")
+            for target in targets { try? mounter.unmount(target) }
         }
-        let floorCPUBefore = cpuSeconds()
-        let floorElapsed = try await measure {
-            let bodies = try await floorFetcher.fetch(objects: objects)
-            for path in floorTargets { try PublishFloor.write(bodies, into: path, mount: false, generation: 1) }
-        }
-        let floorCPU = cpuSeconds() - floorCPUBefore
-        for path in floorTargets { try? mounter.unmount(path) }
-        report.add("rotation cycle: wall time", elapsed.milliseconds, floor: floorElapsed.milliseconds, unit: "ms")
-        report.add("rotation cycle: CPU time", cpu * 1000, floor: floorCPU * 1000, unit: "ms")
-        for target in targets { try? mounter.unmount(target) }
         try await http.shutdown()
         try await emulator.shutdown()
     }

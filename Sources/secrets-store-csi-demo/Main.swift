@@ -5,8 +5,9 @@ import GRPCNIOTransportHTTP2
 import KeyVaultEmulator
 import Logging
 import SecretsStoreAzure
-import SecretsStoreCSI
 import SecretsStoreCore
+import SecretsStoreCoreTesting
+import SecretsStoreDriver
 import SecretsStoreKubernetes
 import SecretsStoreLinux
 import SecretsStoreTesting
@@ -15,7 +16,9 @@ import Yams
 /// `swift run secrets-store-csi-demo`: the real driver on embedded defaults, with nothing to install.
 ///
 /// Starts the Key Vault emulator (HTTPS on loopback, seeded from examples/emulator-seed.yaml plus a fresh
-/// certificate chain), serves the driver on a temporary Unix socket with the built-in Azure provider, and acts
+/// certificate chain), runs the driver's own assembly (``DriverAssembly``: start-up recovery, CSI server on a
+/// temporary Unix socket, metrics listener on a loopback port, rotation loop) with the built-in Azure provider
+/// and an in-memory Kubernetes API injected, and acts
 /// as kubelet: publishes a volume for examples/secretproviderclass.yaml (a real tmpfs as root, a plain
 /// directory otherwise), prints the mounted tree, changes a secret in the vault, runs one rotation cycle and
 /// shows the change, then unpublishes. Without a cluster the SecretProviderClass comes from the file and the
@@ -43,32 +46,41 @@ struct Demo {
         kubernetes.add(PodInfo(namespace: spc.namespace, name: "demo-app", uid: "0f3c-demo-uid", ownerReferences: []))
         say("SecretProviderClass \(spc.namespace)/\(spc.name) from \(spcPath) (provider \(spc.provider))")
 
-        // 3. The driver: the real server on a temporary socket, the built-in Azure provider pointed at the emulator.
+        // 3. The driver: the production assembly on a temporary socket, the built-in Azure provider pointed at
+        //    the emulator. The rotation loop is parked so the demo runs its one cycle when it chooses.
         let fileSystem = PosixFileSystem()
         let work = try fileSystem.makeUniqueDirectory(in: "/tmp", prefix: "csi-demo-")
-        let http = try AzureHTTP(extraCABundlePEM: Array(emulator.certificates.caCertificatePEM.utf8))
-        let azure = AzureKeyVaultProvider(
-            http: http,
-            overrides: AzureEndpointOverrides(keyVaultURLTemplate: emulator.baseURL + "/{vault}", authorityHost: emulator.baseURL + "/")
+        let mounter: any Mounter = runningAsRoot ? LinuxMounter() : RecordingMounter(fileSystem: fileSystem)
+        let driver = try await DriverAssembly(
+            configuration: DriverConfiguration(
+                socketPath: work + "/csi.sock",
+                nodeID: "demo-node",
+                providerDirectories: [],
+                rotation: RotationPolicy(enabled: true, interval: .milliseconds(200)),
+                syncSecrets: true,
+                metricsAddress: "127.0.0.1:0",
+                builtInAzure: .init(
+                    overrides: AzureEndpointOverrides(
+                        keyVaultURLTemplate: emulator.baseURL + "/{vault}",
+                        authorityHost: emulator.baseURL + "/",
+                        caBundlePEM: Array(emulator.certificates.caCertificatePEM.utf8)
+                    )
+                )
+            ),
+            seams: DriverAssembly.Seams(
+                kubernetes: kubernetes,
+                mounter: mounter,
+                fileSystem: fileSystem,
+                rotationSleep: DriverAssembly.Seams.parkedRotation
+            ),
+            logger: logger
         )
-        let mounter: any Mounter = runningAsRoot ? LinuxMounter() : RecordingMounter()
-        let publisher = NodePublisher(
-            kubernetes: kubernetes,
-            providers: ProviderSocketDirectory(builtIn: ["azure": azure], directories: [], maxReceiveMessageBytes: 4 << 20),
-            mounter: mounter,
-            fileSystem: fileSystem,
-            monotonicNow: { ContinuousClock.now - ContinuousClock.Instant.demoOrigin },
-            wallClockSeconds: { Int64(Date().timeIntervalSince1970) },
-            configuration: .init(nodeID: "demo-node", rotation: RotationPolicy(enabled: true, interval: .milliseconds(200)), syncSecrets: true)
-        )
-        let socket = work + "/csi.sock"
-        let services: [any RegistrableRPCService] = [
-            IdentityService(driverName: "secrets-store.csi.k8s.io", vendorVersion: DriverVersion.current),
-            NodeService(publisher: publisher, nodeID: "demo-node", logger: logger),
-        ]
+        let publisher = driver.publisher
         let target = work + "/pods/0f3c-demo-uid/volumes/kubernetes.io~csi/secrets-store-inline/mount"
 
-        try await withServing(socketPath: socket, services: services, logger: logger) { client in
+        try await driver.withRunning { listening in
+            let socket = listening.socketPath
+            try await withCSIClient(socketPath: socket) { client in
                 say("driver serving CSI on unix://\(socket) (\(runningAsRoot ? "real tmpfs mounts" : "not root: a plain directory stands in for the tmpfs"))")
                 let node = Csi_V1_Node.Client(wrapping: client)
                 let info = try await Csi_V1_Identity.Client(wrapping: client).getPluginInfo(Csi_V1_GetPluginInfoRequest())
@@ -117,8 +129,8 @@ struct Demo {
                 unpublish.targetPath = target
                 _ = try await node.nodeUnpublishVolume(unpublish)
                 say("NodeUnpublishVolume: OK (target removed: \((try? fileSystem.kind(of: target)) == nil))")
+            }
         }
-        try await http.shutdown()
         try await emulator.shutdown()
         try? fileSystem.removeItem(at: work)
     }
@@ -173,6 +185,3 @@ struct Demo {
     }
 }
 
-extension ContinuousClock.Instant {
-    static let demoOrigin = ContinuousClock.now
-}

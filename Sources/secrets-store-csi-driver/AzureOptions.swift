@@ -1,5 +1,6 @@
 import ArgumentParser
 import SecretsStoreAzure
+import SecretsStoreDriver
 
 #if canImport(Glibc)
 import Glibc
@@ -48,18 +49,8 @@ struct AzureOptions: ParsableArguments {
         )
     }
 
-    /// The provider, with its HTTP client (shut it down at exit).
-    func makeProvider(
-        onKeyVaultResponse: @escaping @Sendable (Int) -> Void = { _ in }
-    ) throws -> (AzureKeyVaultProvider, AzureHTTP) {
-        let overrides = try overrides()
-        let http = try AzureHTTP(extraCABundlePEM: overrides.caBundlePEM)
-        let provider = AzureKeyVaultProvider(
-            http: http,
-            overrides: overrides,
-            defaultCloudName: cloudName,
-            onKeyVaultResponse: onKeyVaultResponse
-        )
-        return (provider, http)
+    /// The built-in provider these options describe, for ``DriverAssembly`` and `provider azure`.
+    func builtInAzure() throws -> DriverConfiguration.BuiltInAzure {
+        DriverConfiguration.BuiltInAzure(overrides: try overrides(), defaultCloudName: cloudName)
     }
 }

@@ -1,5 +1,5 @@
 import ArgumentParser
-import SecretsStoreCore
+import SecretsStoreDriver
 
 /// `secrets-store-csi-driver`: the node plugin. Without a subcommand it serves CSI (`serve`).
 @main

@@ -1,9 +1,6 @@
 import ArgumentParser
 import Logging
-import SecretsStoreAzure
-import SecretsStoreCSI
-import SecretsStoreCore
-import ServiceLifecycle
+import SecretsStoreDriver
 import UnixSignals
 
 /// `provider azure`: serves the built-in Azure provider over the v1alpha1 provider API on a Unix socket, so the
@@ -35,22 +32,12 @@ struct ProviderCommand: AsyncParsableCommand {
     func run() async throws {
         let logger = bootstrapLogging(verbosity: verbosity, json: logFormatJSON)
         let socketPath = try Endpoint.socketPath(from: endpoint)
-        let (provider, http) = try azure.makeProvider()
-        let server = CSIServer(
+        try await BuiltInProviderServer.runAzure(
+            try azure.builtInAzure(),
             socketPath: socketPath,
-            services: [ProviderService(provider: provider, runtimeName: "secrets-store-csi-driver-swift-azure", logger: logger)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger
         )
-        let group = ServiceGroup(
-            configuration: .init(services: [.init(service: server)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-        )
-        do {
-            try await group.run()
-        } catch {
-            try? await http.shutdown()
-            throw error
-        }
-        try await http.shutdown()
     }
 }
 

@@ -1,19 +1,14 @@
 import ArgumentParser
 import Logging
-import SecretsStoreAzure
 import SecretsStoreCSI
 import SecretsStoreCore
+import SecretsStoreDriver
 import SecretsStoreKubernetes
-import SecretsStoreLinux
-import SecretsStoreObservability
-import ServiceLifecycle
 import UnixSignals
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// Serves CSI Identity and Node on `--endpoint`. Flag names, defaults and syntax follow the upstream driver.
+///
+/// It only parses: the flags become a ``DriverConfiguration`` that ``DriverAssembly`` builds and runs.
 struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "serve", abstract: "Serve the CSI node plugin.")
 
@@ -107,94 +102,33 @@ struct ServeCommand: AsyncParsableCommand {
             return
         }
         let logger = bootstrapLogging(verbosity: verbosity, json: logFormatJSON)
-
-        let socketPath = try Endpoint.socketPath(from: endpoint)
-        let kubernetesConfiguration: KubernetesConfiguration
+        let assembly: DriverAssembly
         do {
-            kubernetesConfiguration =
-                kubeconfig.isEmpty
-                ? try .inCluster(environment: Self.environment()) : try .kubeconfig(at: kubeconfig)
-        } catch {
+            assembly = try await DriverAssembly(configuration: try driverConfiguration(), logger: logger)
+        } catch let error as KubernetesConfiguration.LoadError {
             throw ValidationError(error.description)
         }
-        let kubernetes = try RESTKubernetesClient(configuration: kubernetesConfiguration)
-        let metrics = PrometheusDriverMetrics()
-        var builtIn: [String: any SecretsProvider] = [:]
-        var azureHTTP: AzureHTTP?
-        if builtinAzureProvider {
-            let (provider, http) = try azure.makeProvider(onKeyVaultResponse: { metrics.keyVaultResponded(status: $0) })
-            builtIn["azure"] = provider
-            azureHTTP = http
-        }
-        let directories =
-            additionalProviderVolumePaths.split(separator: ",").map { String($0).trimmingSpaces() }
-            .filter { !$0.isEmpty } + [providerVolume]
-        let publisher = NodePublisher(
-            kubernetes: kubernetes,
-            providers: ProviderSocketDirectory(
-                builtIn: builtIn,
-                directories: directories,
-                maxReceiveMessageBytes: maxCallRecvMsgSize
-            ),
-            mounter: LinuxMounter(),
-            fileSystem: PosixFileSystem(),
-            monotonicNow: { ContinuousClock.now - ContinuousClock.Instant.processStart },
-            wallClockSeconds: { Int64(time(nil)) },
-            configuration: .init(
-                nodeID: nodeid,
-                rotation: RotationPolicy(enabled: enableSecretRotation, interval: GoDuration.parse(rotationPollInterval)!),
-                syncSecrets: enableSecretSync
-            ),
-            metrics: metrics
-        )
-        do {
-            try await publisher.recover(logger: logger)
-        } catch {
-            logger.warning("could not list this node's pod statuses; published volumes are picked up on republish", metadata: ["error": "\(error)"])
-        }
-        let server = CSIServer(
-            socketPath: socketPath,
-            identity: IdentityService(driverName: drivername, vendorVersion: DriverVersion.current),
-            node: NodeService(publisher: publisher, nodeID: nodeid, logger: logger),
-            logger: logger
-        )
-        logger.info(
-            "starting",
-            metadata: [
-                "driver.name": "\(drivername)", "driver.version": "\(DriverVersion.current)", "node.id": "\(nodeid)",
-                "rotation.enabled": "\(enableSecretRotation)", "rotation.interval": "\(rotationPollInterval)",
-            ]
-        )
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
-            .init(service: server),
-            .init(service: try MetricsServer(address: metricsAddr, metrics: metrics, logger: logger)),
-        ]
-        if enableSecretRotation {
-            services.append(
-                .init(service: RotationService(publisher: publisher, interval: GoDuration.parse(rotationPollInterval)!, logger: logger))
-            )
-        }
-        let group = ServiceGroup(
-            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-        )
-        do {
-            try await group.run()
-        } catch {
-            try? await kubernetes.shutdown()
-            try? await azureHTTP?.shutdown()
-            throw error
-        }
-        try await kubernetes.shutdown()
-        try await azureHTTP?.shutdown()
+        try await assembly.run(gracefulShutdownSignals: [.sigterm, .sigint])
         logger.info("stopped")
     }
 
-    private static func environment() -> [String: String] {
-        var result: [String: String] = [:]
-        for name in ["KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"] {
-            if let value = getenv(name) { result[name] = String(cString: value) }
-        }
-        return result
+    /// What the flags ask for. Reads `--azure-ca-bundle` and `$AZURE_AUTHORITY_HOST` when the built-in Azure
+    /// provider is on.
+    func driverConfiguration() throws -> DriverConfiguration {
+        DriverConfiguration(
+            socketPath: try Endpoint.socketPath(from: endpoint),
+            nodeID: nodeid,
+            driverName: drivername,
+            providerDirectories: additionalProviderVolumePaths.split(separator: ",").map { String($0).trimmingSpaces() }
+                .filter { !$0.isEmpty } + [providerVolume],
+            maxReceiveMessageBytes: maxCallRecvMsgSize,
+            kubernetes: kubeconfig.isEmpty ? .inCluster : .kubeconfig(path: kubeconfig),
+            rotation: RotationPolicy(enabled: enableSecretRotation, interval: GoDuration.parse(rotationPollInterval)!),
+            rotationIntervalText: rotationPollInterval,
+            syncSecrets: enableSecretSync,
+            metricsAddress: metricsAddr,
+            builtInAzure: builtinAzureProvider ? try azure.builtInAzure() : nil
+        )
     }
 }
 
@@ -202,9 +136,4 @@ extension String {
     fileprivate func trimmingSpaces() -> String {
         String(drop(while: { $0 == " " }).reversed().drop(while: { $0 == " " }).reversed())
     }
-}
-
-extension ContinuousClock.Instant {
-    /// A fixed origin for the publisher's monotonic clock.
-    static let processStart = ContinuousClock.now
 }

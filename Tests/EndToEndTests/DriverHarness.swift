@@ -2,16 +2,17 @@ import CSIProtocol
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
-import SecretsStoreCSI
 import SecretsStoreCore
+import SecretsStoreCoreTesting
+import SecretsStoreDriver
 import SecretsStoreKubernetes
 import SecretsStoreLinux
 import SecretsStoreObservability
 import SecretsStoreTesting
 
-/// The whole driver as kubelet sees it: the real CSI server on a real Unix socket, the real Kubernetes REST
-/// client talking to the fake API server over HTTP, a test provider on its own socket speaking v1alpha1, and
-/// real tmpfs mounts when running as root (a recording mounter otherwise).
+/// The whole driver as kubelet sees it: the production assembly serving on a real Unix socket, its Kubernetes
+/// REST client talking to the fake API server over HTTP, a test provider on its own socket speaking v1alpha1,
+/// and real tmpfs mounts when running as root (a recording mounter otherwise).
 struct DriverHarness {
     let root: String
     let api: FakeKubernetesAPIServer
@@ -83,6 +84,12 @@ struct DriverHarness {
 }
 
 /// Starts everything, runs `body`, and tears everything down (unmounting anything left mounted).
+///
+/// The driver is the production assembly (``DriverAssembly``) with its group running: start-up recovery, the
+/// CSI server on `<root>/csi.sock`, the metrics listener on a free loopback port and, with rotation on, the
+/// rotation loop (parked: tests run cycles with `publisher.rotate`). What differs from production is only
+/// what is injected: the Kubernetes REST client points at the fake API server, the provider directories are
+/// under `root`, the mounter records when not root, and the wall clock is fixed.
 func withDriver(
     rotation: RotationPolicy = .disabled,
     maxReceiveMessageBytes: Int = 4_194_304,
@@ -97,35 +104,15 @@ func withDriver(
     try await withTemporaryDirectory { (root: String) async throws in
         let fileSystem = PosixFileSystem()
         try fileSystem.createDirectories(at: root + "/providers", permissions: 0o755)
+        // No kept-alive connections: start-up recovery's request would otherwise leave one in the REST client's
+        // pool, and tests that shut the API server down expect it to be unreachable.
         let api = try await FakeKubernetesAPIServer(requiredToken: "driver-token")
-        let kubernetes = try RESTKubernetesClient(
-            configuration: KubernetesConfiguration(server: api.url, credentials: .token("driver-token"))
-        )
         let provider = try await TestProviderServer(socketPath: root + "/providers/test.sock", behaviour: providerBehaviour)
-        let mounter: any Mounter = runningAsRoot ? LinuxMounter(options: tmpfsOptions) : RecordingMounter()
+        let mounter: any Mounter = runningAsRoot ? LinuxMounter(options: tmpfsOptions) : RecordingMounter(fileSystem: fileSystem)
         let logs = LogCapture()
-        let logger = logs.logger(level: .trace)
-        let metrics = PrometheusDriverMetrics()
-        let publisher = NodePublisher(
-            kubernetes: kubernetes,
-            providers: ProviderSocketDirectory(
-                builtIn: builtIn,
-                directories: [root + "/etc-providers", root + "/providers"],
-                maxReceiveMessageBytes: maxReceiveMessageBytes
-            ),
-            mounter: mounter,
-            fileSystem: fileSystem,
-            monotonicNow: { ContinuousClock.now - ContinuousClock.Instant.testOrigin },
-            wallClockSeconds: { 1_795_919_943 },
-            configuration: .init(nodeID: "node-1", rotation: rotation, syncSecrets: syncSecrets),
-            metrics: metrics
-        )
-        let services: [any RegistrableRPCService] = [
-            IdentityService(driverName: "secrets-store.csi.k8s.io", vendorVersion: DriverVersion.current),
-            NodeService(publisher: publisher, nodeID: "node-1", logger: logger),
-        ]
-        let cleanup = {
-            for volume in publisher.volumes.targets { try? mounter.unmount(volume) }
+        let logger = logs.logger(level: .trace, format: .text)
+        let cleanup = { (publisher: NodePublisher?) in
+            for volume in publisher?.volumes.targets ?? [] { try? mounter.unmount(volume) }
             for target in ["secrets", "other"].map({ root + "/pods/uid-1/volumes/kubernetes.io~csi/\($0)/mount" }) {
                 try? mounter.unmount(target)
             }
@@ -133,11 +120,35 @@ func withDriver(
                 try? mounter.unmount(root + "/pods/uid-\(index)/volumes/kubernetes.io~csi/secrets/mount")
             }
             provider.shutdown()
-            try? await kubernetes.shutdown()
             try? await api.shutdown()
         }
+        var assembly: DriverAssembly?
         do {
-            try await withServing(socketPath: root + "/csi.sock", services: services, logger: logger) { client in
+            let driver = try await DriverAssembly(
+                configuration: DriverConfiguration(
+                    socketPath: root + "/csi.sock",
+                    nodeID: "node-1",
+                    providerDirectories: [root + "/etc-providers", root + "/providers"],
+                    maxReceiveMessageBytes: maxReceiveMessageBytes,
+                    kubernetes: .configuration(KubernetesConfiguration(server: api.url, credentials: .token("driver-token"))),
+                    rotation: rotation,
+                    syncSecrets: syncSecrets,
+                    metricsAddress: "127.0.0.1:0",
+                    builtInAzure: nil
+                ),
+                seams: DriverAssembly.Seams(
+                    builtInProviders: builtIn,
+                    mounter: mounter,
+                    fileSystem: fileSystem,
+                    monotonicNow: { ContinuousClock.now - ContinuousClock.Instant.testOrigin },
+                    wallClockSeconds: { 1_795_919_943 },
+                    rotationSleep: DriverAssembly.Seams.parkedRotation
+                ),
+                logger: logger
+            )
+            assembly = driver
+            try await driver.withRunning(maximumGracefulShutdownDuration: .seconds(10)) { listening in
+                try await withCSIClient(socketPath: listening.socketPath) { client in
                     try await body(
                         DriverHarness(
                             root: root,
@@ -145,33 +156,22 @@ func withDriver(
                             provider: provider,
                             logs: logs,
                             mounter: mounter,
-                            publisher: publisher,
-                            metrics: metrics,
+                            publisher: driver.publisher,
+                            metrics: driver.metrics,
                             node: Csi_V1_Node.Client(wrapping: client),
                             identity: Csi_V1_Identity.Client(wrapping: client)
                         )
                     )
+                }
             }
         } catch {
-            await cleanup()
+            await cleanup(assembly?.publisher)
             throw error
         }
-        await cleanup()
+        await cleanup(assembly?.publisher)
     }
 }
 
 extension ContinuousClock.Instant {
     static let testOrigin = ContinuousClock.now
-}
-
-/// The gRPC status code a call failed with, or `nil` if it succeeded.
-func statusCode(_ call: () async throws -> Void) async -> RPCError.Code? {
-    do {
-        try await call()
-        return nil
-    } catch let error as RPCError {
-        return error.code
-    } catch {
-        return .unknown
-    }
 }

@@ -6,6 +6,7 @@ import Glibc
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import SecretsStoreCore
+import SecretsStoreCoreTesting
 import SecretsStoreLinux
 import SecretsStoreTesting
 import SwiftProtobuf

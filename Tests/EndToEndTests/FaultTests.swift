@@ -3,6 +3,7 @@ import GRPCCore
 import KeyVaultEmulator
 import SecretsStoreAzure
 import SecretsStoreCore
+import SecretsStoreCoreTesting
 import SecretsStoreLinux
 import SecretsStoreTesting
 import Testing

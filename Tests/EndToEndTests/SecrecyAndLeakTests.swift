@@ -4,6 +4,7 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import KeyVaultEmulator
 import SecretsStoreCore
+import SecretsStoreCoreTesting
 import SecretsStoreLinux
 import SecretsStoreTesting
 import Testing
@@ -124,7 +125,16 @@ struct SecrecyAndLeakTests {
                     var unpublish = Csi_V1_NodeUnpublishVolumeRequest()
                     unpublish.volumeID = "csi-\(index)"
                     unpublish.targetPath = target(index)
-                    _ = try await node.nodeUnpublishVolume(unpublish)
+                    // As kubelet does: ABORTED means the rotation cycle that just swapped the files still holds
+                    // the volume (writing its pod status and Secret); try again shortly.
+                    for attempt in 1...100 {
+                        do {
+                            _ = try await node.nodeUnpublishVolume(unpublish)
+                            break
+                        } catch let error as RPCError where error.code == .aborted && attempt < 100 {
+                            try await Task.sleep(for: .milliseconds(50))
+                        }
+                    }
                 }
             }
             let synced = try #require(api.object(at: "/api/v1/namespaces/ns/secrets/db"))

@@ -1,7 +1,9 @@
 import CSIProtocol
 import Foundation
 import GRPCCore
+import SecretsStoreCSI
 import SecretsStoreCore
+import SecretsStoreCoreTesting
 import SecretsStoreLinux
 import SecretsStoreTesting
 import SwiftProtobuf

@@ -6,6 +6,7 @@ import SecretsStoreAzure
 import SecretsStoreCore
 import SecretsStoreCSI
 import SecretsStoreCore
+import SecretsStoreCoreTesting
 import SecretsStoreTesting
 import Testing
 import _CryptoExtras
@@ -274,7 +275,7 @@ struct AzureProviderTests {
                         try await external.fetch(harness.request(objects: "array:\n  - |\n    objectName: nope\n    objectType: secret\n"), logger: Logger(label: "t"))
                     }
                     guard case .rpc(let code, let message) = failure else { Issue.record("got \(String(describing: failure))"); return }
-                    #expect(code == .failedPrecondition)
+                    #expect(code == RPCError.Code.failedPrecondition.rawValue)
                     #expect(message.contains("SecretNotFound"))
                     group.cancelAll()
                 }

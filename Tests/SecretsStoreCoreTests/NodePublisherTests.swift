@@ -1,7 +1,7 @@
 import Logging
 import SecretsStoreCore
+import SecretsStoreCoreTesting
 import SecretsStoreLinux
-import SecretsStoreTesting
 import Synchronization
 import Testing
 

@@ -1,7 +1,7 @@
 import Logging
 import SecretsStoreCore
+import SecretsStoreCoreTesting
 import SecretsStoreLinux
-import SecretsStoreTesting
 import Testing
 
 @Suite("Secret sync, rotation, events and restart recovery (fakes, no root)")

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import SecretsStoreCore
+import SecretsStoreCoreTesting
 import SecretsStoreKubernetes
 import SecretsStoreTesting
 import Testing

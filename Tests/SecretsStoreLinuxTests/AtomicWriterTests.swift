@@ -1,6 +1,6 @@
 import SecretsStoreCore
+import SecretsStoreCoreTesting
 import SecretsStoreLinux
-import SecretsStoreTesting
 import Testing
 
 @Suite("Atomic writer on a real directory")

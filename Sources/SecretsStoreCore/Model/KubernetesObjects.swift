@@ -1,10 +1,15 @@
 /// A reference from one Kubernetes object to its owner.
 package struct OwnerReference: Sendable, Equatable, Hashable, Codable {
+    /// The owner's `apiVersion`, e.g. `apps/v1` or `secrets-store.csi.x-k8s.io/v1`.
     package var apiVersion: String
+    /// The owner's `kind`, e.g. `ReplicaSet` or `SecretProviderClassPodStatus`.
     package var kind: String
+    /// The owner's `metadata.name` (same namespace as the owned object).
     package var name: String
+    /// The owner's `metadata.uid`: what garbage collection and the syncer's de-duplication match on.
     package var uid: String
 
+    /// A reference by the four fields above; the wire form leaves `controller` and `blockOwnerDeletion` unset.
     package init(apiVersion: String, kind: String, name: String, uid: String) {
         self.apiVersion = apiVersion
         self.kind = kind
@@ -15,12 +20,19 @@ package struct OwnerReference: Sendable, Equatable, Hashable, Codable {
 
 /// What the driver needs to know about a pod: who owns it and whether it is going away.
 package struct PodInfo: Sendable, Equatable {
+    /// The pod's `metadata.namespace`.
     package var namespace: String
+    /// The pod's `metadata.name`.
     package var name: String
+    /// The pod's `metadata.uid`.
     package var uid: String
+    /// The pod's `metadata.ownerReferences` (its ReplicaSet, StatefulSet, Job…); empty for a bare pod. Synced
+    /// Secrets take these as their owners.
     package var ownerReferences: [OwnerReference]
+    /// Whether `metadata.deletionTimestamp` is set, i.e. the pod is being deleted.
     package var terminating: Bool
 
+    /// A pod as read from the API; `terminating` defaults to `false`.
     package init(namespace: String, name: String, uid: String, ownerReferences: [OwnerReference], terminating: Bool = false) {
         self.namespace = namespace
         self.name = name
@@ -32,16 +44,24 @@ package struct PodInfo: Sendable, Equatable {
 
 /// A Kubernetes Secret as the driver reads and writes it.
 package struct KubernetesSecret: Sendable, Equatable {
+    /// The Secret's `metadata.namespace`.
     package var namespace: String
+    /// The Secret's `metadata.name`.
     package var name: String
+    /// The Secret's `type` (`Opaque`, `kubernetes.io/tls`…); `Opaque` when an object read from the API has none.
     package var type: String
+    /// The Secret's `data`, key → raw bytes (the API's base64 is decoded on read, encoded on write).
     package var data: [String: [UInt8]]
+    /// The Secret's `metadata.labels`; the driver's own Secrets carry ``managedLabel`` = `true`.
     package var labels: [String: String]
+    /// The Secret's `metadata.annotations`.
     package var annotations: [String: String]
+    /// The Secret's `metadata.ownerReferences`; the syncer only ever adds to those already there.
     package var ownerReferences: [OwnerReference]
     /// Set on objects read from the API; an update carrying it fails if someone else wrote in between.
     package var resourceVersion: String?
 
+    /// A Secret; leave `resourceVersion` `nil` for one to be created.
     package init(
         namespace: String,
         name: String,
@@ -68,15 +88,23 @@ package struct KubernetesSecret: Sendable, Equatable {
 
 /// An event about a pod, shown by `kubectl describe pod`.
 package struct PodEvent: Sendable, Equatable {
+    /// The event's `type`; the raw value is the wire string.
     package enum Kind: String, Sendable {
+        /// `Normal`: an operation succeeded.
         case normal = "Normal"
+        /// `Warning`: an operation failed.
         case warning = "Warning"
     }
+    /// The pod the event is about (its `involvedObject`).
     package var pod: PodReference
+    /// The event's `type`.
     package var kind: Kind
+    /// The event's `reason`: one of the constants below.
     package var reason: String
+    /// The event's `message`, for `kubectl describe pod`; names objects and errors, never secret bytes or tokens.
     package var message: String
 
+    /// An event with the given `type`, `reason` and `message` on `pod`.
     package init(pod: PodReference, kind: Kind, reason: String, message: String) {
         self.pod = pod
         self.kind = kind
@@ -85,9 +113,14 @@ package struct PodEvent: Sendable, Equatable {
     }
 
     // Reasons used upstream, so alerts and dashboards keep working.
+    /// `Normal`: a refresh brought new object versions or changed the volume's files.
     package static let mountRotationComplete = "MountRotationComplete"
+    /// `Warning`: a refresh failed; the volume keeps its old files.
     package static let mountRotationFailed = "MountRotationFailed"
+    /// `Normal`: a sync after the first one (files changed, or an earlier attempt failed) succeeded for every Secret.
     package static let secretRotationComplete = "SecretRotationComplete"
+    /// `Warning`: a sync after the first one failed for one Secret (one event per Secret).
     package static let secretRotationFailed = "SecretRotationFailed"
+    /// `Warning`: the first sync of a volume's Secrets failed for one Secret (one event per Secret).
     package static let failedToCreateSecret = "FailedToCreateSecret"
 }

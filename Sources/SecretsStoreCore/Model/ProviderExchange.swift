@@ -1,8 +1,11 @@
 /// The version of one object a provider fetched (`ObjectVersion` in the provider API).
 package struct ObjectVersion: Sendable, Equatable, Hashable, Codable {
+    /// `id`: which object, in the provider's own naming.
     package var id: String
+    /// `version`: the version fetched; opaque to the driver, which only compares it for equality.
     package var version: String
 
+    /// An object version as a provider reports it.
     package init(id: String, version: String) {
         self.id = id
         self.version = version
@@ -11,10 +14,15 @@ package struct ObjectVersion: Sendable, Equatable, Hashable, Codable {
 
 /// One file of a volume, as a provider returns it: a path relative to the volume, permission bits, bytes.
 package struct SecretFile: Sendable, Equatable {
+    /// `path`: relative to the volume root, `/`-separated; must pass ``PayloadPath/validate(_:)`` before it is written.
     package var path: String
+    /// `mode`: permission bits; the file is created with exactly `mode & 0o7777` (external providers are held
+    /// to 0…0o777).
     package var mode: UInt32
+    /// `contents`: the file's bytes, written unchanged. Usually secret: never logged.
     package var contents: [UInt8]
 
+    /// A file as a provider returns it.
     package init(path: String, mode: UInt32, contents: [UInt8]) {
         self.path = path
         self.mode = mode
@@ -28,15 +36,20 @@ package struct SecretFile: Sendable, Equatable {
 /// then every volume_context entry, then the service account tokens; `secrets` is the nodePublishSecretRef
 /// data. Both may hold credentials: never log them.
 package struct ProviderRequest: Sendable, Equatable {
+    /// `attributes`: the SecretProviderClass parameters overlaid by volume_context, then the service account tokens.
     package var attributes: [String: String]
+    /// `secrets`: the nodePublishSecretRef Secret's data, key → value. Credentials.
     package var secrets: [String: String]
+    /// `target_path`: the volume's target directory on the node, as kubelet named it.
     package var targetPath: String
     /// Default file permission bits (0644, sent as the JSON number 420).
     package var permission: UInt32
+    /// `current_object_version`: the versions the volume holds now (empty on a first publish).
     package var currentObjectVersions: [ObjectVersion]
     /// When the caller stops waiting; a provider call must end by then.
     package var deadline: ContinuousClock.Instant?
 
+    /// A request; `permission` defaults to 0o644 and `deadline` to none.
     package init(
         attributes: [String: String],
         secrets: [String: String],
@@ -56,9 +69,13 @@ package struct ProviderRequest: Sendable, Equatable {
 
 /// What a provider returned: the whole desired content of the volume and the versions it came from.
 package struct ProviderResponse: Sendable, Equatable {
+    /// `files`: every file the volume should hold; empty when the provider wrote into the target path itself.
     package var files: [SecretFile]
+    /// `object_version`: one entry per object fetched, recorded in the SecretProviderClassPodStatus and sent back
+    /// as ``ProviderRequest/currentObjectVersions``. An answer with none is refused.
     package var objectVersions: [ObjectVersion]
 
+    /// An answer, unvalidated (``ProviderResponseValidation`` checks it before anything is written).
     package init(files: [SecretFile], objectVersions: [ObjectVersion]) {
         self.files = files
         self.objectVersions = objectVersions

@@ -13,9 +13,13 @@ package struct PublishRequest: Sendable, Equatable {
         case block
     }
 
+    /// `volume_id`: kubelet's handle for the volume (`csi-<hash>` for an inline ephemeral volume); may be empty here.
     package var volumeID: String
+    /// `target_path`: the directory kubelet wants the volume mounted on; may be empty here.
     package var targetPath: String
+    /// The `volume_capability` access type (`.mount` also when a capability names none).
     package var accessType: AccessType
+    /// `readonly`; validation requires `true`.
     package var readOnly: Bool
     /// `volume_context`: pod information from kubelet plus the pod's `volumeAttributes`.
     package var volumeContext: [String: String]
@@ -24,6 +28,7 @@ package struct PublishRequest: Sendable, Equatable {
     /// When kubelet stops waiting (from the call's `grpc-timeout`); bounds the provider call.
     package var deadline: ContinuousClock.Instant?
 
+    /// The request exactly as kubelet sent it; nothing is checked here.
     package init(
         volumeID: String,
         targetPath: String,
@@ -45,11 +50,17 @@ package struct PublishRequest: Sendable, Equatable {
 
 /// Well-known `volume_context` keys set by kubelet (podInfoOnMount, tokenRequests) or by the user.
 package enum VolumeContextKey {
+    /// `secretProviderClass`: the SecretProviderClass name, from the pod's `volumeAttributes`; required.
     package static let secretProviderClass = "secretProviderClass"
+    /// `csi.storage.k8s.io/pod.name`, sent by kubelet when the CSIDriver has `podInfoOnMount: true`.
     package static let podName = "csi.storage.k8s.io/pod.name"
+    /// `csi.storage.k8s.io/pod.namespace`, sent with `podInfoOnMount: true`; required.
     package static let podNamespace = "csi.storage.k8s.io/pod.namespace"
+    /// `csi.storage.k8s.io/pod.uid`, sent with `podInfoOnMount: true`.
     package static let podUID = "csi.storage.k8s.io/pod.uid"
+    /// `csi.storage.k8s.io/serviceAccount.name`, sent with `podInfoOnMount: true`.
     package static let serviceAccountName = "csi.storage.k8s.io/serviceAccount.name"
+    /// `csi.storage.k8s.io/ephemeral`: `"true"` for an inline ephemeral volume.
     package static let ephemeral = "csi.storage.k8s.io/ephemeral"
     /// JSON map audience → {token, expirationTimestamp}; a credential, never logged.
     package static let serviceAccountTokens = "csi.storage.k8s.io/serviceAccount.tokens"
@@ -57,11 +68,16 @@ package enum VolumeContextKey {
 
 /// The pod a volume belongs to, as kubelet described it in `volume_context`.
 package struct PodReference: Sendable, Equatable, Hashable {
+    /// `csi.storage.k8s.io/pod.namespace`; never empty once validated.
     package var namespace: String
+    /// `csi.storage.k8s.io/pod.name`; empty when kubelet did not send it.
     package var name: String
+    /// `csi.storage.k8s.io/pod.uid`; empty when kubelet did not send it.
     package var uid: String
+    /// `csi.storage.k8s.io/serviceAccount.name`; empty when kubelet did not send it.
     package var serviceAccountName: String
 
+    /// A pod reference; `serviceAccountName` defaults to empty.
     package init(namespace: String, name: String, uid: String, serviceAccountName: String = "") {
         self.namespace = namespace
         self.name = name
@@ -72,12 +88,19 @@ package struct PodReference: Sendable, Equatable, Hashable {
 
 /// A NodePublishVolume request that passed every argument check.
 package struct ValidatedPublishRequest: Sendable, Equatable {
+    /// `volume_id`, non-empty.
     package var volumeID: String
+    /// `target_path`, non-empty.
     package var targetPath: String
+    /// `volume_context["secretProviderClass"]`, non-empty.
     package var secretProviderClassName: String
+    /// The pod, from the `csi.storage.k8s.io/…` entries of `volume_context`; its namespace is non-empty.
     package var pod: PodReference
+    /// `volume_context` unchanged (it may hold the service account tokens: never log it unsanitised).
     package var volumeContext: [String: String]
+    /// `secrets` unchanged: the nodePublishSecretRef data. Credentials.
     package var secrets: [String: String]
+    /// When kubelet stops waiting, copied from the request; `nil` for no deadline.
     package var deadline: ContinuousClock.Instant?
 
     /// Checks the request in the order kubelet's callers expect and throws the first problem found.
@@ -119,9 +142,12 @@ package struct ValidatedPublishRequest: Sendable, Equatable {
 
 /// What kubelet asked for in one NodeUnpublishVolume call.
 package struct UnpublishRequest: Sendable, Equatable {
+    /// `volume_id`; the unpublish step rejects it empty.
     package var volumeID: String
+    /// `target_path`: the directory to unmount and remove; the unpublish step rejects it empty.
     package var targetPath: String
 
+    /// The request exactly as kubelet sent it; nothing is checked here.
     package init(volumeID: String, targetPath: String) {
         self.volumeID = volumeID
         self.targetPath = targetPath

@@ -2,20 +2,31 @@
 package struct SecretProviderClass: Sendable, Equatable {
     /// One `spec.secretObjects[]` entry: a Kubernetes Secret to mirror from mounted files.
     package struct SecretObject: Sendable, Equatable, Codable {
+        /// One `data[]` item of a `secretObjects` entry: which volume file becomes which Secret key.
         package struct DataEntry: Sendable, Equatable, Codable {
+            /// `objectName`: the path of a file in the volume, as the provider returned it (e.g. an `objectAlias`).
             package var objectName: String
+            /// `key`: the Secret data key the file's bytes go under; only `tls.crt` or `tls.key` in a
+            /// `kubernetes.io/tls` Secret.
             package var key: String
+            /// A data entry mapping file `objectName` to Secret key `key`.
             package init(objectName: String, key: String) {
                 self.objectName = objectName
                 self.key = key
             }
         }
+        /// `secretName`: the Secret to create or update, in the SecretProviderClass's namespace; required.
         package var secretName: String
+        /// `type`: the Secret's type (`Opaque`, `kubernetes.io/tls`…); required.
         package var type: String
+        /// `labels` for the Secret; the driver adds `secrets-store.csi.k8s.io/managed=true`.
         package var labels: [String: String]?
+        /// `annotations` for the Secret.
         package var annotations: [String: String]?
+        /// `data`: the keys to fill; a sync fails when it is missing or empty.
         package var data: [DataEntry]?
 
+        /// A `secretObjects` entry; `labels`, `annotations` and `data` default to absent.
         package init(
             secretName: String,
             type: String,
@@ -31,13 +42,21 @@ package struct SecretProviderClass: Sendable, Equatable {
         }
     }
 
+    /// `metadata.namespace`; synced Secrets are created here.
     package var namespace: String
+    /// `metadata.name`: what the volume's `secretProviderClass` attribute names.
     package var name: String
+    /// `metadata.generation` (0 when the object read lacks it); carried, not acted on.
     package var generation: Int
+    /// `spec.provider`: the provider's name; must be non-empty and match `^[a-zA-Z0-9_-]{0,30}$` (it names
+    /// `<provider>.sock`).
     package var provider: String
+    /// `spec.parameters`: provider-specific settings, the base of the provider request's `attributes`.
     package var parameters: [String: String]
+    /// `spec.secretObjects`: the Secrets to mirror when `--enable-secret-sync` is on; empty for none.
     package var secretObjects: [SecretObject]
 
+    /// A SecretProviderClass; `generation` defaults to 1.
     package init(
         namespace: String,
         name: String,
@@ -61,12 +80,19 @@ package struct SecretProviderClassPodStatus: Sendable, Equatable {
     /// Label key the driver puts on every SPCPS it writes, with the node ID as value.
     package static let nodeNameLabel = "internal.secrets-store.csi.k8s.io/node-name"
 
+    /// `metadata.namespace`: the pod's namespace.
     package var namespace: String
+    /// `status.podName`.
     package var podName: String
+    /// The pod's UID: written as the object's one owner reference (kind `Pod`; none when empty) and read back from it.
     package var podUID: String
+    /// The node ID (`--nodeid`), stored as the ``nodeNameLabel`` label's value.
     package var nodeName: String
+    /// `status.secretProviderClassName`.
     package var secretProviderClassName: String
+    /// `status.targetPath`: the volume's target path on the node.
     package var targetPath: String
+    /// `status.mounted`; the driver writes the object only after the files are in place, so always `true` there.
     package var mounted: Bool
     /// Sorted by ``ObjectVersion/id``.
     package var objects: [ObjectVersion]
@@ -74,6 +100,7 @@ package struct SecretProviderClassPodStatus: Sendable, Equatable {
     /// The object name the upstream driver uses, so tooling that looks it up keeps working.
     package var name: String { "\(podName)-\(namespace)-\(secretProviderClassName)" }
 
+    /// A status; `objects` are sorted by ``ObjectVersion/id`` here, whatever order they come in.
     package init(
         namespace: String,
         podName: String,

@@ -19,7 +19,9 @@
 /// Paths must have passed ``PayloadPath/validate(_:)``. Not safe for concurrent writes to one target: callers
 /// serialise per target (``TargetLocks``).
 package struct AtomicWriter: Sendable {
+    /// `..data`: the link whose atomic replacement switches readers to the new file set.
     package static let dataLinkName = "..data"
+    /// `..data_tmp`: the new link, made beside `..data` and renamed over it.
     package static let temporaryDataLinkName = "..data_tmp"
 
     private let fileSystem: any FileSystem
@@ -35,7 +37,9 @@ package struct AtomicWriter: Sendable {
 
     /// Whether a write changed what readers see.
     package enum Outcome: Sendable, Equatable {
+        /// Every file already had these bytes and mode and none was stale: nothing was touched.
         case unchanged
+        /// A new timestamped directory was written and `..data` now points at it.
         case written
     }
 

@@ -7,6 +7,7 @@ import Foundation
 /// PEM text exactly as Go's `encoding/pem` writes it, which is what the upstream provider's files contain:
 /// `-----BEGIN T-----\n`, base64 in 64-column lines, `-----END T-----\n`, no headers.
 package enum PEM {
+    /// `der` as one PEM block of `type` (e.g. `CERTIFICATE`, `PRIVATE KEY`), in the layout above.
     package static func encode(type: String, der: some Collection<UInt8>) -> String {
         let base64 = Data(der).base64EncodedString()
         var text = "-----BEGIN \(type)-----\n"

@@ -5,7 +5,9 @@
 /// with the writer's own `..data` and timestamped directories), and is already clean: no `.` element, no
 /// empty element (`a//b`) and no trailing slash.
 package enum PayloadPath {
+    /// The longest path accepted, in UTF-8 bytes.
     package static let maxPathLength = 4096
+    /// The longest path element accepted, in UTF-8 bytes.
     package static let maxElementLength = 255
 
     /// Throws ``PublishError/invalidPayload(path:reason:)`` for the first rule `path` breaks.

@@ -1,6 +1,7 @@
 /// Formats seconds since the Unix epoch as `YYYY_MM_DD_HH_MM_SS` in UTC, the layout of the writer's
 /// timestamped directory names, without pulling in a calendar library.
 package enum UTCTimestamp {
+    /// `epochSeconds` as `YYYY_MM_DD_HH_MM_SS` in UTC (proleptic Gregorian), each field zero-padded.
     package static func format(epochSeconds: Int64) -> String {
         let days = epochSeconds >= 0 ? epochSeconds / 86_400 : (epochSeconds - 86_399) / 86_400
         let secondsOfDay = epochSeconds - days * 86_400

@@ -20,28 +20,12 @@ package enum ProviderFailure: Error, Sendable, Equatable {
     case providerError(code: String)
     /// The provider's answer broke the provider API contract (bad path, no object versions, too large).
     case invalidResponse(String)
-    /// The provider failed with a gRPC status the driver passes on as it is.
-    case rpc(code: RPCStatusCode, message: String)
-}
-
-/// gRPC status codes the core can name without importing gRPC (values as in the gRPC spec).
-package enum RPCStatusCode: Int, Sendable, Equatable {
-    case cancelled = 1
-    case unknown = 2
-    case invalidArgument = 3
-    case deadlineExceeded = 4
-    case notFound = 5
-    case alreadyExists = 6
-    case permissionDenied = 7
-    case resourceExhausted = 8
-    case failedPrecondition = 9
-    case aborted = 10
-    case outOfRange = 11
-    case unimplemented = 12
-    case `internal` = 13
-    case unavailable = 14
-    case dataLoss = 15
-    case unauthenticated = 16
+    /// The store rejected the request itself (HTTP 400): a malformed name or version, an unsupported
+    /// parameter. The message carries the store's error code and text.
+    case rejected(String)
+    /// The provider failed with a gRPC status the driver passes on as it is: `code` is the status number from
+    /// the gRPC spec (the CSI layer owns the names; the core keeps no copy of them).
+    case rpc(code: Int, message: String)
 }
 
 /// Every way NodePublishVolume and NodeUnpublishVolume can fail.
@@ -81,6 +65,8 @@ package enum PublishError: Error, Sendable, Equatable {
 }
 
 extension PublishError: CustomStringConvertible {
+    /// The message kubelet reports (and `kubectl describe pod` shows): names the SecretProviderClass, provider
+    /// and path, never secrets or tokens.
     package var description: String {
         switch self {
         case .invalidRequest(let message):
@@ -117,6 +103,7 @@ extension PublishError: CustomStringConvertible {
 }
 
 extension ProviderFailure: CustomStringConvertible {
+    /// One line: the failure's kind, then the provider's message (a `misconfigured` message stands alone).
     package var description: String {
         switch self {
         case .misconfigured(let message): return message
@@ -128,7 +115,8 @@ extension ProviderFailure: CustomStringConvertible {
         case .cancelled: return "cancelled"
         case .providerError(let code): return "provider error code \(code)"
         case .invalidResponse(let message): return "invalid provider response: \(message)"
-        case .rpc(let code, let message): return "rpc error \(code): \(message)"
+        case .rejected(let message): return "rejected: \(message)"
+        case .rpc(let code, let message): return "provider failed with gRPC status \(code): \(message)"
         }
     }
 }

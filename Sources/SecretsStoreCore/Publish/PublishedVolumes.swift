@@ -10,12 +10,20 @@ package final class PublishedVolumes: Sendable {
         /// Kubelet's latest request for this volume. `nil` for a volume recovered after a restart until kubelet
         /// republishes it (the tokens and nodePublishSecretRef data are not stored anywhere else).
         package var request: ValidatedPublishRequest?
+        /// The pod the volume belongs to.
         package var pod: PodReference
+        /// The SecretProviderClass the volume is filled from (its `metadata.name`, in the pod's namespace).
         package var secretProviderClassName: String
+        /// That class's `spec.provider` at the last fetch; empty for a recovered volume whose class could not be read.
         package var provider: String
+        /// The versions the volume holds, sorted by ``ObjectVersion/id`` (as in its SecretProviderClassPodStatus).
         package var objectVersions: [ObjectVersion]
-        /// Monotonic instant of the last successful fetch.
+        /// ``NodePublisher``'s `monotonicNow` at the last fetch attempt: set after a successful fetch and also
+        /// after a failed refresh (so the next try waits a full interval); a recovered volume starts one interval
+        /// back, so it is due at once.
         package var fetchedAt: Duration
+        /// UID of the volume's SecretProviderClassPodStatus (owner of Secrets synced for a bare pod); empty until one
+        /// is written, e.g. for a recovered volume.
         package var podStatusUID: String
         /// Secrets still to be synced after a failed attempt.
         package var secretSyncPending: Bool
@@ -23,12 +31,15 @@ package final class PublishedVolumes: Sendable {
 
     private let volumes = Mutex<[String: Volume]>([:])
 
+    /// No volumes.
     package init() {}
 
+    /// The volume published at `target`, or `nil`.
     package func volume(at target: String) -> Volume? {
         volumes.withLock { $0[target] }
     }
 
+    /// Records `volume` at `target`, replacing any earlier record.
     package func record(_ volume: Volume, at target: String) {
         volumes.withLock { $0[target] = volume }
     }
@@ -43,6 +54,7 @@ package final class PublishedVolumes: Sendable {
         }
     }
 
+    /// Drops the record for `target`, if there is one.
     package func forget(_ target: String) {
         _ = volumes.withLock { $0.removeValue(forKey: target) }
     }
@@ -61,10 +73,12 @@ package struct RotationPolicy: Sendable, Equatable {
     /// `--rotation-poll-interval`: the least time between two fetches for one volume.
     package var interval: Duration
 
+    /// Upstream's flag defaults: rotation off, a 2-minute interval.
     package init(enabled: Bool = false, interval: Duration = .seconds(120)) {
         self.enabled = enabled
         self.interval = interval
     }
 
+    /// Rotation off.
     package static let disabled = RotationPolicy()
 }

@@ -9,19 +9,24 @@ import Logging
 ///   owners (its ReplicaSet, StatefulSet, Job…) or, for a bare pod, its SecretProviderClassPodStatus, so the
 ///   Secret lives while any consumer lives and is garbage-collected after the last;
 /// - `kubernetes.io/tls` Secrets get `tls.crt` (every certificate) and `tls.key` (the private key) split from PEM;
-/// - a Secret over 1 MiB is refused.
+/// - a Secret over 1 MiB is refused;
+/// - a write that conflicts (stale resourceVersion) is read again and retried as ``RetryPolicy/conflictingWrites`` says.
 /// Failures are returned, not thrown: the volume stays published and the caller records events and retries.
 package struct SecretSyncer: Sendable {
+    /// The most a synced Secret may hold (keys plus values): 1 MiB, the API server's limit.
     package static let maxSecretBytes = 1 << 20
     private let kubernetes: any KubernetesClient
 
+    /// A syncer writing through `kubernetes`.
     package init(kubernetes: any KubernetesClient) {
         self.kubernetes = kubernetes
     }
 
     /// One Secret that could not be synced, with a message for `kubectl describe pod`.
     package struct Failure: Error, Sendable, Equatable {
+        /// The Secret that failed (`secretObjects[].secretName`).
         package var secretName: String
+        /// Why, for the pod's events; never contains secret values.
         package var message: String
     }
 
@@ -115,7 +120,10 @@ package struct SecretSyncer: Sendable {
             }
             return Failure(secretName: desired.name, message: message)
         }
-        for _ in 0..<5 {
+        let policy = RetryPolicy.conflictingWrites
+        var attempt = 0
+        while true {
+            attempt += 1
             do {
                 guard var existing = try await kubernetes.secret(namespace: desired.namespace, name: desired.name, logger: logger) else {
                     try await kubernetes.createSecret(desired, logger: logger)
@@ -147,11 +155,15 @@ package struct SecretSyncer: Sendable {
                 throw failure
             } catch KubernetesClientError.conflict {
                 logger.debug("secret write conflicted; reading it again", metadata: ["k8s.secret": "\(desired.name)"])
-                continue
+                guard case .retry = policy.decision(afterAttempt: attempt) else {
+                    throw Failure(
+                        secretName: desired.name,
+                        message: "failed to sync secret \(desired.namespace)/\(desired.name): kept conflicting after \(policy.maxAttempts) attempts"
+                    )
+                }
             } catch {
                 throw fail(error)
             }
         }
-        throw Failure(secretName: desired.name, message: "failed to sync secret \(desired.namespace)/\(desired.name): kept conflicting after 5 attempts")
     }
 }

@@ -5,6 +5,7 @@ import Synchronization
 package final class TargetLocks: Sendable {
     private let held = Mutex<Set<String>>([])
 
+    /// No target locked.
     package init() {}
 
     /// Takes the lock for `target`; returns `false` when another operation holds it.

@@ -1,19 +1,27 @@
 /// The kind of a directory entry, as `lstat` sees it (links are not followed).
 package enum FileKind: Sendable, Equatable {
+    /// A regular file.
     case regularFile
+    /// A directory.
     case directory
+    /// A symbolic link, whatever it points at (or whether its target exists).
     case symbolicLink
+    /// Anything else: a socket, FIFO or device node.
     case other
 }
 
 /// An error from a file-system operation: the operation, the path, and the system's reason.
 package struct FileSystemError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The operation that failed, e.g. the system call's name (`mkdir`, `open`, `readlink`…).
     package var operation: String
+    /// The path the operation was applied to.
     package var path: String
+    /// Why it failed, e.g. `strerror(errno)`.
     package var reason: String
     /// The `errno` value, when the failure came from a system call.
     package var errno: Int32?
 
+    /// An error; pass `errno` when a system call failed.
     package init(operation: String, path: String, reason: String, errno: Int32? = nil) {
         self.operation = operation
         self.path = path
@@ -21,6 +29,7 @@ package struct FileSystemError: Error, Sendable, Equatable, CustomStringConverti
         self.errno = errno
     }
 
+    /// `<operation> <path>: <reason>`, e.g. `mkdir /target/dir: Permission denied`.
     package var description: String { "\(operation) \(path): \(reason)" }
 }
 

@@ -16,31 +16,32 @@ package enum KubernetesClientError: Error, Sendable, Equatable {
 
 /// The Kubernetes API verbs the node path needs, and nothing more.
 ///
-/// Implementations are safe to call concurrently. Every method throws ``KubernetesClientError``.
+/// Implementations are safe to call concurrently. Every method throws ``KubernetesClientError`` (typed), so
+/// callers translate it in one place without a downcast.
 package protocol KubernetesClient: Sendable {
     /// Reads `secretproviderclasses/<name>` in `namespace` (group `secrets-store.csi.x-k8s.io`, version `v1`).
-    func secretProviderClass(namespace: String, name: String, logger: Logger) async throws -> SecretProviderClass
+    func secretProviderClass(namespace: String, name: String, logger: Logger) async throws(KubernetesClientError) -> SecretProviderClass
 
     /// Creates the SecretProviderClassPodStatus, or overwrites its label, owner and status when it exists.
     /// Returns the object's UID (an owner for Secrets synced for a bare pod).
     @discardableResult
-    func applyPodStatus(_ status: SecretProviderClassPodStatus, logger: Logger) async throws -> String
+    func applyPodStatus(_ status: SecretProviderClassPodStatus, logger: Logger) async throws(KubernetesClientError) -> String
 
     /// The SecretProviderClassPodStatus objects labelled with `nodeName`.
-    func podStatuses(nodeName: String, logger: Logger) async throws -> [SecretProviderClassPodStatus]
+    func podStatuses(nodeName: String, logger: Logger) async throws(KubernetesClientError) -> [SecretProviderClassPodStatus]
 
     /// Reads a pod.
-    func pod(namespace: String, name: String, logger: Logger) async throws -> PodInfo
+    func pod(namespace: String, name: String, logger: Logger) async throws(KubernetesClientError) -> PodInfo
 
     /// Reads a Secret; `nil` when it does not exist.
-    func secret(namespace: String, name: String, logger: Logger) async throws -> KubernetesSecret?
+    func secret(namespace: String, name: String, logger: Logger) async throws(KubernetesClientError) -> KubernetesSecret?
 
     /// Creates a Secret; throws ``KubernetesClientError/conflict(_:)`` when it exists.
-    func createSecret(_ secret: KubernetesSecret, logger: Logger) async throws
+    func createSecret(_ secret: KubernetesSecret, logger: Logger) async throws(KubernetesClientError)
 
     /// Replaces a Secret read earlier; throws ``KubernetesClientError/conflict(_:)`` when its resourceVersion is stale.
-    func updateSecret(_ secret: KubernetesSecret, logger: Logger) async throws
+    func updateSecret(_ secret: KubernetesSecret, logger: Logger) async throws(KubernetesClientError)
 
     /// Records an event on a pod. Best effort: callers log and ignore failures.
-    func recordEvent(_ event: PodEvent, logger: Logger) async throws
+    func recordEvent(_ event: PodEvent, logger: Logger) async throws(KubernetesClientError)
 }

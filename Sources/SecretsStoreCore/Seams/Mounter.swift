@@ -10,14 +10,36 @@ package enum MountState: Sendable, Equatable {
     case corrupt(reason: String)
 }
 
+/// Why inspecting, mounting or unmounting a target failed: the path, the system's reason and, when a system
+/// call failed, its `errno`. The publish steps translate it into ``PublishError/mountFailed(targetPath:reason:)``.
+package struct MountError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The target path the operation was for.
+    package var path: String
+    /// What went wrong, for `kubectl describe pod` (e.g. `failed to unmount: Device or resource busy`).
+    package var reason: String
+    /// The `errno` value, when the failure came from a system call.
+    package var errno: Int32?
+
+    /// An error; pass `errno` when a system call failed.
+    package init(path: String, reason: String, errno: Int32? = nil) {
+        self.path = path
+        self.reason = reason
+        self.errno = errno
+    }
+
+    /// `<path>: <reason>`.
+    package var description: String { "\(path): \(reason)" }
+}
+
 /// Mounts and unmounts the tmpfs that holds a volume's files.
 ///
 /// Implementations are safe to call concurrently for different paths; the caller serialises calls per path.
+/// Every method throws ``MountError``.
 package protocol Mounter: Sendable {
     /// Reports what is at `path`.
-    func state(of path: String) throws(PublishError) -> MountState
+    func state(of path: String) throws(MountError) -> MountState
     /// Mounts a fresh tmpfs at `path`, which must be an existing directory.
-    func mountTmpfs(at path: String) throws(PublishError)
+    func mountTmpfs(at path: String) throws(MountError)
     /// Unmounts whatever is mounted at `path`; succeeds when nothing is.
-    func unmount(_ path: String) throws(PublishError)
+    func unmount(_ path: String) throws(MountError)
 }

@@ -1,7 +1,9 @@
 /// Parses `--endpoint`. Only `unix://` is served: `unix:///csi/csi.sock` and the upstream default's form
 /// `unix://tmp/csi.sock` both name an absolute socket path (upstream prefixes "/" to what follows `://`).
 package enum Endpoint {
+    /// `--endpoint` names no socket this driver can serve; the description says why, naming the flag.
     package struct ParseError: Error, CustomStringConvertible, Equatable {
+        /// The message printed before exiting.
         package var description: String
     }
 

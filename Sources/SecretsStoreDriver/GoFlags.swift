@@ -38,32 +38,3 @@ package enum GoFlags {
         return result
     }
 }
-
-/// Go's `time.ParseDuration` syntax (`30s`, `2m`, `1h30m`, `500ms`), used by `--rotation-poll-interval`.
-package enum GoDuration {
-    package static func parse(_ text: String) -> Duration? {
-        if text == "0" { return .zero }
-        var rest = Substring(text)
-        var total: Duration = .zero
-        guard !rest.isEmpty else { return nil }
-        while !rest.isEmpty {
-            let number = rest.prefix(while: { $0.isNumber || $0 == "." })
-            guard !number.isEmpty, let amount = Double(number) else { return nil }
-            rest = rest.dropFirst(number.count)
-            let unit = rest.prefix(while: { !$0.isNumber && $0 != "." })
-            rest = rest.dropFirst(unit.count)
-            let scale: Double
-            switch unit {
-            case "ns": scale = 1e-9
-            case "us", "µs", "μs": scale = 1e-6
-            case "ms": scale = 1e-3
-            case "s": scale = 1
-            case "m": scale = 60
-            case "h": scale = 3600
-            default: return nil
-            }
-            total += .nanoseconds(Int64((amount * scale * 1e9).rounded()))
-        }
-        return total
-    }
-}

@@ -1,4 +1,5 @@
 import SecretsStoreCore
+import SecretsStoreDriver
 import Testing
 
 @Suite("Command line compatibility with the Go driver")
@@ -30,7 +31,7 @@ struct CommandLineTests {
         #expect(GoDuration.parse(text) == expected)
     }
 
-    @Test(arguments: ["", "2", "m", "2x", "-1s", "1s2"])
+    @Test(arguments: ["", "2", "m", "2x", "-1s", "1s2", "9999999999h", "3000000h", "1e400h", "100000000000000000000ns"])
     func rejectsBadDurations(text: String) {
         #expect(GoDuration.parse(text) == nil)
     }

@@ -17,10 +17,12 @@ package final class FakeKubernetesClient: KubernetesClient {
     }
     private let state = Mutex(State())
 
+    /// A client that knows `classes` and nothing else.
     package init(_ classes: [SecretProviderClass] = []) {
         for spc in classes { add(spc) }
     }
 
+    /// Adds or replaces a SecretProviderClass.
     package func add(_ spc: SecretProviderClass) {
         state.withLock { $0.classes["\(spc.namespace)/\(spc.name)"] = spc }
     }
@@ -30,11 +32,16 @@ package final class FakeKubernetesClient: KubernetesClient {
         state.withLock { $0.failure = failure }
     }
 
+    /// The pod statuses written so far, by `namespace/name`.
     package var podStatuses: [String: SecretProviderClassPodStatus] { state.withLock { $0.statuses } }
+    /// The Secrets there are now, by `namespace/name`.
     package var secrets: [String: KubernetesSecret] { state.withLock { $0.secrets } }
+    /// The events recorded so far, in order.
     package var events: [PodEvent] { state.withLock { $0.events } }
 
+    /// Adds or replaces a pod.
     package func add(_ pod: PodInfo) { state.withLock { $0.pods["\(pod.namespace)/\(pod.name)"] = pod } }
+    /// Adds or replaces a Secret, giving it the next resource version.
     package func add(_ secret: KubernetesSecret) {
         state.withLock { state in
             state.version += 1
@@ -46,27 +53,31 @@ package final class FakeKubernetesClient: KubernetesClient {
     /// Secret writes fail with `failure` until it is set back to `nil`.
     package func failSecretWrites(with failure: KubernetesClientError?) { state.withLock { $0.secretFailure = failure } }
 
-    package func podStatuses(nodeName: String, logger: Logger) async throws -> [SecretProviderClassPodStatus] {
+    /// The statuses written for pods on `nodeName`.
+    package func podStatuses(nodeName: String, logger: Logger) async throws(KubernetesClientError) -> [SecretProviderClassPodStatus] {
         state.withLock { Array($0.statuses.values.filter { $0.nodeName == nodeName }) }
     }
 
-    package func pod(namespace: String, name: String, logger: Logger) async throws -> PodInfo {
-        try state.withLock { state in
+    /// The pod added under that name, or `.notFound`.
+    package func pod(namespace: String, name: String, logger: Logger) async throws(KubernetesClientError) -> PodInfo {
+        try state.withLock { (state) throws(KubernetesClientError) in
             if let failure = state.failure { throw failure }
-            guard let pod = state.pods["\(namespace)/\(name)"] else { throw KubernetesClientError.notFound("pods \"\(name)\" not found") }
+            guard let pod = state.pods["\(namespace)/\(name)"] else { throw .notFound("pods \"\(name)\" not found") }
             return pod
         }
     }
 
-    package func secret(namespace: String, name: String, logger: Logger) async throws -> KubernetesSecret? {
+    /// The Secret under that name, or `nil`.
+    package func secret(namespace: String, name: String, logger: Logger) async throws(KubernetesClientError) -> KubernetesSecret? {
         state.withLock { $0.secrets["\(namespace)/\(name)"] }
     }
 
-    package func createSecret(_ secret: KubernetesSecret, logger: Logger) async throws {
-        try state.withLock { state in
+    /// Stores a new Secret; `.conflict` when it exists.
+    package func createSecret(_ secret: KubernetesSecret, logger: Logger) async throws(KubernetesClientError) {
+        try state.withLock { (state) throws(KubernetesClientError) in
             if let failure = state.secretFailure { throw failure }
             let key = "\(secret.namespace)/\(secret.name)"
-            guard state.secrets[key] == nil else { throw KubernetesClientError.conflict("secrets \"\(secret.name)\" already exists") }
+            guard state.secrets[key] == nil else { throw .conflict("secrets \"\(secret.name)\" already exists") }
             state.version += 1
             var secret = secret
             secret.resourceVersion = String(state.version)
@@ -74,12 +85,13 @@ package final class FakeKubernetesClient: KubernetesClient {
         }
     }
 
-    package func updateSecret(_ secret: KubernetesSecret, logger: Logger) async throws {
-        try state.withLock { state in
+    /// Replaces a Secret whose resource version matches; `.notFound` or `.conflict` otherwise.
+    package func updateSecret(_ secret: KubernetesSecret, logger: Logger) async throws(KubernetesClientError) {
+        try state.withLock { (state) throws(KubernetesClientError) in
             if let failure = state.secretFailure { throw failure }
             let key = "\(secret.namespace)/\(secret.name)"
-            guard let existing = state.secrets[key] else { throw KubernetesClientError.notFound("secrets \"\(secret.name)\" not found") }
-            guard secret.resourceVersion == existing.resourceVersion else { throw KubernetesClientError.conflict("the object has been modified") }
+            guard let existing = state.secrets[key] else { throw .notFound("secrets \"\(secret.name)\" not found") }
+            guard secret.resourceVersion == existing.resourceVersion else { throw .conflict("the object has been modified") }
             state.version += 1
             var secret = secret
             secret.resourceVersion = String(state.version)
@@ -87,23 +99,26 @@ package final class FakeKubernetesClient: KubernetesClient {
         }
     }
 
-    package func recordEvent(_ event: PodEvent, logger: Logger) async throws {
+    /// Appends the event.
+    package func recordEvent(_ event: PodEvent, logger: Logger) async throws(KubernetesClientError) {
         state.withLock { $0.events.append(event) }
     }
 
-    package func secretProviderClass(namespace: String, name: String, logger: Logger) async throws -> SecretProviderClass {
-        try state.withLock { state in
+    /// The SecretProviderClass added under that name, or `.notFound`.
+    package func secretProviderClass(namespace: String, name: String, logger: Logger) async throws(KubernetesClientError) -> SecretProviderClass {
+        try state.withLock { (state) throws(KubernetesClientError) in
             if let failure = state.failure { throw failure }
             guard let spc = state.classes["\(namespace)/\(name)"] else {
-                throw KubernetesClientError.notFound("secretproviderclasses \"\(name)\" not found")
+                throw .notFound("secretproviderclasses \"\(name)\" not found")
             }
             return spc
         }
     }
 
+    /// Stores the status and returns a UID derived from its name.
     @discardableResult
-    package func applyPodStatus(_ status: SecretProviderClassPodStatus, logger: Logger) async throws -> String {
-        try state.withLock { state in
+    package func applyPodStatus(_ status: SecretProviderClassPodStatus, logger: Logger) async throws(KubernetesClientError) -> String {
+        try state.withLock { (state) throws(KubernetesClientError) in
             if let failure = state.failure { throw failure }
             state.statuses["\(status.namespace)/\(status.name)"] = status
             return "uid-spcps-\(status.name)"

@@ -1,4 +1,5 @@
 import Logging
+import SecretsStoreCore
 
 #if canImport(Glibc)
 import Glibc
@@ -8,17 +9,23 @@ import Glibc
 /// object per line with `--log-format-json`. Lines are written with a single `write(2)` so concurrent records
 /// never interleave.
 package struct LineLogHandler: LogHandler {
+    /// How a record is rendered.
     package enum Format: Sendable {
+        /// `<time> <LEVEL> <message> key=value ...`, values quoted when they hold spaces, quotes or `=`.
         case text
+        /// `{"ts":…,"level":…,"msg":…,"key":"value",…}`.
         case json
     }
 
+    /// Metadata attached to every record of this handler's logger.
     package var metadata: Logger.Metadata = [:]
+    /// The least severe level written.
     package var logLevel: Logger.Level
     private let label: String
     private let format: Format
     private let sink: @Sendable (String) -> Void
 
+    /// - Parameter sink: where each rendered line goes (standard error unless a test captures it).
     package init(
         label: String,
         format: Format,
@@ -31,17 +38,20 @@ package struct LineLogHandler: LogHandler {
         self.sink = sink
     }
 
+    /// Writes a line and its newline to file descriptor 2 in one `write(2)`.
     package static let standardError: @Sendable (String) -> Void = { line in
         var bytes = Array(line.utf8)
         bytes.append(UInt8(ascii: "\n"))
         _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
     }
 
+    /// One metadata value of this handler.
     package subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { metadata[key] }
         set { metadata[key] = newValue }
     }
 
+    /// Renders `event` with this handler's metadata (the event's own values win) and hands it to the sink.
     package func log(event: LogEvent) {
         var merged = metadata
         if let extra = event.metadata { merged.merge(extra) { _, new in new } }

@@ -10,7 +10,9 @@ package struct RotationService: Service {
     private let logger: Logger
     private let sleep: @Sendable (Duration) async throws -> Void
 
-    /// - Parameter sleep: how to wait between cycles (tests pass one that returns at once or on demand).
+    /// - Parameters:
+    ///   - interval: `--rotation-poll-interval`, the base wait between two cycles.
+    ///   - sleep: how to wait between cycles (tests pass one that returns at once or on demand).
     package init(
         publisher: NodePublisher,
         interval: Duration,
@@ -23,11 +25,19 @@ package struct RotationService: Service {
         self.sleep = sleep
     }
 
+    /// Runs cycles until graceful shutdown or cancellation, then returns normally: a wait in progress is cut
+    /// short (its `CancellationError` ends the loop rather than the group), a cycle in progress sees the
+    /// cancellation.
     package func run() async throws {
         try await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 let jitterMillis = Int64.random(in: 0...max(1, interval.components.seconds * 100))
-                try await sleep(interval + .milliseconds(jitterMillis))
+                do {
+                    try await sleep(interval + .milliseconds(jitterMillis))
+                } catch is CancellationError {
+                    return
+                }
+                if Task.isCancelled { return }
                 let start = ContinuousClock.now
                 let outcomes = await publisher.rotate(logger: logger)
                 logger.info(

@@ -1,0 +1,237 @@
+import Logging
+
+/// The seams and the per-process state that the publish, refresh, recovery and unpublish steps share, and
+/// the small operations more than one step needs. Every seam error is translated into ``PublishError`` here
+/// or in `PublishError+Seams.swift`, nowhere else.
+struct PublishContext: Sendable {
+    let kubernetes: any KubernetesClient
+    let providers: any ProviderDirectory
+    let mounter: any Mounter
+    let fileSystem: any FileSystem
+    let writer: AtomicWriter
+    let monotonicNow: @Sendable () -> Duration
+    let configuration: NodePublisher.Configuration
+    let metrics: any DriverMetrics
+    let syncer: SecretSyncer
+    let locks = TargetLocks()
+    let sharedFetches = SharedFetches()
+    let volumes = PublishedVolumes()
+
+    init(
+        kubernetes: any KubernetesClient,
+        providers: any ProviderDirectory,
+        mounter: any Mounter,
+        fileSystem: any FileSystem,
+        writer: AtomicWriter,
+        monotonicNow: @escaping @Sendable () -> Duration,
+        configuration: NodePublisher.Configuration,
+        metrics: any DriverMetrics
+    ) {
+        self.kubernetes = kubernetes
+        self.providers = providers
+        self.mounter = mounter
+        self.fileSystem = fileSystem
+        self.writer = writer
+        self.monotonicNow = monotonicNow
+        self.configuration = configuration
+        self.metrics = metrics
+        self.syncer = SecretSyncer(kubernetes: kubernetes)
+    }
+
+    // MARK: Mounts
+
+    func mountState(of target: String) throws(PublishError) -> MountState {
+        do { return try mounter.state(of: target) } catch { throw PublishError(error) }
+    }
+
+    func mountTmpfs(at target: String) throws(PublishError) {
+        do { try mounter.mountTmpfs(at: target) } catch { throw PublishError(error) }
+    }
+
+    func unmount(_ target: String) throws(PublishError) {
+        do { try mounter.unmount(target) } catch { throw PublishError(error) }
+    }
+
+    /// Whether a mounted target holds a volume this driver wrote (a `..data` link), rather than an empty tmpfs
+    /// left by a process that died between mounting and writing.
+    func holdsPublishedContent(_ target: String) throws(PublishError) -> Bool {
+        do {
+            if try fileSystem.symbolicLinkDestination(at: target + "/" + AtomicWriter.dataLinkName) != nil {
+                return true
+            }
+            // A provider that writes files itself leaves no `..data`; any entry counts as content then.
+            return try !fileSystem.contentsOfDirectory(at: target).isEmpty
+        } catch {
+            throw .mountFailed(targetPath: target, reason: error.description)
+        }
+    }
+
+    /// Whether the rotation interval has passed since the last fetch of `target` (always for an unknown one).
+    func isDueForRefresh(_ target: String) -> Bool {
+        guard configuration.rotation.enabled else { return false }
+        guard let volume = volumes.volume(at: target) else { return true }
+        return monotonicNow() - volume.fetchedAt >= configuration.rotation.interval
+    }
+
+    // MARK: SecretProviderClass and provider
+
+    /// Reads the SecretProviderClass and checks what the driver needs of it.
+    func loadSecretProviderClass(namespace: String, name: String, logger: Logger) async throws(PublishError) -> SecretProviderClass {
+        let spc: SecretProviderClass
+        do {
+            spc = try await kubernetes.secretProviderClass(namespace: namespace, name: name, logger: logger)
+        } catch {
+            throw PublishError(error, notFound: .secretProviderClassNotFound(namespace: namespace, name: name))
+        }
+        guard !spc.provider.isEmpty else {
+            throw .secretProviderClassInvalid(namespace: namespace, name: name, reason: "provider not set")
+        }
+        guard ProviderRequestBuilder.isValidProviderName(spc.provider) else {
+            throw .secretProviderClassInvalid(
+                namespace: namespace,
+                name: name,
+                reason: "provider name \"\(spc.provider)\" must match ^[a-zA-Z0-9_-]{0,30}$"
+            )
+        }
+        guard !spc.parameters.isEmpty else {
+            throw .secretProviderClassInvalid(namespace: namespace, name: name, reason: "parameters not set")
+        }
+        return spc
+    }
+
+    /// Asks the provider for the objects and validates the answer before anything is written.
+    func fetch(
+        _ request: ValidatedPublishRequest,
+        spc: SecretProviderClass,
+        provider: any SecretsProvider,
+        currentVersions: [ObjectVersion],
+        logger: Logger
+    ) async throws(PublishError) -> ProviderResponse {
+        let providerRequest = ProviderRequestBuilder.build(
+            for: request,
+            secretProviderClass: spc,
+            currentObjectVersions: currentVersions
+        )
+        let start = ContinuousClock.now
+        let response: ProviderResponse
+        do {
+            response = try await provider.fetch(providerRequest, logger: logger)
+        } catch {
+            throw Task.isCancelled ? .cancelled : .provider(name: spc.provider, error)
+        }
+        metrics.providerFetched(provider: spc.provider, duration: ContinuousClock.now - start)
+        try ProviderResponseValidation.validate(response, providerName: spc.provider)
+        return response
+    }
+
+    // MARK: Writing a volume
+
+    /// Writes a validated answer into a mounted target, records the pod status, remembers the volume, and
+    /// syncs its Secrets. Returns whether the files changed.
+    ///
+    /// What is written besides the files follows from the volume's record: without one (a first publish)
+    /// the pod status is always written and the Secrets always synced; with one, only when the object versions
+    /// or files changed, or a sync is still pending.
+    @discardableResult
+    func apply(
+        _ response: ProviderResponse,
+        to target: String,
+        request: ValidatedPublishRequest,
+        spc: SecretProviderClass,
+        logger: Logger
+    ) async throws(PublishError) -> Bool {
+        let changed = try writeFiles(response, to: target, provider: spc.provider)
+        let status = SecretProviderClassPodStatus(
+            namespace: request.pod.namespace,
+            podName: request.pod.name,
+            podUID: request.pod.uid,
+            nodeName: configuration.nodeID,
+            secretProviderClassName: spc.name,
+            targetPath: target,
+            objects: response.objectVersions
+        )
+        let previous = volumes.volume(at: target)
+        var statusUID = previous?.podStatusUID ?? ""
+        if previous == nil || previous?.objectVersions != status.objects || statusUID.isEmpty {
+            do {
+                statusUID = try await kubernetes.applyPodStatus(status, logger: logger)
+            } catch {
+                throw PublishError(error, notFound: .kubernetesFailed("\(error)"))
+            }
+        }
+        var syncPending = previous?.secretSyncPending ?? false
+        if configuration.syncSecrets, !spc.secretObjects.isEmpty, previous == nil || changed || syncPending {
+            syncPending = await syncSecrets(spc, request: request, status: (status.name, statusUID), files: response.files, isFirstSync: previous == nil, logger: logger)
+        }
+        volumes.record(
+            .init(
+                request: request,
+                pod: request.pod,
+                secretProviderClassName: spc.name,
+                provider: spc.provider,
+                objectVersions: status.objects,
+                fetchedAt: monotonicNow(),
+                podStatusUID: statusUID,
+                secretSyncPending: syncPending
+            ),
+            at: target
+        )
+        return changed
+    }
+
+    /// Swaps the files in atomically; returns whether they changed. A provider that writes into the target
+    /// itself (no files in its answer) must have left something there.
+    private func writeFiles(_ response: ProviderResponse, to target: String, provider: String) throws(PublishError) -> Bool {
+        guard response.files.isEmpty else {
+            do {
+                return try writer.write(response.files, to: target) == .written
+            } catch {
+                throw .writeFailed(targetPath: target, reason: error.description)
+            }
+        }
+        let entries: [String]
+        do {
+            entries = try fileSystem.contentsOfDirectory(at: target)
+        } catch {
+            throw .writeFailed(targetPath: target, reason: error.description)
+        }
+        guard !entries.isEmpty else { throw .emptyVolume(provider: provider) }
+        return true
+    }
+
+    /// Syncs the volume's Secrets and reports the outcome as events; returns whether a sync is still pending.
+    private func syncSecrets(
+        _ spc: SecretProviderClass,
+        request: ValidatedPublishRequest,
+        status: (name: String, uid: String),
+        files: [SecretFile],
+        isFirstSync: Bool,
+        logger: Logger
+    ) async -> Bool {
+        let start = ContinuousClock.now
+        let failures = await syncer.sync(spc, pod: request.pod, podStatus: status, files: files, logger: logger)
+        for failure in failures {
+            let reason = isFirstSync ? PodEvent.failedToCreateSecret : PodEvent.secretRotationFailed
+            await event(.init(pod: request.pod, kind: .warning, reason: reason, message: failure.message), logger: logger)
+        }
+        guard failures.isEmpty else { return true }
+        metrics.secretSynced(provider: spc.provider, duration: ContinuousClock.now - start)
+        if !isFirstSync {
+            await event(
+                .init(pod: request.pod, kind: .normal, reason: PodEvent.secretRotationComplete,
+                      message: "successfully rotated K8s secrets for spc \(spc.namespace)/\(spc.name)"),
+                logger: logger
+            )
+        }
+        return false
+    }
+
+    /// Records an event; best effort.
+    func event(_ event: PodEvent, logger: Logger) async {
+        do {
+            try await kubernetes.recordEvent(event, logger: logger)
+        } catch {
+            logger.debug("failed to record event", metadata: ["event.reason": "\(event.reason)", "error": "\(error)"])
+        }
+    }
+}

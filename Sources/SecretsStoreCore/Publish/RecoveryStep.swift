@@ -1,0 +1,45 @@
+import Logging
+
+/// Restart recovery: rebuilds the volume records from this node's SecretProviderClassPodStatus objects whose
+/// target is still a mounted volume written by this driver. A status whose mount is gone is left for garbage
+/// collection. Recovered volumes have no request (the tokens and nodePublishSecretRef data are not stored
+/// anywhere) and are refreshed once kubelet republishes them.
+struct RecoveryStep: Sendable {
+    let context: PublishContext
+
+    func run(logger: Logger) async throws(PublishError) -> [String] {
+        let statuses: [SecretProviderClassPodStatus]
+        do {
+            statuses = try await context.kubernetes.podStatuses(nodeName: context.configuration.nodeID, logger: logger)
+        } catch {
+            throw PublishError(error, notFound: .kubernetesFailed("\(error)"))
+        }
+        var recovered: [String] = []
+        for status in statuses where context.volumes.volume(at: status.targetPath) == nil {
+            guard (try? context.mountState(of: status.targetPath)) == .mounted,
+                (try? context.holdsPublishedContent(status.targetPath)) == true
+            else { continue }
+            let spc = try? await context.kubernetes.secretProviderClass(
+                namespace: status.namespace,
+                name: status.secretProviderClassName,
+                logger: logger
+            )
+            context.volumes.record(
+                .init(
+                    request: nil,
+                    pod: PodReference(namespace: status.namespace, name: status.podName, uid: status.podUID),
+                    secretProviderClassName: status.secretProviderClassName,
+                    provider: spc?.provider ?? "",
+                    objectVersions: status.objects,
+                    fetchedAt: context.monotonicNow() - context.configuration.rotation.interval,
+                    podStatusUID: "",
+                    secretSyncPending: false
+                ),
+                at: status.targetPath
+            )
+            recovered.append(status.targetPath)
+        }
+        logger.info("recovered published volumes", metadata: ["volumes.count": "\(recovered.count)"])
+        return recovered
+    }
+}

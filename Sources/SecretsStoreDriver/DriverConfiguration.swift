@@ -1,0 +1,127 @@
+import SecretsStoreAzure
+import SecretsStoreCore
+import SecretsStoreKubernetes
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Everything the `serve` command's flags decide, as one value: where to serve, who this node is, where the
+/// providers are, how to reach Kubernetes, rotation, sync, metrics and the built-in Azure provider.
+///
+/// It holds no live resource; ``DriverAssembly`` turns it into running services. The defaults are the
+/// upstream driver's flag defaults where a default makes sense.
+package struct DriverConfiguration: Sendable {
+    /// How the driver reaches the Kubernetes API server.
+    package enum KubernetesSource: Sendable, Equatable {
+        /// The pod's service account: `KUBERNETES_SERVICE_HOST`/`_PORT` from the process environment and the
+        /// token and CA files under `/var/run/secrets/kubernetes.io/serviceaccount` (`--kubeconfig` empty).
+        case inCluster
+        /// The current context of the kubeconfig file at this path (`--kubeconfig`).
+        case kubeconfig(path: String)
+        /// A connection already worked out (tests point it at a fake API server).
+        case configuration(KubernetesConfiguration)
+
+        /// The connection this source names, reading the files and variables it refers to.
+        package func resolve() throws(KubernetesConfiguration.LoadError) -> KubernetesConfiguration {
+            switch self {
+            case .inCluster: try KubernetesConfiguration.inCluster(environment: Self.serviceEnvironment())
+            case .kubeconfig(let path): try KubernetesConfiguration.kubeconfig(at: path)
+            case .configuration(let configuration): configuration
+            }
+        }
+
+        /// The two variables kubelet sets for in-cluster clients, as far as they are set.
+        private static func serviceEnvironment() -> [String: String] {
+            var result: [String: String] = [:]
+            for name in ["KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"] {
+                if let value = getenv(name) { result[name] = String(cString: value) }
+            }
+            return result
+        }
+    }
+
+    /// The in-process Azure Key Vault provider (`--builtin-azure-provider=true`) and its `--azure-*` options.
+    package struct BuiltInAzure: Sendable, Equatable {
+        /// Operator-set endpoints (emulators, private clouds) and the extra CA bundle for every Azure endpoint.
+        package var overrides: AzureEndpointOverrides
+        /// `--azure-cloud-name`: the cloud when a SecretProviderClass sets no `cloudName`.
+        package var defaultCloudName: String
+
+        /// - Parameters:
+        ///   - overrides: endpoint overrides and extra CA certificates (none: Azure's public endpoints).
+        ///   - defaultCloudName: the cloud for SecretProviderClasses without `cloudName`.
+        package init(overrides: AzureEndpointOverrides = .init(), defaultCloudName: String = "AzurePublicCloud") {
+            self.overrides = overrides
+            self.defaultCloudName = defaultCloudName
+        }
+
+        /// The provider and the HTTPS client it owns (the caller shuts the client down when done).
+        ///
+        /// - Parameter onKeyVaultResponse: told the HTTP status of every Key Vault answer (for metrics).
+        package func makeProvider(
+            onKeyVaultResponse: @escaping @Sendable (Int) -> Void = { _ in }
+        ) throws -> (provider: AzureKeyVaultProvider, http: AzureHTTP) {
+            let http = try AzureHTTP(extraCABundlePEM: overrides.caBundlePEM)
+            let provider = AzureKeyVaultProvider(
+                http: http,
+                overrides: overrides,
+                defaultCloudName: defaultCloudName,
+                onKeyVaultResponse: onKeyVaultResponse
+            )
+            return (provider, http)
+        }
+    }
+
+    /// The CSI socket (`--endpoint`, already reduced to a path).
+    package var socketPath: String
+    /// `--nodeid`: reported by NodeGetInfo, and the node whose pod statuses are recovered at start-up.
+    package var nodeID: String
+    /// `--drivername`: the name GetPluginInfo reports.
+    package var driverName: String
+    /// Directories searched for `<provider>.sock`, in order (`--additional-provider-volume-paths`, then
+    /// `--provider-volume`).
+    package var providerDirectories: [String]
+    /// `--max-call-recv-msg-size`: the largest provider answer accepted, in bytes.
+    package var maxReceiveMessageBytes: Int
+    /// `--kubeconfig`, or in-cluster when it is empty.
+    package var kubernetes: KubernetesSource
+    /// `--enable-secret-rotation` and `--rotation-poll-interval`.
+    package var rotation: RotationPolicy
+    /// `--rotation-poll-interval` as written on the command line, for the start-up log line (`nil`: the
+    /// interval's own description).
+    package var rotationIntervalText: String?
+    /// `--enable-secret-sync`: mirror `secretObjects` into Kubernetes Secrets.
+    package var syncSecrets: Bool
+    /// `--metrics-addr`: `host:port` or `:port` of the `/metrics` and `/healthz` listener (port 0: any free one).
+    package var metricsAddress: String
+    /// The built-in Azure provider, or `nil` when `azure` is reached through `azure.sock` like any other.
+    package var builtInAzure: BuiltInAzure?
+
+    /// A configuration with the upstream defaults for everything not given.
+    package init(
+        socketPath: String,
+        nodeID: String,
+        driverName: String = "secrets-store.csi.k8s.io",
+        providerDirectories: [String] = ["/etc/kubernetes/secrets-store-csi-providers", "/var/run/secrets-store-csi-providers"],
+        maxReceiveMessageBytes: Int = 4_194_304,
+        kubernetes: KubernetesSource = .inCluster,
+        rotation: RotationPolicy = .disabled,
+        rotationIntervalText: String? = nil,
+        syncSecrets: Bool = false,
+        metricsAddress: String = ":8095",
+        builtInAzure: BuiltInAzure? = BuiltInAzure()
+    ) {
+        self.socketPath = socketPath
+        self.nodeID = nodeID
+        self.driverName = driverName
+        self.providerDirectories = providerDirectories
+        self.maxReceiveMessageBytes = maxReceiveMessageBytes
+        self.kubernetes = kubernetes
+        self.rotation = rotation
+        self.rotationIntervalText = rotationIntervalText
+        self.syncSecrets = syncSecrets
+        self.metricsAddress = metricsAddress
+        self.builtInAzure = builtInAzure
+    }
+}
