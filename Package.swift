@@ -309,6 +309,7 @@ let package = Package(
             name: "SecretsStoreObservabilityTests",
             dependencies: [
                 "SecretsStoreObservability",
+                "SecretsStoreTesting",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

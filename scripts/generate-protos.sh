@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Regenerates Sources/CSIProtocol/*.pb.swift and *.grpc.swift from proto/*.proto.
+# Regenerates Sources/CSIProtocol/*.pb.swift and *.grpc.swift from proto/*.proto (CSI v1, the v1alpha1
+# provider API, and grpc.health.v1).
 #
 # Needs protoc with the well-known types (Debian: protobuf-compiler libprotobuf-dev). The two Swift
 # plugins are built in debug from scripts/protoc-plugins (about a minute), which avoids the slow
@@ -18,7 +19,7 @@ protoc -I "$root/proto" -I /usr/include \
   --swift_opt=Visibility=Public --swift_out="$out" \
   --plugin=protoc-gen-grpc-swift-2="$bin/protoc-gen-grpc-swift-2" \
   --grpc-swift-2_opt=Visibility=Public --grpc-swift-2_out="$out" \
-  "$root/proto/csi.proto" "$root/proto/provider.proto"
+  "$root/proto/csi.proto" "$root/proto/provider.proto" "$root/proto/health.proto"
 
 if [ "${1:-}" = "--check" ]; then
   git -C "$root" diff --exit-code -- Sources/CSIProtocol

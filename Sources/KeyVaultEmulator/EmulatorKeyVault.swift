@@ -44,7 +44,9 @@ extension State {
                 return Self.keyVaultError(429, "Throttled", "Request was not processed because too many requests were received. Reason: VaultRequestTypeLimitReached", headers: [("Retry-After", "\(faults.retryAfterSeconds)")])
             }
         }
-        let vaultName = requestedVault ?? (vaults.count == 1 ? vaults.keys.first! : "")
+        // Vault names are DNS labels in Azure: case-insensitive.
+        let vaultName = requestedVault.map { name in vaults.keys.first { $0.lowercased() == name.lowercased() } ?? name }
+            ?? (vaults.count == 1 ? vaults.keys.first! : "")
         let prefix = requestedVault.map { "\(baseURL)/\($0)" } ?? baseURL
         let query = FormFields.decode(request.query)
         guard query["api-version"] != nil else {

@@ -135,8 +135,11 @@ package struct EmulatorSeed: Codable, Sendable {
         }
     }
 
-    /// The only tenant accepted; any when `nil`.
+    /// The tenant accepted (with ``additionalTenantIDs``); any when `nil`.
     package var tenantID: String?
+    /// More tenants whose token requests are accepted besides ``tenantID`` (a SecretProviderClass reading
+    /// vaults of several tenants); the same clients exist in each.
+    package var additionalTenantIDs: [String]?
     /// Entra ID applications.
     package var clients: [Client]?
     /// Client IDs IMDS issues tokens for (`system` for the system-assigned identity).
@@ -145,8 +148,15 @@ package struct EmulatorSeed: Codable, Sendable {
     package var vaults: [String: Vault]?
 
     /// A seed.
-    package init(tenantID: String? = nil, clients: [Client]? = nil, managedIdentities: [String]? = nil, vaults: [String: Vault]? = nil) {
+    package init(
+        tenantID: String? = nil,
+        additionalTenantIDs: [String]? = nil,
+        clients: [Client]? = nil,
+        managedIdentities: [String]? = nil,
+        vaults: [String: Vault]? = nil
+    ) {
         self.tenantID = tenantID
+        self.additionalTenantIDs = additionalTenantIDs
         self.clients = clients
         self.managedIdentities = managedIdentities
         self.vaults = vaults

@@ -41,6 +41,7 @@ struct State {
     }
 
     var tenantID: String?
+    var additionalTenantIDs: Set<String> = []
     var clients: [String: EmulatorSeed.Client] = [:]
     var managedIdentities: Set<String> = []
     var vaults: [String: Vault] = [:]
@@ -55,6 +56,7 @@ struct State {
 
     init(seed: EmulatorSeed) throws {
         tenantID = seed.tenantID
+        additionalTenantIDs = Set(seed.additionalTenantIDs ?? [])
         for client in seed.clients ?? [] { clients[client.clientID] = client }
         managedIdentities = Set(seed.managedIdentities ?? [])
         for (name, vaultSeed) in seed.vaults ?? [:] {
@@ -192,7 +194,7 @@ struct State {
 
     mutating func entraToken(_ request: LoopbackHTTPServer.Request, tenant: String, baseURL: String) -> LoopbackHTTPServer.Response {
         guard request.method == "POST" else { return Self.entraError(405, "invalid_request", code: 900561, "The endpoint only accepts POST requests.") }
-        if let tenantID, tenant != tenantID, tenant != "organizations" {
+        if let tenantID, tenant != tenantID, tenant != "organizations", !additionalTenantIDs.contains(tenant) {
             return Self.entraError(400, "invalid_request", code: 90002, "Tenant '\(tenant)' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.")
         }
         let form = FormFields.decode(String(decoding: request.body, as: UTF8.self))

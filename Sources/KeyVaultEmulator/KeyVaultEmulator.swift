@@ -102,6 +102,12 @@ package final class KeyVaultEmulator: Sendable {
         }
     }
 
+    /// Deletes a secret and all its versions (as `DELETE /secrets/<name>` followed by a purge does): reads
+    /// answer 404 `SecretNotFound` after.
+    package func deleteSecret(vault: String, name: String) {
+        _ = state.withLock { $0.vaults[vault]?.secrets.removeValue(forKey: name) }
+    }
+
     /// Enables or disables one version of a secret.
     package func setSecretEnabled(vault: String, name: String, version: String, enabled: Bool) {
         state.withLock { state in

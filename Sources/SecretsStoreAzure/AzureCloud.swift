@@ -103,8 +103,9 @@ package struct AzureCloud: Sendable, Equatable {
     }
 }
 
-/// Endpoint overrides for emulators and private clouds, set by the operator (flags or environment), never by
-/// a SecretProviderClass.
+/// The built-in provider's operator settings (flags or environment, never SecretProviderClass parameters):
+/// endpoint overrides for emulators and private clouds, and the upstream provider's two file-layout flags
+/// `--construct-pem-chain` and `--write-cert-and-key-in-separate-files`.
 package struct AzureEndpointOverrides: Sendable, Equatable {
     /// Replaces `https://<vault>.<suffix>`: a template containing `{vault}`, e.g. `https://127.0.0.1:8443/{vault}`.
     /// When set, the 401 challenge's resource is not checked against the vault host.
@@ -115,18 +116,30 @@ package struct AzureEndpointOverrides: Sendable, Equatable {
     package var imdsEndpoint: String?
     /// Extra PEM CA certificates to trust for all Azure endpoints.
     package var caBundlePEM: [UInt8]?
+    /// `--construct-pem-chain` (upstream default `true`): a PKCS#12 certificate written as PEM has its
+    /// certificates ordered leaf → intermediates → root by key identifiers; `false` keeps them in the order the
+    /// PKCS#12 stores them.
+    package var constructPEMChain: Bool
+    /// `--write-cert-and-key-in-separate-files` (upstream default `false`): a certificate-backed secret also
+    /// gets `<file>.crt` (its `CERTIFICATE` blocks) and `<file>.key` (every other block), written before the
+    /// file itself with the same mode and object version.
+    package var writeCertAndKeyInSeparateFiles: Bool
 
-    /// Overrides; every `nil` keeps the cloud's own endpoint.
+    /// Settings; every `nil` keeps the cloud's own endpoint, and the two flags default as upstream.
     package init(
         keyVaultURLTemplate: String? = nil,
         authorityHost: String? = nil,
         imdsEndpoint: String? = nil,
-        caBundlePEM: [UInt8]? = nil
+        caBundlePEM: [UInt8]? = nil,
+        constructPEMChain: Bool = true,
+        writeCertAndKeyInSeparateFiles: Bool = false
     ) {
         self.keyVaultURLTemplate = keyVaultURLTemplate
         self.authorityHost = authorityHost
         self.imdsEndpoint = imdsEndpoint
         self.caBundlePEM = caBundlePEM
+        self.constructPEMChain = constructPEMChain
+        self.writeCertAndKeyInSeparateFiles = writeCertAndKeyInSeparateFiles
     }
 
     /// The vault's base URL, without a trailing slash.

@@ -11,7 +11,11 @@ import Foundation
 /// byte for byte as the upstream `secrets-store-csi-driver-provider-azure` produces them.
 ///
 /// Objects are fetched in the order the SPC lists them; the first failure fails the whole mount and no file is
-/// returned. Access tokens are cached across mounts (see ``TokenProvider``).
+/// returned, except that an object marked `optional: true` which Key Vault does not have (404 for the object
+/// or the version asked for) is left out and reported in ``ProviderResponse/missingOptionalObjects``. A volume
+/// whose objects are all optional and all missing fails as not found (nothing to publish). Objects may name
+/// their own `keyvaultName` and `tenantID`; tokens stay cached per tenant and resource (see
+/// ``TokenProvider``), so several vaults of one tenant cost one token.
 package final class AzureKeyVaultProvider: SecretsProvider {
     private let http: AzureHTTP
     private let tokens: TokenProvider
@@ -20,7 +24,8 @@ package final class AzureKeyVaultProvider: SecretsProvider {
     private let onKeyVaultResponse: @Sendable (Int) -> Void
 
     /// - Parameters:
-    ///   - overrides: operator-set endpoints for emulators and private clouds.
+    ///   - overrides: operator settings: endpoints for emulators and private clouds, and the
+    ///     `--construct-pem-chain` / `--write-cert-and-key-in-separate-files` flags.
     ///   - defaultCloudName: the cloud when an SPC sets no `cloudName`.
     ///   - onKeyVaultResponse: told the HTTP status of every Key Vault answer (for metrics).
     package init(
@@ -38,9 +43,9 @@ package final class AzureKeyVaultProvider: SecretsProvider {
 
     /// Parses the volume's parameters, fetches every object and returns its files and versions; or throws the
     /// first failure in the objects' order: bad parameters as `.misconfigured`; Key Vault's 400 and other 4xx
-    /// as `.rejected`; 401/403 and refused identities as `.permissionDenied`; 404 as `.objectNotFound`; 429 as
-    /// `.throttled`; 408, 5xx and transport failures as `.unavailable` (after the retries ``KeyVaultClient``
-    /// makes).
+    /// as `.rejected`; 401/403 and refused identities as `.permissionDenied`; 404 as `.objectNotFound` (for an
+    /// optional object: left out, unless every object is optional and missing); 429 as `.throttled`; 408, 5xx
+    /// and transport failures as `.unavailable` (after the retries ``KeyVaultClient`` makes).
     package func fetch(_ request: ProviderRequest, logger: Logger) async throws(ProviderFailure) -> ProviderResponse {
         let parameters: AzureMountParameters
         let cloud: AzureCloud
@@ -60,61 +65,111 @@ package final class AzureKeyVaultProvider: SecretsProvider {
         }
         var logger = logger
         logger[metadataKey: "azure.vault"] = "\(parameters.keyVaultName)"
-        let client = KeyVaultClient(
-            http: http,
-            tokens: tokens,
-            identity: parameters.identity,
-            tenantID: parameters.tenantID,
-            authorityHost: cloud.authorityHost,
-            vaultURL: overrides.vaultURL(name: parameters.keyVaultName, cloud: cloud),
-            resource: cloud.keyVaultResource,
-            verifyChallengeResource: overrides.keyVaultURLTemplate == nil,
-            deadline: request.deadline,
-            logger: logger,
-            onResponse: onKeyVaultResponse
-        )
+        // One client per (vault, tenant) the objects read; they share the token cache.
+        var clients: [String: KeyVaultClient] = [:]
+        var objectClients: [KeyVaultClient] = []
+        for object in parameters.objects {
+            let vault = parameters.vaultName(of: object)
+            let tenant = parameters.tenant(of: object)
+            let key = "\(vault.lowercased())|\(tenant)"
+            if clients[key] == nil {
+                var clientLogger = logger
+                clientLogger[metadataKey: "azure.vault"] = "\(vault)"
+                clients[key] = KeyVaultClient(
+                    http: http,
+                    tokens: tokens,
+                    identity: parameters.identity,
+                    tenantID: tenant,
+                    authorityHost: cloud.authorityHost,
+                    vaultURL: overrides.vaultURL(name: vault, cloud: cloud),
+                    resource: cloud.keyVaultResource,
+                    verifyChallengeResource: overrides.keyVaultURLTemplate == nil,
+                    deadline: request.deadline,
+                    logger: clientLogger,
+                    onResponse: onKeyVaultResponse
+                )
+            }
+            objectClients.append(clients[key]!)
+        }
         var files: [SecretFile] = []
         var versions: [ObjectVersion] = []
-        for (object, result) in zip(parameters.objects, await fetchAll(parameters.objects, client: client)) {
+        var missing: [MissingObject] = []
+        var parts: [String: CertificateBundleParts] = [:]
+        let results = await fetchAll(parameters.objects, clients: objectClients)
+        for (object, result) in zip(parameters.objects, results) {
             let mode = object.filePermission ?? parameters.defaultFilePermission
+            let idPrefix = parameters.readsAnotherVault(object) ? "\(parameters.vaultName(of: object))/" : ""
             switch result {
-            case .success(let items):
-                for item in items {
+            case .success(let output):
+                for item in output.items {
                     files.append(SecretFile(path: item.path, mode: mode, contents: item.contents))
-                    versions.append(ObjectVersion(id: item.id, version: item.version))
+                    versions.append(ObjectVersion(id: idPrefix + item.id, version: item.version))
                 }
+                parts.merge(output.parts) { first, _ in first }
+                logger.debug("fetched key vault object", metadata: ["azure.object": "\(idPrefix)\(object.type.rawValue)/\(object.name)"])
             case .failure(let error):
-                throw Self.providerFailure(error, object: object)
+                guard object.optional, Self.isMissing(error) else { throw Self.providerFailure(error, object: object) }
+                let id = "\(idPrefix)\(object.type.rawValue)/\(object.name)"
+                missing.append(MissingObject(id: id, path: object.fileName))
+                logger.debug("optional key vault object not found; publishing without it", metadata: ["azure.object": "\(id)"])
             }
-            logger.debug("fetched key vault object", metadata: ["azure.object": "\(object.type.rawValue)/\(object.name)"])
         }
-        return ProviderResponse(files: files, objectVersions: versions)
+        if !parameters.objects.isEmpty, missing.count == parameters.objects.count {
+            throw .objectNotFound(
+                "failed to mount objects, error: every object is optional and none is in Key Vault ("
+                    + missing.map(\.id).joined(separator: ", ") + "); refusing to publish an empty volume"
+            )
+        }
+        return ProviderResponse(files: files, objectVersions: versions, missingOptionalObjects: missing, certificateParts: parts)
+    }
+
+    /// Whether `error` says Key Vault has no such object or version: a 404 with Key Vault's
+    /// `SecretNotFound`/`KeyNotFound`/`CertificateNotFound` code, or a version history without the version
+    /// asked for. Other 404s (a wrong vault URL) are not "missing".
+    private static func isMissing(_ error: FetchError) -> Bool {
+        switch error {
+        case .keyVault(let failure):
+            return failure.kind == .notFound && (failure.code.map(KeyVaultFailure.objectNotFoundCodes.contains) ?? false)
+        case .contents, .decoding:
+            return false
+        }
     }
 
     /// Key Vault requests of one volume in flight at once, after the first.
     static let parallelFetches = 4
 
-    /// Every object's items, in the objects' order. The first object is fetched alone, so a token that is not
-    /// cached yet is requested once; the rest run ``parallelFetches`` at a time. When the first fails, the
-    /// result holds only that failure.
-    private func fetchAll(_ objects: [KeyVaultObject], client: KeyVaultClient) async -> [Result<[Item], FetchError>] {
-        guard let first = objects.first else { return [] }
-        let firstResult = await result(of: first, client: client)
-        guard case .success = firstResult else { return [firstResult] }
-        var results = [Result<[Item], FetchError>?](repeating: nil, count: objects.count)
-        results[0] = firstResult
-        await withTaskGroup(of: (Int, Result<[Item], FetchError>).self) { group in
-            var next = 1
-            while next < objects.count, next <= Self.parallelFetches {
-                let (index, object) = (next, objects[next])
-                group.addTask { (index, await self.result(of: object, client: client)) }
+    /// Every object's outcome, in the objects' order. The first object of each tenant is fetched alone, in
+    /// order, so a token that is not cached yet is requested once per tenant; the rest run
+    /// ``parallelFetches`` at a time. When the first object fails (and is not an optional one that is
+    /// missing), the result holds only that failure.
+    private func fetchAll(_ objects: [KeyVaultObject], clients: [KeyVaultClient]) async -> [Result<ObjectOutput, FetchError>] {
+        guard !objects.isEmpty else { return [] }
+        var results = [Result<ObjectOutput, FetchError>?](repeating: nil, count: objects.count)
+        var seenTenants: Set<String> = []
+        var rest: [Int] = []
+        for index in objects.indices {
+            guard seenTenants.insert(clients[index].tenantID).inserted else {
+                rest.append(index)
+                continue
+            }
+            let result = await result(of: objects[index], client: clients[index])
+            results[index] = result
+            if index == 0, case .failure(let error) = result, !(objects[0].optional && Self.isMissing(error)) {
+                return [result]
+            }
+        }
+        await withTaskGroup(of: (Int, Result<ObjectOutput, FetchError>).self) { group in
+            var next = 0
+            while next < rest.count, next < Self.parallelFetches {
+                let index = rest[next]
+                group.addTask { (index, await self.result(of: objects[index], client: clients[index])) }
                 next += 1
             }
             for await (index, result) in group {
                 results[index] = result
-                if next < objects.count {
-                    let (index, object) = (next, objects[next])
-                    group.addTask { (index, await self.result(of: object, client: client)) }
+                if next < rest.count {
+                    let index = rest[next]
+                    group.addTask { (index, await self.result(of: objects[index], client: clients[index])) }
                     next += 1
                 }
             }
@@ -122,7 +177,7 @@ package final class AzureKeyVaultProvider: SecretsProvider {
         return results.compactMap { $0 }
     }
 
-    private func result(of object: KeyVaultObject, client: KeyVaultClient) async -> Result<[Item], FetchError> {
+    private func result(of object: KeyVaultObject, client: KeyVaultClient) async -> Result<ObjectOutput, FetchError> {
         do {
             return .success(try await fetch(object, client: client))
         } catch {
@@ -138,6 +193,12 @@ package final class AzureKeyVaultProvider: SecretsProvider {
         var version: String
     }
 
+    /// What one object produced: its files, and what Secret sync needs of its PKCS#12 files.
+    private struct ObjectOutput {
+        var items: [Item] = []
+        var parts: [String: CertificateBundleParts] = [:]
+    }
+
     /// Why one object could not be fetched: Key Vault refused or failed, the bundle could not be turned into
     /// file contents, or the answer was not the JSON Key Vault documents.
     package enum FetchError: Error {
@@ -146,25 +207,40 @@ package final class AzureKeyVaultProvider: SecretsProvider {
         case decoding(String)
     }
 
-    private func fetch(_ object: KeyVaultObject, client: KeyVaultClient) async throws(FetchError) -> [Item] {
+    private func fetch(_ object: KeyVaultObject, client: KeyVaultClient) async throws(FetchError) -> ObjectOutput {
+        var output = ObjectOutput()
         guard object.versionHistory > 1 else {
-            let (contents, version) = try await fetchVersion(object, version: object.version, client: client)
-            return [Item(path: object.fileName, contents: contents, id: "\(object.type.rawValue)/\(object.name)", version: version)]
+            let fetched = try await fetchVersion(object, version: object.version, client: client)
+            for file in fetched.files {
+                output.items.append(
+                    Item(path: object.fileName + file.suffix, contents: file.contents, id: "\(object.type.rawValue)/\(object.name)", version: fetched.version)
+                )
+            }
+            if let parts = fetched.parts { output.parts[object.fileName] = parts }
+            return output
         }
         let history = try await versionHistory(object, client: client)
-        var items: [Item] = []
-        for (index, version) in history.enumerated() {
-            let (contents, fetched) = try await fetchVersion(object, version: version, client: client)
-            items.append(
-                Item(
-                    path: "\(object.fileName)/\(index)",
-                    contents: contents,
-                    id: "\(object.type.rawValue)/\(object.name)/\(index)",
-                    version: fetched
+        if history.isEmpty, object.optional {
+            // The version asked for is not among the object's versions: for an optional object, it is missing.
+            throw .keyVault(
+                KeyVaultFailure(
+                    kind: .notFound,
+                    message: "version \(object.version) of \(object.name) not found in its version history",
+                    code: object.type == .secret ? "SecretNotFound" : object.type == .key ? "KeyNotFound" : "CertificateNotFound"
                 )
             )
         }
-        return items
+        for (index, version) in history.enumerated() {
+            let fetched = try await fetchVersion(object, version: version, client: client)
+            let path = "\(object.fileName)/\(index)"
+            for file in fetched.files {
+                output.items.append(
+                    Item(path: path + file.suffix, contents: file.contents, id: "\(object.type.rawValue)/\(object.name)/\(index)", version: fetched.version)
+                )
+            }
+            if let parts = fetched.parts { output.parts[path] = parts }
+        }
+        return output
     }
 
     private func collection(_ type: KeyVaultObject.ObjectType) -> String {
@@ -179,7 +255,7 @@ package final class AzureKeyVaultProvider: SecretsProvider {
         _ object: KeyVaultObject,
         version: String,
         client: KeyVaultClient
-    ) async throws(FetchError) -> ([UInt8], String) {
+    ) async throws(FetchError) -> VersionOutput {
         let path = "/\(collection(object.type))/\(PercentEncoding.escape(object.name))/\(PercentEncoding.escape(version))"
         let body: [UInt8]
         do {
@@ -187,7 +263,66 @@ package final class AzureKeyVaultProvider: SecretsProvider {
         } catch {
             throw .keyVault(error)
         }
-        return try Self.objectContents(from: body, object: object)
+        return try Self.objectOutput(
+            from: body,
+            object: object,
+            constructChain: overrides.constructPEMChain,
+            separateFiles: overrides.writeCertAndKeyInSeparateFiles
+        )
+    }
+
+    /// What one fetched version produces: its files by suffix (`""` for the object's own file; `.crt` and
+    /// `.key` before it with `--write-cert-and-key-in-separate-files`), its version, and for a PKCS#12 written
+    /// as `objectFormat: pfx` the parts Secret sync needs.
+    package struct VersionOutput {
+        /// The files, in the order they are returned.
+        package var files: [(suffix: String, contents: [UInt8])]
+        /// The version fetched (last segment of the bundle's id).
+        package var version: String
+        /// Certificates and key of a PKCS#12 written as `pfx`, for `kubernetes.io/tls` sync; else `nil`.
+        package var parts: CertificateBundleParts?
+    }
+
+    /// The files and version of `object` from the body of a Key Vault GET of one version, as the provider
+    /// writes them with the given flags.
+    package static func objectOutput(
+        from body: [UInt8],
+        object: KeyVaultObject,
+        constructChain: Bool = true,
+        separateFiles: Bool = false
+    ) throws(FetchError) -> VersionOutput {
+        do {
+            switch object.type {
+            case .secret:
+                let bundle = try decode(SecretBundle.self, body)
+                guard let value = bundle.value else { throw FetchError.decoding("secret value is nil") }
+                guard let id = bundle.id else { throw FetchError.decoding("secret id is nil") }
+                let isCertificateBacked = bundle.kid != nil
+                let files = try ObjectContents.secretFiles(
+                    value: value,
+                    contentType: bundle.contentType,
+                    isCertificateBacked: isCertificateBacked,
+                    format: object.format,
+                    encoding: object.encoding,
+                    constructChain: constructChain,
+                    separateFiles: separateFiles
+                )
+                var parts: CertificateBundleParts?
+                if isCertificateBacked, object.format == .pfx, bundle.contentType == "application/x-pkcs12" {
+                    parts = ObjectContents.certificateParts(pkcs12Base64: value)
+                }
+                return VersionOutput(files: files, version: Self.lastSegment(id), parts: parts)
+            default:
+                let (contents, version) = try objectContents(from: body, object: object)
+                return VersionOutput(files: [("", contents)], version: version, parts: nil)
+            }
+        } catch let error as FetchError {
+            throw error
+        } catch let error as ObjectContents.Failure {
+            throw .contents(error)
+        } catch {
+            throw .decoding("\(error)")
+        }
     }
 
     /// The file contents and version of `object` from the body of a Key Vault GET of one version (a secret,

@@ -40,6 +40,14 @@ package struct KeyVaultObject: Sendable, Equatable {
     package var encoding: Encoding
     /// `filePermission` parsed as octal; `nil` means the request's default (0644).
     package var filePermission: UInt32?
+    /// `optional`: when Key Vault answers 404 for the object (or for the version asked for), the volume is
+    /// published without it instead of failing. Not an upstream field.
+    package var optional: Bool = false
+    /// The object's own `keyvaultName`, validated like the SecretProviderClass's; `nil` for the class's vault.
+    /// Not an upstream field.
+    package var keyVaultName: String? = nil
+    /// The object's own `tenantID` (or `tenantId`); `nil` for the class's tenant. Not an upstream field.
+    package var tenantID: String? = nil
 
     /// The file the object is written to: the alias, else the name.
     package var fileName: String { alias.isEmpty ? name : alias }
@@ -82,6 +90,18 @@ package struct AzureMountParameters: Sendable, Equatable {
     package var podNamespace: String
     /// The mode of files whose object sets no `filePermission`.
     package var defaultFilePermission: UInt32
+
+    /// The vault `object` is read from: its own `keyvaultName`, else the class's.
+    package func vaultName(of object: KeyVaultObject) -> String { object.keyVaultName ?? keyVaultName }
+    /// The tenant whose tokens read `object`: its own `tenantID`, else the class's.
+    package func tenant(of object: KeyVaultObject) -> String { object.tenantID ?? tenantID }
+    /// Whether `object` names a vault other than the class's (Azure vault names are case-insensitive): its
+    /// object versions are then qualified with the vault (`<vault>/<type>/<name>`), so that two vaults holding
+    /// the same name never share an id.
+    package func readsAnotherVault(_ object: KeyVaultObject) -> Bool {
+        guard let own = object.keyVaultName else { return false }
+        return own.lowercased() != keyVaultName.lowercased()
+    }
 
     /// Thrown for a parameter problem; `message` is the upstream text.
     package struct Invalid: Error, Equatable, CustomStringConvertible {
@@ -234,6 +254,10 @@ package struct AzureMountParameters: Sendable, Equatable {
             var objectFormat: String?
             var objectEncoding: String?
             var filePermission: String?
+            var optional: FlexibleBool?
+            var keyvaultName: String?
+            var tenantID: String?
+            var tenantId: String?
         }
         let outer: Outer
         do {
@@ -287,6 +311,27 @@ package struct AzureMountParameters: Sendable, Equatable {
             }
             // An alias only names the file: without a name there is nothing to fetch.
             if name.isEmpty { throw wrap("objectName is not set") }
+            var optional = false
+            switch inner.optional {
+            case .none: break
+            case .bool(let flag)?: optional = flag
+            case .text(let text)?:
+                do {
+                    optional = try parseBool(text.trimmingWhitespace(), flag: "optional")
+                } catch {
+                    throw wrap(error.message)
+                }
+            }
+            let vault = (inner.keyvaultName ?? "").trimmingWhitespace()
+            if !vault.isEmpty {
+                do {
+                    try validateVaultName(vault)
+                } catch {
+                    throw wrap(error.message)
+                }
+            }
+            let objectTenant = (inner.tenantID ?? "").trimmingWhitespace().isEmpty
+                ? (inner.tenantId ?? "").trimmingWhitespace() : (inner.tenantID ?? "").trimmingWhitespace()
             result.append(
                 KeyVaultObject(
                     name: name,
@@ -296,7 +341,10 @@ package struct AzureMountParameters: Sendable, Equatable {
                     versionHistory: Int(inner.objectVersionHistory ?? 0),
                     format: format,
                     encoding: encoding,
-                    filePermission: permission
+                    filePermission: permission,
+                    optional: optional,
+                    keyVaultName: vault.isEmpty ? nil : vault,
+                    tenantID: objectTenant.isEmpty ? nil : objectTenant
                 )
             )
         }
@@ -322,3 +370,18 @@ package struct AzureMountParameters: Sendable, Equatable {
     }
 }
 
+
+/// A YAML boolean, or a string Go's `strconv.ParseBool` reads (`optional: true` and `optional: "true"` alike).
+enum FlexibleBool: Decodable, Equatable {
+    case bool(Bool)
+    case text(String)
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if let flag = try? container.decode(Bool.self) {
+            self = .bool(flag)
+        } else {
+            self = .text(try container.decode(String.self))
+        }
+    }
+}

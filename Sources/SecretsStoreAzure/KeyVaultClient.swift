@@ -34,8 +34,13 @@ package struct KeyVaultFailure: Error, Equatable, CustomStringConvertible {
     package var kind: Kind
     /// `GET <path>: RESPONSE <status>: ERROR CODE: <code>: <message>`, or the transport or token failure.
     package var message: String
+    /// Key Vault's error code (`SecretNotFound`, `Forbidden`…) when its answer carried one.
+    package var code: String? = nil
     /// The message.
     package var description: String { message }
+
+    /// The codes of a 404 that means "no such object or version" (not, say, a wrong URL).
+    package static let objectNotFoundCodes: Set<String> = ["SecretNotFound", "KeyNotFound", "CertificateNotFound"]
 }
 
 /// Key Vault data-plane reads (`api-version=7.4`) for one vault and one identity.
@@ -122,7 +127,7 @@ package struct KeyVaultClient: Sendable {
                 )
                 continue
             case 404:
-                throw KeyVaultFailure(kind: .notFound, message: Self.describe(response, url: url))
+                throw KeyVaultFailure(kind: .notFound, message: Self.describe(response, url: url), code: Self.errorCode(response))
             case 401, 403:
                 throw KeyVaultFailure(kind: .forbidden, message: Self.describe(response, url: url))
             case 400..<500:
@@ -199,6 +204,15 @@ package struct KeyVaultClient: Sendable {
             }
         }
         return resource
+    }
+
+    /// The `error.code` of a Key Vault error body, if it is one.
+    static func errorCode(_ response: AzureHTTPResponse) -> String? {
+        struct Body: Decodable {
+            struct Detail: Decodable { var code: String? }
+            var error: Detail?
+        }
+        return (try? JSONDecoder().decode(Body.self, from: Data(response.body)))?.error?.code
     }
 
     /// `GET <path>: RESPONSE <status>: ERROR CODE: <code>: <message>` from a Key Vault error body (`<path>`

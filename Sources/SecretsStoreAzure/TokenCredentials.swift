@@ -154,7 +154,9 @@ package final class TokenProvider: Sendable {
             attempt += 1
             let response: AzureHTTPResponse
             do {
-                response = try await http.send(.GET, url, headers: [("Metadata", "true")], timeout: .seconds(60))
+                // IMDS is link-local and must never be proxied (Azure's IMDS documentation; the Azure SDKs
+                // bypass proxies for it), whatever HTTPS_PROXY/HTTP_PROXY/NO_PROXY say.
+                response = try await http.send(.GET, url, headers: [("Metadata", "true")], timeout: .seconds(60), bypassProxy: true)
             } catch {
                 throw TokenFailure(kind: .unavailable, message: "managed identity endpoint unreachable (GET \(url)): \(error)")
             }

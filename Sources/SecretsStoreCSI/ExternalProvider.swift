@@ -52,22 +52,42 @@ package struct ProviderSocketDirectory: ProviderDirectory {
 /// provider is picked up without any cache to invalidate. `:authority` is `localhost`, as providers written
 /// for the upstream driver expect; the answer is bounded by `maxReceiveMessageBytes` and the call by the
 /// request's deadline.
+///
+/// A call that fails with UNAVAILABLE (the socket is there but nothing accepts on it yet, or the provider
+/// itself answers UNAVAILABLE) is tried again as ``retryPolicy`` says, never past the request's deadline: the
+/// upstream driver's gRPC client retries UNAVAILABLE too (service config: 3 attempts, 1 s initial back-off)
+/// and, with `waitForReady`, waits for a provider that is starting. Every other failure is final at once.
 package struct ExternalProvider: SecretsProvider {
+    /// Retries of a Mount answered UNAVAILABLE: 5 attempts in all, 250 ms, 500 ms, 1 s and 2 s apart, so a
+    /// provider that takes up to about 3.7 s to (re)start its server is waited for, and a dead one is reported
+    /// within that time instead of at the kubelet deadline.
+    package static let unavailableRetryPolicy = SecretsStoreCore.RetryPolicy(maxAttempts: 1, backoff: .doubling(first: .milliseconds(250)))
+
     /// The provider's name (`spec.provider`), the socket's base name.
     package var name: String
     /// The provider's Unix socket, `<directory>/<name>.sock`.
     package var socketPath: String
     /// `--max-call-recv-msg-size`: the largest MountResponse accepted, in bytes.
     package var maxReceiveMessageBytes: Int
+    /// How UNAVAILABLE answers are retried (``unavailableRetryPolicy`` unless a test picks another).
+    package var retryPolicy: SecretsStoreCore.RetryPolicy
 
     /// A provider at `socketPath`; nothing connects until a fetch.
-    package init(name: String, socketPath: String, maxReceiveMessageBytes: Int) {
+    package init(
+        name: String,
+        socketPath: String,
+        maxReceiveMessageBytes: Int,
+        retryPolicy: SecretsStoreCore.RetryPolicy = ExternalProvider.unavailableRetryPolicy
+    ) {
         self.name = name
         self.socketPath = socketPath
         self.maxReceiveMessageBytes = maxReceiveMessageBytes
+        self.retryPolicy = retryPolicy
     }
 
-    /// One `Mount` call on a fresh connection, without waiting for the socket to become ready.
+    /// `Mount` calls on fresh connections, without waiting for the socket to become ready, until one is
+    /// answered or fails for good: an UNAVAILABLE failure is retried as ``retryPolicy`` says within the
+    /// request's deadline, and when the retries run out the last one is thrown with the number of attempts.
     ///
     /// - Throws: ``ProviderFailure/deadlineExceeded(_:)`` when no time is left or the provider does not answer
     ///   in time; ``ProviderFailure/unavailable(_:)`` when it cannot be reached; ``ProviderFailure/cancelled``;
@@ -76,20 +96,44 @@ package struct ExternalProvider: SecretsProvider {
     ///   ``ProviderFailure/rpc(code:message:)`` for any other gRPC status.
     package func fetch(_ request: ProviderRequest, logger: Logger) async throws(ProviderFailure) -> ProviderResponse {
         let message = try Self.mountRequest(for: request)
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                return try Self.providerResponse(from: try await mountOnce(message, deadline: request.deadline))
+            } catch {
+                guard case .unavailable(let reason) = error else { throw error }
+                let remaining = request.deadline.map { $0 - .now }
+                guard case .retry(let delay) = retryPolicy.decision(afterAttempt: attempt, remaining: remaining) else {
+                    throw attempt > 1 ? .unavailable("\(reason) (\(attempt) attempts)") : error
+                }
+                logger.debug(
+                    "provider unavailable, retrying",
+                    metadata: [
+                        "provider": "\(name)", "provider.socket": "\(socketPath)", "attempt": "\(attempt)",
+                        "retry.delay": "\(delay)", "error": "\(reason)",
+                    ]
+                )
+                do { try await Task.sleep(for: delay) } catch { throw .cancelled }
+            }
+        }
+    }
+
+    /// One `Mount` on a fresh connection, bounded by what is left of `deadline`.
+    private func mountOnce(_ message: V1alpha1_MountRequest, deadline: ContinuousClock.Instant?) async throws(ProviderFailure) -> V1alpha1_MountResponse {
         var options = CallOptions.defaults
         options.maxResponseMessageBytes = maxReceiveMessageBytes
         // grpc-swift-nio-transport 2.9 sizes the client stream's inbound deframer from maxRequestMessageBytes, so
         // the receive limit only holds when both are set. Our requests are a few KiB, far below either.
         options.maxRequestMessageBytes = maxReceiveMessageBytes
         options.waitForReady = false
-        if let deadline = request.deadline {
+        if let deadline {
             let remaining = deadline - .now
             guard remaining > .zero else { throw .deadlineExceeded("no time left before the request deadline") }
             options.timeout = remaining
         }
-        let response: V1alpha1_MountResponse
         do {
-            response = try await withGRPCClient(
+            return try await withGRPCClient(
                 transport: .http2NIOPosix(
                     target: .unixDomainSocket(path: socketPath, authority: "localhost"),
                     transportSecurity: .plaintext
@@ -105,7 +149,36 @@ package struct ExternalProvider: SecretsProvider {
         } catch {
             throw .unavailable("\(error)")
         }
-        return try Self.providerResponse(from: response)
+    }
+
+    /// One `Version` call (`version: "v1alpha1"`) on a fresh connection within `timeout`, without retries: the
+    /// provider health check.
+    ///
+    /// - Throws: ``ProviderFailure/unavailable(_:)`` when nothing answers on the socket,
+    ///   ``ProviderFailure/deadlineExceeded(_:)`` past `timeout`, ``ProviderFailure/rpc(code:message:)`` for
+    ///   any other gRPC status.
+    package func version(timeout: Duration) async throws(ProviderFailure) -> V1alpha1_VersionResponse {
+        var options = CallOptions.defaults
+        options.timeout = timeout
+        options.waitForReady = false
+        var request = V1alpha1_VersionRequest()
+        request.version = "v1alpha1"
+        do {
+            return try await withGRPCClient(
+                transport: .http2NIOPosix(
+                    target: .unixDomainSocket(path: socketPath, authority: "localhost"),
+                    transportSecurity: .plaintext
+                )
+            ) { client in
+                try await V1alpha1_CSIDriverProvider.Client(wrapping: client).version(request, options: options)
+            }
+        } catch let error as RPCError {
+            throw Self.failure(from: error, maxBytes: maxReceiveMessageBytes)
+        } catch is CancellationError {
+            throw .cancelled
+        } catch {
+            throw .unavailable("\(error)")
+        }
     }
 
     /// The wire request: attributes and secrets as JSON objects of strings (`secrets` is `null` when kubelet

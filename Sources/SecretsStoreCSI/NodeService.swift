@@ -39,7 +39,8 @@ package struct NodeService: Csi_V1_Node.SimpleServiceProtocol {
             readOnly: request.readonly,
             volumeContext: request.volumeContext,
             secrets: request.secrets,
-            deadline: RequestDeadline.from(context)
+            deadline: RequestDeadline.from(context),
+            volumeMountGroup: accessType == .mount ? request.volumeCapability.mount.volumeMountGroup : ""
         )
         logger.trace(
             "NodePublishVolume request",
@@ -49,6 +50,7 @@ package struct NodeService: Csi_V1_Node.SimpleServiceProtocol {
                 "csi.volume_context": "\(RequestSanitizer.sanitized(volumeContext: request.volumeContext))",
                 "csi.secrets": "\(RequestSanitizer.sanitized(secrets: request.secrets))",
                 "csi.readonly": "\(request.readonly)",
+                "csi.volume_mount_group": "\(publishRequest.volumeMountGroup)",
             ]
         )
         let publisher = self.publisher
@@ -78,15 +80,23 @@ package struct NodeService: Csi_V1_Node.SimpleServiceProtocol {
         return Csi_V1_NodeUnpublishVolumeResponse()
     }
 
-    /// Advertises no node capability. Kubelet uses secrets volumes only as inline ephemeral volumes, which it
-    /// never stages, so STAGE_UNSTAGE_VOLUME (advertised upstream, with no-op stage calls) would only make a
-    /// CO that does stage call two RPCs that do nothing. Volume stats, expansion, conditions and mount groups do
-    /// not apply to a tmpfs of secrets.
+    /// Advertises exactly one node capability, VOLUME_MOUNT_GROUP: with it (and a CSIDriver `fsGroupPolicy` other
+    /// than `None`) kubelet passes the pod's `securityContext.fsGroup` as `volume_mount_group` instead of changing
+    /// ownership itself, and the driver mounts the tmpfs and writes every directory and file owned by that group
+    /// with group read, so non-root applications can read their secrets, also after a rotation.
+    ///
+    /// Nothing else: kubelet uses secrets volumes only as inline ephemeral volumes, which it never stages, so
+    /// STAGE_UNSTAGE_VOLUME (advertised upstream, with no-op stage calls) would only make a CO that does stage
+    /// call two RPCs that do nothing; volume stats, expansion and conditions do not apply to a tmpfs of secrets.
     package func nodeGetCapabilities(
         request: Csi_V1_NodeGetCapabilitiesRequest,
         context: ServerContext
     ) async throws -> Csi_V1_NodeGetCapabilitiesResponse {
-        Csi_V1_NodeGetCapabilitiesResponse()
+        var mountGroup = Csi_V1_NodeServiceCapability()
+        mountGroup.rpc.type = .volumeMountGroup
+        var response = Csi_V1_NodeGetCapabilitiesResponse()
+        response.capabilities = [mountGroup]
+        return response
     }
 
     package func nodeGetInfo(

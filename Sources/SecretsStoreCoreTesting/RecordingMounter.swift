@@ -9,7 +9,7 @@ import Synchronization
 package final class RecordingMounter: Mounter {
     /// One call the mounter received.
     package enum Call: Sendable, Equatable {
-        /// `mountTmpfs(at:)` with this path (recorded also when it failed).
+        /// `mountTmpfs(at:group:)` with this path (recorded also when it failed; ``mountGroup(of:)`` has the group).
         case mount(String)
         /// `unmount(_:)` with this path.
         case unmount(String)
@@ -19,6 +19,7 @@ package final class RecordingMounter: Mounter {
         var mounted: Set<String> = []
         var corrupt: Set<String> = []
         var calls: [Call] = []
+        var groups: [String: UInt32] = [:]
         var failMount = false
     }
 
@@ -46,6 +47,9 @@ package final class RecordingMounter: Mounter {
     package var calls: [Call] { state.withLock { $0.calls } }
     /// The paths mounted now.
     package var mounted: Set<String> { state.withLock { $0.mounted } }
+    /// The group the tmpfs at `path` was mounted with (``mountTmpfs(at:group:)``), while it is mounted; `nil`
+    /// for none or when nothing is mounted there. The directory's real owner is not changed.
+    package func mountGroup(of path: String) -> UInt32? { state.withLock { $0.groups[path] } }
 
     /// Makes the next mounts fail with EPERM-like errors until reset.
     package func failMounts(_ fail: Bool) { state.withLock { $0.failMount = fail } }
@@ -65,11 +69,15 @@ package final class RecordingMounter: Mounter {
         return mounted ? .mounted : .directory
     }
 
-    /// Records the call and marks `path` mounted, or throws "Operation not permitted" while mounts fail.
-    package func mountTmpfs(at path: String) throws(MountError) {
+    /// Records the call and marks `path` mounted (remembering `group`), or throws "Operation not permitted"
+    /// while mounts fail.
+    package func mountTmpfs(at path: String, group: UInt32?) throws(MountError) {
         let fail = state.withLock { state in
             state.calls.append(.mount(path))
-            if !state.failMount { state.mounted.insert(path) }
+            if !state.failMount {
+                state.mounted.insert(path)
+                state.groups[path] = group
+            }
             return state.failMount
         }
         if fail { throw MountError(path: path, reason: "Operation not permitted") }
@@ -80,6 +88,7 @@ package final class RecordingMounter: Mounter {
         let wasMounted = state.withLock { state in
             state.calls.append(.unmount(path))
             state.corrupt.remove(path)
+            state.groups[path] = nil
             return state.mounted.remove(path) != nil
         }
         if wasMounted { removeContents(path) }

@@ -106,6 +106,8 @@ package final class DriverAssembly: Sendable {
     private let rotationSleep: @Sendable (Duration) async throws -> Void
     private let ownedKubernetes: RESTKubernetesClient?
     private let azureHTTP: AzureHTTP?
+    /// Providers served in-process, whose sockets the provider health check skips.
+    private let builtInProviderNames: Set<String>
     private let listeningSignal = ListeningSignal()
     private let runState = Mutex(RunState())
 
@@ -157,6 +159,7 @@ package final class DriverAssembly: Sendable {
             azureHTTP = nil
         }
         builtIn.merge(seams.builtInProviders) { _, injected in injected }
+        builtInProviderNames = Set(builtIn.keys)
 
         publisher = NodePublisher(
             kubernetes: kubernetes,
@@ -173,12 +176,16 @@ package final class DriverAssembly: Sendable {
             configuration: .init(
                 nodeID: configuration.nodeID,
                 rotation: configuration.rotation,
-                syncSecrets: configuration.syncSecrets
+                syncSecrets: configuration.syncSecrets,
+                restartOnRotation: configuration.restartOnRotation
             ),
             metrics: seams.metrics
         )
         identity = IdentityService(driverName: configuration.driverName, vendorVersion: DriverVersion.current)
         node = NodeService(publisher: publisher, nodeID: configuration.nodeID, logger: logger)
+        if let proxy = azureHTTP?.proxySummary {
+            logger.info("outbound proxy in use for Entra ID and Key Vault", metadata: ["proxy": "\(proxy)"])
+        }
     }
 
     /// Runs the driver until the group stops (a signal in `gracefulShutdownSignals`,
@@ -240,9 +247,13 @@ package final class DriverAssembly: Sendable {
             metadata: [
                 "driver.name": "\(configuration.driverName)", "driver.version": "\(DriverVersion.current)",
                 "node.id": "\(configuration.nodeID)", "rotation.enabled": "\(configuration.rotation.enabled)",
+                "rotation.restart": "\(configuration.restartOnRotation)",
                 "rotation.interval": "\(configuration.rotationIntervalText ?? "\(configuration.rotation.interval)")",
             ]
         )
+        if configuration.restartOnRotation, !configuration.rotation.enabled {
+            logger.warning("--enable-rotation-restart has no effect without --enable-secret-rotation: volumes are never refreshed")
+        }
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: server),
             .init(
@@ -262,6 +273,20 @@ package final class DriverAssembly: Sendable {
                         interval: configuration.rotation.interval,
                         logger: logger,
                         sleep: rotationSleep
+                    )
+                )
+            )
+        }
+        if let interval = configuration.providerHealthCheckInterval {
+            let metrics = self.metrics
+            services.append(
+                .init(
+                    service: ProviderHealthService(
+                        directories: configuration.providerDirectories,
+                        skipping: builtInProviderNames,
+                        interval: interval,
+                        logger: logger,
+                        report: { metrics.providerHealthChecked(provider: $0, healthy: $1) }
                     )
                 )
             )

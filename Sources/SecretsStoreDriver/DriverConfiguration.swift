@@ -43,26 +43,46 @@ package struct DriverConfiguration: Sendable {
 
     /// The in-process Azure Key Vault provider (`--builtin-azure-provider=true`) and its `--azure-*` options.
     package struct BuiltInAzure: Sendable, Equatable {
-        /// Operator-set endpoints (emulators, private clouds) and the extra CA bundle for every Azure endpoint.
+        /// Operator-set endpoints (emulators, private clouds), the extra CA bundle for every Azure endpoint, and
+        /// `--construct-pem-chain` / `--write-cert-and-key-in-separate-files`.
         package var overrides: AzureEndpointOverrides
         /// `--azure-cloud-name`: the cloud when a SecretProviderClass sets no `cloudName`.
         package var defaultCloudName: String
+        /// `--custom-user-agent`: appended to the User-Agent of every Azure request (the AKS add-on sets it);
+        /// `nil` or empty for none.
+        package var customUserAgent: String?
 
         /// - Parameters:
-        ///   - overrides: endpoint overrides and extra CA certificates (none: Azure's public endpoints).
+        ///   - overrides: endpoint overrides, extra CA certificates and the file-layout flags
+        ///     `--construct-pem-chain` and `--write-cert-and-key-in-separate-files` (defaults: Azure's public
+        ///     endpoints, the upstream provider's layout).
         ///   - defaultCloudName: the cloud for SecretProviderClasses without `cloudName`.
-        package init(overrides: AzureEndpointOverrides = .init(), defaultCloudName: String = "AzurePublicCloud") {
+        ///   - customUserAgent: the User-Agent suffix (`--custom-user-agent`).
+        package init(
+            overrides: AzureEndpointOverrides = .init(),
+            defaultCloudName: String = "AzurePublicCloud",
+            customUserAgent: String? = nil
+        ) {
             self.overrides = overrides
             self.defaultCloudName = defaultCloudName
+            self.customUserAgent = customUserAgent
         }
 
         /// The provider and the HTTPS client it owns (the caller shuts the client down when done).
         ///
         /// - Parameter onKeyVaultResponse: told the HTTP status of every Key Vault answer (for metrics).
+        /// - Parameter onHTTPExchange: told of every Entra ID, IMDS and Key Vault request once it ended (the
+        ///   `provider azure` metrics). The client honours `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` from this
+        ///   process's environment (IMDS never proxied) and appends ``customUserAgent`` to its User-Agent.
         package func makeProvider(
-            onKeyVaultResponse: @escaping @Sendable (Int) -> Void = { _ in }
+            onKeyVaultResponse: @escaping @Sendable (Int) -> Void = { _ in },
+            onHTTPExchange: (@Sendable (AzureHTTPExchange) -> Void)? = nil
         ) throws -> (provider: AzureKeyVaultProvider, http: AzureHTTP) {
-            let http = try AzureHTTP(extraCABundlePEM: overrides.caBundlePEM)
+            let http = try AzureHTTP(
+                extraCABundlePEM: overrides.caBundlePEM,
+                customUserAgent: customUserAgent,
+                onExchange: onHTTPExchange
+            )
             let provider = AzureKeyVaultProvider(
                 http: http,
                 overrides: overrides,
@@ -93,10 +113,16 @@ package struct DriverConfiguration: Sendable {
     package var rotationIntervalText: String?
     /// `--enable-secret-sync`: mirror `secretObjects` into Kubernetes Secrets.
     package var syncSecrets: Bool
+    /// `--enable-rotation-restart`: restart opted-in Deployments, StatefulSets and DaemonSets after a refresh
+    /// changed their pods' files (``RolloutTrigger``); off, no workload is read or written.
+    package var restartOnRotation: Bool
     /// `--metrics-addr`: `host:port` or `:port` of the `/metrics` and `/healthz` listener (port 0: any free one).
     package var metricsAddress: String
     /// The built-in Azure provider, or `nil` when `azure` is reached through `azure.sock` like any other.
     package var builtInAzure: BuiltInAzure?
+    /// `--provider-health-check` with `--provider-health-check-interval`: the period of the `Version` calls on
+    /// every provider socket (``ProviderHealthService``); `nil` (the default) checks nothing.
+    package var providerHealthCheckInterval: Duration?
 
     /// A configuration with the upstream defaults for everything not given.
     package init(
@@ -109,8 +135,10 @@ package struct DriverConfiguration: Sendable {
         rotation: RotationPolicy = .disabled,
         rotationIntervalText: String? = nil,
         syncSecrets: Bool = false,
+        restartOnRotation: Bool = false,
         metricsAddress: String = ":8095",
-        builtInAzure: BuiltInAzure? = BuiltInAzure()
+        builtInAzure: BuiltInAzure? = BuiltInAzure(),
+        providerHealthCheckInterval: Duration? = nil
     ) {
         self.socketPath = socketPath
         self.nodeID = nodeID
@@ -121,7 +149,9 @@ package struct DriverConfiguration: Sendable {
         self.rotation = rotation
         self.rotationIntervalText = rotationIntervalText
         self.syncSecrets = syncSecrets
+        self.restartOnRotation = restartOnRotation
         self.metricsAddress = metricsAddress
         self.builtInAzure = builtInAzure
+        self.providerHealthCheckInterval = providerHealthCheckInterval
     }
 }

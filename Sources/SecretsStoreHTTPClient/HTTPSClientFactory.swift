@@ -90,12 +90,34 @@ extension HTTPClient {
     /// An HTTP client with `tls` and `timeouts` on the process-wide `.singleton` event loop group (no threads of
     /// its own). Redirects and everything else are AsyncHTTPClient's defaults. The caller must `shutdown()` it.
     ///
+    /// - Parameter proxy: every request of the client goes through this proxy (`nil`: every request goes
+    ///   direct). AsyncHTTPClient applies one proxy to a whole client, so per-request choices are made by
+    ///   ``ProxyRoutingHTTPClient``, which holds one client per route. TLS still runs end to end, inside the
+    ///   tunnel, with `tls`'s verification.
+    ///
     /// Throws when a PEM in `tls` does not parse.
-    package static func make(tls: HTTPSClientTLS, timeouts: HTTPSClientTimeouts) throws -> HTTPClient {
-        var configuration = HTTPClient.Configuration(tlsConfiguration: try tls.configuration())
+    package static func make(tls: HTTPSClientTLS, timeouts: HTTPSClientTimeouts, proxy: ProxyServer? = nil) throws -> HTTPClient {
+        make(tlsConfiguration: try tls.configuration(), timeouts: timeouts, proxy: proxy)
+    }
+
+    /// ``make(tls:timeouts:proxy:)`` from TLS settings already turned into a NIOSSL configuration; cannot fail.
+    package static func make(tlsConfiguration: TLSConfiguration, timeouts: HTTPSClientTimeouts, proxy: ProxyServer? = nil) -> HTTPClient {
+        var configuration = HTTPClient.Configuration(tlsConfiguration: tlsConfiguration)
         configuration.timeout = .init(connect: TimeAmount(timeouts.connect), read: TimeAmount(timeouts.read))
         if let idle = timeouts.idleConnection {
             configuration.connectionPool = .init(idleTimeout: TimeAmount(idle))
+        }
+        if let proxy {
+            switch proxy.kind {
+            case .httpConnect:
+                configuration.proxy = .server(
+                    host: proxy.host,
+                    port: proxy.port,
+                    authorization: proxy.credentials.map { .basic(username: $0.username, password: $0.password) }
+                )
+            case .socks5:
+                configuration.proxy = .socksServer(host: proxy.host, port: proxy.port)
+            }
         }
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }

@@ -136,20 +136,93 @@ package final class RESTKubernetesClient: KubernetesClient {
 
     /// `POST` a new Event on the pod, from `secrets-store-csi-driver`, timestamped now.
     package func recordEvent(_ event: PodEvent, logger: Logger) async throws(KubernetesClientError) {
+        try await postEvent(
+            involvedObject: .init(name: event.pod.name, namespace: event.pod.namespace, uid: event.pod.uid.isEmpty ? nil : event.pod.uid),
+            kind: event.kind,
+            reason: event.reason,
+            message: event.message,
+            logger: logger
+        )
+    }
+
+    /// `POST` a new Event on the Deployment, StatefulSet or DaemonSet (involvedObject `apps/v1`), from
+    /// `secrets-store-csi-driver`, timestamped now.
+    package func recordEvent(_ event: WorkloadEvent, logger: Logger) async throws(KubernetesClientError) {
+        let workload = event.workload
+        try await postEvent(
+            involvedObject: .init(
+                apiVersion: "apps/v1",
+                kind: workload.kind.rawValue,
+                name: workload.name,
+                namespace: workload.namespace,
+                uid: workload.uid.isEmpty ? nil : workload.uid
+            ),
+            kind: event.kind,
+            reason: event.reason,
+            message: event.message,
+            logger: logger
+        )
+    }
+
+    private func postEvent(
+        involvedObject: Resources.Event.InvolvedObject,
+        kind: PodEvent.Kind,
+        reason: String,
+        message: String,
+        logger: Logger
+    ) async throws(KubernetesClientError) {
         let now = UTCTimestamp.iso8601(nanosecondsSinceEpoch: Int64(Date().timeIntervalSince1970 * 1e9))
         let seconds = String(now.prefix(19)) + "Z"
         let suffix = String(UInt64.random(in: 0...UInt64.max), radix: 16)
         let body = Resources.Event(
-            metadata: Resources.ObjectMeta(name: "\(event.pod.name).\(suffix)", namespace: event.pod.namespace),
-            involvedObject: .init(name: event.pod.name, namespace: event.pod.namespace, uid: event.pod.uid.isEmpty ? nil : event.pod.uid),
-            reason: event.reason,
-            message: event.message,
-            type: event.kind.rawValue,
+            metadata: Resources.ObjectMeta(name: "\(involvedObject.name).\(suffix)", namespace: involvedObject.namespace),
+            involvedObject: involvedObject,
+            reason: reason,
+            message: message,
+            type: kind.rawValue,
             source: .init(component: "secrets-store-csi-driver", host: nil),
             firstTimestamp: seconds,
             lastTimestamp: seconds
         )
-        _ = try await send(.POST, "/api/v1/namespaces/\(Self.escape(event.pod.namespace))/events", body: Self.encode(body), logger: logger)
+        _ = try await send(.POST, "/api/v1/namespaces/\(Self.escape(involvedObject.namespace))/events", body: Self.encode(body), logger: logger)
+    }
+
+    // MARK: Workloads (restart on rotation)
+
+    /// `GET` the `apps/v1` ReplicaSet; its owner references.
+    package func replicaSetOwners(namespace: String, name: String, logger: Logger) async throws(KubernetesClientError) -> [OwnerReference] {
+        let body = try await send(.GET, Self.appsPath("replicasets", namespace: namespace, name: name), logger: logger)
+        return (try Self.decode(Resources.ReplicaSet.self, body).metadata.ownerReferences ?? []).map(\.domainValue)
+    }
+
+    /// `GET` the `apps/v1` Deployment, StatefulSet or DaemonSet.
+    package func workload(_ reference: WorkloadReference, logger: Logger) async throws(KubernetesClientError) -> Workload {
+        let path = Self.appsPath(reference.kind.resource, namespace: reference.namespace, name: reference.name)
+        let body = try await send(.GET, path, logger: logger)
+        return try Self.decode(Resources.Workload.self, body).domainValue(reference)
+    }
+
+    /// `PATCH` the workload with `Content-Type: application/merge-patch+json`: the pod template annotations,
+    /// and `metadata.resourceVersion` when given, which the API server checks (409 when stale).
+    @discardableResult
+    package func patchTemplateAnnotations(
+        _ reference: WorkloadReference,
+        annotations: [String: String],
+        resourceVersion: String?,
+        logger: Logger
+    ) async throws(KubernetesClientError) -> Workload {
+        let path = Self.appsPath(reference.kind.resource, namespace: reference.namespace, name: reference.name)
+        let patch = Resources.TemplateAnnotationsPatch(annotations: annotations, resourceVersion: resourceVersion)
+        let body = try await send(.PATCH, path, body: Self.encode(patch), contentType: Self.mergePatch, logger: logger)
+        return try Self.decode(Resources.Workload.self, body).domainValue(reference)
+    }
+
+    /// The media type of a JSON merge patch (RFC 7386).
+    package static let mergePatch = "application/merge-patch+json"
+
+    /// `/apis/apps/v1/namespaces/<namespace>/<resource>/<name>`, segments percent-encoded.
+    private static func appsPath(_ resource: String, namespace: String, name: String) -> String {
+        "/apis/apps/v1/namespaces/\(escape(namespace))/\(resource)/\(escape(name))"
     }
 
     private static func secretPath(_ namespace: String, _ name: String?) -> String {
@@ -174,10 +247,12 @@ package final class RESTKubernetesClient: KubernetesClient {
     // MARK: HTTP
 
     /// Sends one request and returns the body of a 2xx answer; anything else becomes a ``KubernetesClientError``.
+    /// `contentType` labels the body (server-side apply sends `application/apply-patch+yaml`).
     package func send(
         _ method: HTTPMethod,
         _ path: String,
         body: [UInt8]? = nil,
+        contentType: String = "application/json",
         logger: Logger
     ) async throws(KubernetesClientError) -> [UInt8] {
         var request = HTTPClientRequest(url: configuration.server + path)
@@ -188,7 +263,7 @@ package final class RESTKubernetesClient: KubernetesClient {
             request.headers.add(name: "Authorization", value: "Bearer \(token)")
         }
         if let body {
-            request.headers.add(name: "Content-Type", value: "application/json")
+            request.headers.add(name: "Content-Type", value: contentType)
             request.body = .bytes(ByteBuffer(bytes: body))
         }
         let status: Int

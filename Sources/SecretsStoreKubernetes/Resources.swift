@@ -169,6 +169,82 @@ package enum Resources {
         package var metadata: Metadata
     }
 
+    /// `apps/v1` ReplicaSet, as far as the driver reads it: its owners (a Deployment's ReplicaSet names it).
+    package struct ReplicaSet: Codable, Sendable {
+        /// `metadata`: only `ownerReferences` is used.
+        package var metadata: ObjectMeta
+    }
+
+    /// `apps/v1` Deployment, StatefulSet or DaemonSet, as far as the driver reads it: its annotations (the
+    /// restart-on-rotation opt-in), resourceVersion, generation and pod template annotations.
+    package struct Workload: Codable, Sendable {
+        /// `spec`: only `spec.template.metadata` is read.
+        package struct Spec: Codable, Sendable {
+            /// `spec.template`.
+            package var template: Template?
+        }
+        /// `spec.template`: only its `metadata` is read.
+        package struct Template: Codable, Sendable {
+            /// `spec.template.metadata`.
+            package var metadata: ObjectMeta?
+        }
+        /// `metadata`.
+        package var metadata: ObjectMeta
+        /// `spec`; `nil` when the body has none.
+        package var spec: Spec?
+
+        /// The domain value; the reference's namespace and name stand in when the body lacks them.
+        package func domainValue(_ reference: WorkloadReference) -> SecretsStoreCore.Workload {
+            SecretsStoreCore.Workload(
+                reference: WorkloadReference(
+                    kind: reference.kind,
+                    namespace: metadata.namespace ?? reference.namespace,
+                    name: metadata.name ?? reference.name,
+                    uid: metadata.uid ?? ""
+                ),
+                annotations: metadata.annotations ?? [:],
+                templateAnnotations: spec?.template?.metadata?.annotations ?? [:],
+                resourceVersion: metadata.resourceVersion,
+                generation: metadata.generation ?? 0
+            )
+        }
+    }
+
+    /// The JSON merge patch (RFC 7386) the driver sends to a workload: pod template annotations, and the
+    /// resourceVersion the API server checks the patch against when set (409 Conflict when it is stale).
+    package struct TemplateAnnotationsPatch: Codable, Sendable, Equatable {
+        /// `metadata`: only `resourceVersion`.
+        package struct Metadata: Codable, Sendable, Equatable {
+            /// The version read; omitted for an unconditional patch.
+            package var resourceVersion: String?
+        }
+        /// `spec.template.metadata.annotations`.
+        package struct Spec: Codable, Sendable, Equatable {
+            /// `spec.template`.
+            package var template: Template
+        }
+        /// `spec.template`.
+        package struct Template: Codable, Sendable, Equatable {
+            /// `spec.template.metadata`.
+            package var metadata: TemplateMetadata
+        }
+        /// `spec.template.metadata`.
+        package struct TemplateMetadata: Codable, Sendable, Equatable {
+            /// The annotations to set (others are kept by the merge).
+            package var annotations: [String: String]
+        }
+        /// `metadata`; `nil` for an unconditional patch.
+        package var metadata: Metadata?
+        /// `spec`.
+        package var spec: Spec
+
+        /// A patch setting `annotations` on the pod template, conditional on `resourceVersion` when given.
+        package init(annotations: [String: String], resourceVersion: String?) {
+            self.metadata = resourceVersion.map { Metadata(resourceVersion: $0) }
+            self.spec = Spec(template: Template(metadata: TemplateMetadata(annotations: annotations)))
+        }
+    }
+
     /// `v1` Secret, as the driver reads and writes it when syncing `secretObjects`.
     package struct Secret: Codable, Sendable {
         /// `apiVersion`: `v1` unless the body says otherwise.
@@ -210,9 +286,9 @@ package enum Resources {
         }
     }
 
-    /// `v1` Event recorded on a pod (`kubectl describe pod` shows it).
+    /// `v1` Event recorded on a pod or a workload (`kubectl describe` shows it).
     package struct Event: Codable, Sendable {
-        /// `involvedObject`: the pod the event is about.
+        /// `involvedObject`: the pod (or Deployment, StatefulSet, DaemonSet) the event is about.
         package struct InvolvedObject: Codable, Sendable {
             var apiVersion = "v1"
             var kind = "Pod"

@@ -46,10 +46,12 @@ package struct LinuxMounter: Mounter {
         return .mounted
     }
 
-    /// mount(2)s a tmpfs at `path` with `nosuid`, `nodev`, `noexec` and ``options``.
-    package func mountTmpfs(at path: String) throws(MountError) {
+    /// mount(2)s a tmpfs at `path` with `nosuid`, `nodev`, `noexec` and ``options``, plus `gid=<group>` when a
+    /// group is given (after ``options``, so it wins over a `gid=` there); the root's mode stays the one in
+    /// ``options``.
+    package func mountTmpfs(at path: String, group: UInt32?) throws(MountError) {
         let flags = UInt(MS_NOSUID) | UInt(MS_NODEV) | UInt(MS_NOEXEC)
-        guard mount("tmpfs", path, "tmpfs", flags, options) == 0 else {
+        guard mount("tmpfs", path, "tmpfs", flags, Self.options(options, group: group)) == 0 else {
             let code = errno
             throw MountError(path: path, reason: String(cString: strerror(code)), errno: code)
         }
@@ -67,6 +69,12 @@ package struct LinuxMounter: Mounter {
             if code == EINVAL || code == ENOENT { return }
             throw MountError(path: path, reason: "failed to unmount: \(String(cString: strerror(code)))", errno: code)
         }
+    }
+
+    /// The mount data for one tmpfs: `options`, then `gid=<group>` when there is a group.
+    package static func options(_ options: String, group: UInt32?) -> String {
+        guard let group else { return options }
+        return options.isEmpty ? "gid=\(group)" : options + ",gid=\(group)"
     }
 
     /// Whether `path` is listed as a mount point in mountinfo.

@@ -111,6 +111,18 @@ package struct PosixFileSystem: FileSystem {
         return UInt32(info.st_mode & 0o7777)
     }
 
+    /// By lchown(2) with the owner left as it is (`-1`): a link itself is changed, never what it points at.
+    package func setOwnerGroup(of path: String, to group: UInt32) throws(FileSystemError) {
+        guard lchown(path, uid_t.max, gid_t(group)) == 0 else { throw Self.failure("lchown", path) }
+    }
+
+    /// By stat(2), following links: `st_gid`.
+    package func ownerGroup(of path: String) throws(FileSystemError) -> UInt32 {
+        var info = stat()
+        guard stat(path, &info) == 0 else { throw Self.failure("stat", path) }
+        return UInt32(info.st_gid)
+    }
+
     /// By readlink(2); `nil` on ENOENT or ENOTDIR; throws (EINVAL) when `path` is not a link.
     package func symbolicLinkDestination(at path: String) throws(FileSystemError) -> String? {
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)

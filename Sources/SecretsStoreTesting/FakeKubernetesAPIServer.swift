@@ -8,6 +8,13 @@ import Synchronization
 /// on update (409 Conflict), 409 AlreadyExists on create, 404 NotFound, `labelSelector` on list, `Status`
 /// bodies shaped like the API server's, bearer-token checking, and injected failures.
 ///
+/// `PATCH` takes `application/merge-patch+json` (RFC 7386) and `application/strategic-merge-patch+json`
+/// (merged the same way: maps merge, `null` deletes, lists are replaced, which is what a strategic merge does
+/// for the maps the driver patches), other patch types get 415. As the API server does, a
+/// `metadata.resourceVersion` in the patch is a precondition (409 Conflict when stale), `uid`, `name`,
+/// `namespace`, `creationTimestamp` and `generation` cannot be patched, a patch that changes nothing writes
+/// nothing (same resourceVersion), and one that changes `spec` bumps `metadata.generation`.
+///
 /// Paths: `/api/v1/namespaces/<ns>/<resource>[/<name>]` and `/apis/<group>/<version>/namespaces/<ns>/<resource>[/<name>]`.
 package final class FakeKubernetesAPIServer: Sendable {
     /// One request the server answered.
@@ -20,6 +27,8 @@ package final class FakeKubernetesAPIServer: Sendable {
         package var authorization: String?
         /// The request body as sent (empty for reads).
         package var body: String = ""
+        /// The `Content-Type` header as sent.
+        package var contentType: String? = nil
     }
 
     private struct Key: Hashable {
@@ -56,6 +65,7 @@ package final class FakeKubernetesAPIServer: Sendable {
                 method: request.method,
                 uri: uri,
                 authorization: request.headers.first(name: "Authorization"),
+                contentType: request.headers.first(name: "Content-Type"),
                 body: request.body
             )
             return .init(status: status, headers: [("Content-Type", "application/json")], body: body)
@@ -103,10 +113,12 @@ package final class FakeKubernetesAPIServer: Sendable {
 
     // MARK: Request handling
 
-    private func handle(method: String, uri: String, authorization: String?, body: [UInt8]) -> (Int, [UInt8]) {
+    private func handle(method: String, uri: String, authorization: String?, contentType: String?, body: [UInt8]) -> (Int, [UInt8]) {
         let (path, query) = Self.split(uri)
         return state.withLock { state -> (Int, [UInt8]) in
-            state.requests.append(Request(method: method, path: path, authorization: authorization, body: String(decoding: body, as: UTF8.self)))
+            state.requests.append(
+                Request(method: method, path: path, authorization: authorization, body: String(decoding: body, as: UTF8.self), contentType: contentType)
+            )
             if let requiredToken, authorization != "Bearer \(requiredToken)" {
                 return Self.status(401, reason: "Unauthorized", message: "Unauthorized")
             }
@@ -167,6 +179,9 @@ package final class FakeKubernetesAPIServer: Sendable {
                 Self.stamp(&object, namespace: namespace, state: &state, create: false)
                 state.objects[key] = Self.json(object)
                 return (200, Self.json(object))
+            case ("PATCH", let name?):
+                let key = Key(prefix: prefix, namespace: namespace, resource: resource, name: name)
+                return Self.patch(key, kind: kind, contentType: contentType, body: body, state: &state)
             case ("DELETE", let name?):
                 guard state.objects.removeValue(forKey: Key(prefix: prefix, namespace: namespace, resource: resource, name: name)) != nil else {
                     return Self.status(404, reason: "NotFound", message: "\(kind) \"\(name)\" not found")
@@ -176,6 +191,59 @@ package final class FakeKubernetesAPIServer: Sendable {
                 return Self.status(405, reason: "MethodNotAllowed", message: "the server does not allow this method on the requested resource")
             }
         }
+    }
+
+    /// A merge patch of the object at `key`, with the API server's preconditions and bumps.
+    private static func patch(_ key: Key, kind: String, contentType: String?, body: [UInt8], state: inout State) -> (Int, [UInt8]) {
+        let mediaType = (contentType ?? "").split(separator: ";").first.map { String($0).trimmingCharacters(in: .whitespaces) } ?? ""
+        guard ["application/merge-patch+json", "application/strategic-merge-patch+json"].contains(mediaType) else {
+            return status(415, reason: "UnsupportedMediaType", message: "the body of the request was in an unknown format - accepted media types include: application/merge-patch+json, application/strategic-merge-patch+json")
+        }
+        guard let existing = state.objects[key].flatMap(object(from:)) else {
+            return status(404, reason: "NotFound", message: "\(kind) \"\(key.name)\" not found")
+        }
+        guard let patch = object(from: body) else {
+            return status(400, reason: "BadRequest", message: "the patch is not a JSON object")
+        }
+        let existingMeta = existing["metadata"] as? [String: Any] ?? [:]
+        if let given = (patch["metadata"] as? [String: Any])?["resourceVersion"] as? String,
+            given != existingMeta["resourceVersion"] as? String
+        {
+            return status(
+                409,
+                reason: "Conflict",
+                message: "Operation cannot be fulfilled on \(kind) \"\(key.name)\": the object has been modified; please apply your changes to the latest version and try again"
+            )
+        }
+        var merged = mergePatch(existing, patch) as? [String: Any] ?? [:]
+        var meta = merged["metadata"] as? [String: Any] ?? [:]
+        for field in ["uid", "name", "namespace", "creationTimestamp", "generation", "resourceVersion"] {
+            meta[field] = existingMeta[field]
+        }
+        merged["metadata"] = meta
+        let unchanged = json(merged) == json(existing)
+        guard !unchanged else { return (200, json(existing)) }
+        if json(["spec": merged["spec"] ?? NSNull()]) != json(["spec": existing["spec"] ?? NSNull()]) {
+            meta["generation"] = ((existingMeta["generation"] as? Int) ?? 0) + 1
+            merged["metadata"] = meta
+        }
+        stamp(&merged, namespace: key.namespace, state: &state, create: false)
+        state.objects[key] = json(merged)
+        return (200, json(merged))
+    }
+
+    /// RFC 7386: objects merge key by key, `null` removes a key, anything else replaces.
+    private static func mergePatch(_ target: Any?, _ patch: Any) -> Any {
+        guard let patch = patch as? [String: Any] else { return patch }
+        var result = target as? [String: Any] ?? [:]
+        for (key, value) in patch {
+            if value is NSNull {
+                result.removeValue(forKey: key)
+            } else {
+                result[key] = mergePatch(result[key], value)
+            }
+        }
+        return result
     }
 
     private static func stamp(_ object: inout [String: Any], namespace: String, state: inout State, create: Bool) {

@@ -29,7 +29,28 @@ struct AzureOptions: ParsableArguments {
     @Option(name: .customLong("azure-ca-bundle"), help: "PEM file of extra CA certificates to trust for Azure endpoints.")
     var caBundle: String?
 
-    /// The endpoint overrides these options describe.
+    @Flag(
+        name: .customLong("construct-pem-chain"),
+        inversion: .prefixedNo,
+        help: "Order a certificate-backed secret's certificates leaf, intermediates, root (Go form: --construct-pem-chain=false)."
+    )
+    var constructPEMChain = true
+
+    @Flag(
+        name: .customLong("write-cert-and-key-in-separate-files"),
+        help: "Also write <file>.crt and <file>.key for certificate-backed secrets."
+    )
+    var writeCertAndKeyInSeparateFiles = false
+
+    @Option(name: .customLong("custom-user-agent"), help: "Text appended to the User-Agent of every Azure request.")
+    var customUserAgent: String?
+
+    /// The Azure flags that take no value, for ``GoFlags``: default `false`.
+    static let booleanFlagNames: Set<String> = ["write-cert-and-key-in-separate-files"]
+    /// The Azure flags that take no value and default to `true` (`--name=false` becomes `--no-name`).
+    static let invertedBooleanFlagNames: Set<String> = ["construct-pem-chain"]
+
+    /// The endpoint overrides and file-layout flags these options describe.
     func overrides() throws -> AzureEndpointOverrides {
         var bundle: [UInt8]?
         if let caBundle {
@@ -45,12 +66,18 @@ struct AzureOptions: ParsableArguments {
             keyVaultURLTemplate: keyVaultURLTemplate,
             authorityHost: authorityHost ?? environmentAuthority,
             imdsEndpoint: imdsEndpoint,
-            caBundlePEM: bundle
+            caBundlePEM: bundle,
+            constructPEMChain: constructPEMChain,
+            writeCertAndKeyInSeparateFiles: writeCertAndKeyInSeparateFiles
         )
     }
 
     /// The built-in provider these options describe, for ``DriverAssembly`` and `provider azure`.
     func builtInAzure() throws -> DriverConfiguration.BuiltInAzure {
-        DriverConfiguration.BuiltInAzure(overrides: try overrides(), defaultCloudName: cloudName)
+        DriverConfiguration.BuiltInAzure(
+            overrides: try overrides(),
+            defaultCloudName: cloudName,
+            customUserAgent: customUserAgent.flatMap { $0.isEmpty ? nil : $0 }
+        )
     }
 }

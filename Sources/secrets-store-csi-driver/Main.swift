@@ -1,13 +1,17 @@
 import ArgumentParser
 import SecretsStoreDriver
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// `secrets-store-csi-driver`: the node plugin. Without a subcommand it serves CSI (`serve`).
 @main
 struct Driver: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "secrets-store-csi-driver",
         abstract: "Secrets Store CSI driver: mounts secrets from Azure Key Vault and other providers into pods.",
-        subcommands: [ServeCommand.self, ProviderCommand.self],
+        subcommands: [ServeCommand.self, ProviderCommand.self, RenderCommand.self, CRDsCommand.self],
         defaultSubcommand: ServeCommand.self
     )
 
@@ -15,7 +19,8 @@ struct Driver: AsyncParsableCommand {
     static func main() async {
         let arguments = GoFlags.normalize(
             Array(CommandLine.arguments.dropFirst()),
-            booleanFlags: ServeCommand.booleanFlagNames
+            booleanFlags: ServeCommand.booleanFlagNames.union(AzureOptions.booleanFlagNames).union(RenderCommand.booleanFlagNames),
+            invertedBooleanFlags: AzureOptions.invertedBooleanFlagNames
         )
         do {
             var command = try parseAsRoot(arguments)
@@ -28,4 +33,10 @@ struct Driver: AsyncParsableCommand {
             exit(withError: error)
         }
     }
+}
+
+/// Writes `line` and a newline to standard error in one `write(2)`.
+func printError(_ line: String) {
+    let bytes = Array((line + "\n").utf8)
+    _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
 }

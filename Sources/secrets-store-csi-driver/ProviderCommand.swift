@@ -1,5 +1,6 @@
 import ArgumentParser
 import Logging
+import SecretsStoreCore
 import SecretsStoreDriver
 import UnixSignals
 
@@ -23,10 +24,41 @@ struct ProviderCommand: AsyncParsableCommand {
     @Option(name: [.customLong("v"), .customShort("v")], help: "Log verbosity: 0 info, 4 debug, 5 and more trace.")
     var verbosity = 0
 
+    @Option(name: .customLong("healthz-port"), help: "Port of the HTTP health endpoint (the upstream Azure provider's flag).")
+    var healthzPort = 8989
+
+    @Option(name: .customLong("healthz-path"), help: "Path of the HTTP health endpoint.")
+    var healthzPath = "/healthz"
+
+    @Option(
+        name: .customLong("healthz-timeout"),
+        help: "Limit of the gRPC health check behind each health request (Go duration)."
+    )
+    var healthzTimeout = "5s"
+
+    @Option(name: .customLong("metrics-backend"), help: "Metrics backend (only Prometheus).")
+    var metricsBackend = "Prometheus"
+
+    @Option(name: .customLong("prometheus-port"), help: "Port of /metrics (keyvault_request, grpc_request).")
+    var prometheusPort = 8898
+
     @OptionGroup var azure: AzureOptions
 
     func validate() throws {
         guard name == "azure" else { throw ValidationError("unknown provider \(name): only azure is built in") }
+        guard (0...65535).contains(healthzPort) else { throw ValidationError("--healthz-port \(healthzPort): not a port (0-65535)") }
+        guard (0...65535).contains(prometheusPort) else {
+            throw ValidationError("--prometheus-port \(prometheusPort): not a port (0-65535)")
+        }
+        guard healthzPath.hasPrefix("/") else {
+            throw ValidationError("--healthz-path \(healthzPath): expected an absolute path such as /healthz")
+        }
+        guard let timeout = GoDuration.parse(healthzTimeout), timeout > .zero else {
+            throw ValidationError("--healthz-timeout \(healthzTimeout): not a positive duration such as 5s")
+        }
+        guard metricsBackend.lowercased() == "prometheus" else {
+            throw ValidationError("--metrics-backend \(metricsBackend): only Prometheus is supported")
+        }
     }
 
     func run() async throws {
@@ -35,6 +67,12 @@ struct ProviderCommand: AsyncParsableCommand {
         try await BuiltInProviderServer.runAzure(
             try azure.builtInAzure(),
             socketPath: socketPath,
+            options: BuiltInProviderServer.Options(
+                healthzAddress: ":\(healthzPort)",
+                healthzPath: healthzPath,
+                healthzTimeout: GoDuration.parse(healthzTimeout)!,
+                metricsAddress: ":\(prometheusPort)"
+            ),
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger
         )

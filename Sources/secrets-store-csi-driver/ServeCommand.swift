@@ -15,7 +15,7 @@ struct ServeCommand: AsyncParsableCommand {
     /// Flags that take no value; Go-style `--flag=true|false` is rewritten for them.
     static let booleanFlagNames: Set<String> = [
         "enable-secret-rotation", "log-format-json", "version", "provider-health-check", "enable-pprof",
-        "enable-secret-sync",
+        "enable-secret-sync", "enable-rotation-restart",
     ]
 
     @Option(help: "CSI endpoint (unix:// socket path).")
@@ -51,6 +51,12 @@ struct ServeCommand: AsyncParsableCommand {
     )
     var enableSecretSync = false
 
+    @Flag(
+        name: .customLong("enable-rotation-restart"),
+        help: "After a refresh changes a volume's files, restart the pod's Deployment, StatefulSet or DaemonSet when it is annotated secrets-store.csi.k8s.io/restart-on-rotation=true (the chart's rotationRestart.enabled grants the RBAC)."
+    )
+    var enableRotationRestart = false
+
     @Option(
         name: .customLong("rotation-poll-interval"),
         help: "Least time between two fetches of one volume (Go duration: 30s, 2m, 1h)."
@@ -72,10 +78,16 @@ struct ServeCommand: AsyncParsableCommand {
     @Flag(help: "Print the version as JSON and exit.")
     var version = false
 
-    @Flag(name: .customLong("provider-health-check"), help: "Accepted for compatibility; has no effect.")
+    @Flag(
+        name: .customLong("provider-health-check"),
+        help: "Call Version on every provider socket every --provider-health-check-interval; log and export (provider_health_check_healthy) changes."
+    )
     var providerHealthCheck = false
 
-    @Option(name: .customLong("provider-health-check-interval"), help: "Accepted for compatibility; has no effect.")
+    @Option(
+        name: .customLong("provider-health-check-interval"),
+        help: "Period of the provider health check (Go duration: 30s, 2m)."
+    )
     var providerHealthCheckInterval = "2m"
 
     @Option(
@@ -94,6 +106,11 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError("--metrics-backend \(metricsBackend): only Prometheus is supported")
         }
         guard maxCallRecvMsgSize > 0 else { throw ValidationError("--max-call-recv-msg-size must be positive") }
+        guard let healthInterval = GoDuration.parse(providerHealthCheckInterval), healthInterval > .zero else {
+            throw ValidationError(
+                "--provider-health-check-interval \(providerHealthCheckInterval): not a positive duration such as 30s or 2m"
+            )
+        }
     }
 
     func run() async throws {
@@ -126,8 +143,10 @@ struct ServeCommand: AsyncParsableCommand {
             rotation: RotationPolicy(enabled: enableSecretRotation, interval: GoDuration.parse(rotationPollInterval)!),
             rotationIntervalText: rotationPollInterval,
             syncSecrets: enableSecretSync,
+            restartOnRotation: enableRotationRestart,
             metricsAddress: metricsAddr,
-            builtInAzure: builtinAzureProvider ? try azure.builtInAzure() : nil
+            builtInAzure: builtinAzureProvider ? try azure.builtInAzure() : nil,
+            providerHealthCheckInterval: providerHealthCheck ? GoDuration.parse(providerHealthCheckInterval) : nil
         )
     }
 }

@@ -20,7 +20,7 @@ struct UnixSocketTests {
             #expect(probe.hasReady && probe.ready.value)
             #expect(try await driver.identity.getPluginCapabilities(Csi_V1_GetPluginCapabilitiesRequest()).capabilities.isEmpty)
             #expect(try await driver.node.nodeGetInfo(Csi_V1_NodeGetInfoRequest()).nodeID == "node-1")
-            #expect(try await driver.node.nodeGetCapabilities(Csi_V1_NodeGetCapabilitiesRequest()).capabilities.isEmpty)
+            #expect(try await driver.node.nodeGetCapabilities(Csi_V1_NodeGetCapabilitiesRequest()).capabilities.map(\.rpc.type) == [.volumeMountGroup])
             #expect(await statusCode { _ = try await driver.node.nodeStageVolume(Csi_V1_NodeStageVolumeRequest()) } == .unimplemented)
             #expect(await statusCode { _ = try await driver.node.nodeUnstageVolume(Csi_V1_NodeUnstageVolumeRequest()) } == .unimplemented)
             #expect(await statusCode { _ = try await driver.node.nodeGetVolumeStats(Csi_V1_NodeGetVolumeStatsRequest()) } == .unimplemented)

@@ -53,15 +53,26 @@ struct AzureHarness {
         )
     }
 
-    static func withHarness(_ body: (AzureHarness) async throws -> Void) async throws {
+    /// The harness over ``seed(chain:rsa:)``, changed by `adjustSeed`, with the provider's two file-layout flags
+    /// as given (upstream's defaults unless a test says otherwise).
+    static func withHarness(
+        constructPEMChain: Bool = true,
+        writeCertAndKeyInSeparateFiles: Bool = false,
+        adjustSeed: (inout EmulatorSeed, TestCertificateChain) throws -> Void = { _, _ in },
+        _ body: (AzureHarness) async throws -> Void
+    ) async throws {
         let chain = try TestCertificateChain.make()
         let rsa = try TestRSAKey.jwk()
-        let emulator = try await KeyVaultEmulator(seed: try seed(chain: chain, rsa: rsa))
+        var emulatorSeed = try seed(chain: chain, rsa: rsa)
+        try adjustSeed(&emulatorSeed, chain)
+        let emulator = try await KeyVaultEmulator(seed: emulatorSeed)
         let overrides = AzureEndpointOverrides(
             keyVaultURLTemplate: emulator.baseURL + "/{vault}",
             authorityHost: emulator.baseURL + "/",
             imdsEndpoint: emulator.baseURL,
-            caBundlePEM: Array(emulator.certificates.caCertificatePEM.utf8)
+            caBundlePEM: Array(emulator.certificates.caCertificatePEM.utf8),
+            constructPEMChain: constructPEMChain,
+            writeCertAndKeyInSeparateFiles: writeCertAndKeyInSeparateFiles
         )
         let http = try AzureHTTP(extraCABundlePEM: overrides.caBundlePEM)
         let harness = AzureHarness(

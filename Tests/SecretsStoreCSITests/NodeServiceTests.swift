@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import CSIProtocol
 import GRPCCore
 import GRPCInProcessTransport
@@ -184,7 +187,8 @@ func eventually(_ condition: () -> Bool) async {
             let capabilities = try await harness.node.nodeGetCapabilities(Csi_V1_NodeGetCapabilitiesRequest())
             let plugin = try await harness.identity.getPluginInfo(Csi_V1_GetPluginInfoRequest())
             #expect(info.nodeID == "node-1")
-            #expect(capabilities.capabilities.isEmpty)
+            // Exactly VOLUME_MOUNT_GROUP: kubelet then passes the pod's fsGroup instead of chowning the volume.
+            #expect(capabilities.capabilities.map(\.rpc.type) == [.volumeMountGroup])
             #expect(plugin.name == "secrets-store.csi.k8s.io")
             #expect(await statusCode { _ = try await harness.node.nodeStageVolume(Csi_V1_NodeStageVolumeRequest()) } == .unimplemented)
             #expect(await statusCode { _ = try await harness.node.nodeGetVolumeStats(Csi_V1_NodeGetVolumeStatsRequest()) } == .unimplemented)
@@ -268,6 +272,61 @@ func eventually(_ condition: () -> Bool) async {
             #expect(provider.started == 1)
             #expect(harness.mounter.mounted == [harness.target(uid: "uid-1")])
             #expect(harness.kubernetes.podStatuses.count == 1)
+        }
+    }
+}
+
+/// The pod's fsGroup through the real service: `volume_capability.mount.volume_mount_group` reaches the mount
+/// and the files, and a malformed one is INVALID_ARGUMENT before anything is touched.
+@Suite struct NodeServiceMountGroupTests {
+    /// A group the test may give files: any as root, its own otherwise.
+    static var group: UInt32 { runningAsRoot ? 2000 : UInt32(getegid()) }
+
+    @Test func passesTheMountGroupToTheMountAndTheFiles() async throws {
+        let provider = GatedProvider()
+        provider.release()
+        try await InProcessNode.run(provider: provider) { harness in
+            var request = harness.publishRequest()
+            request.volumeCapability.mount.volumeMountGroup = String(Self.group)
+            _ = try await harness.node.nodePublishVolume(request)
+            #expect(harness.mounter.mountGroup(of: harness.target) == Self.group)
+            let fileSystem = PosixFileSystem()
+            #expect(try fileSystem.ownerGroup(of: harness.target + "/password") == Self.group)
+            #expect(try fileSystem.permissions(of: harness.target + "/password") == 0o644)
+            let data = try #require(try fileSystem.symbolicLinkDestination(at: harness.target + "/..data"))
+            #expect(try fileSystem.ownerGroup(of: harness.target + "/" + data) == Self.group)
+        }
+    }
+
+    @Test func withoutAMountGroupNothingIsChowned() async throws {
+        let provider = GatedProvider()
+        provider.release()
+        try await InProcessNode.run(provider: provider) { harness in
+            _ = try await harness.node.nodePublishVolume(harness.publishRequest())
+            #expect(harness.mounter.mountGroup(of: harness.target) == nil)
+            #expect(try PosixFileSystem().ownerGroup(of: harness.target + "/password") == UInt32(getegid()))
+        }
+    }
+
+    @Test(arguments: ["abc", "-1", "4294967295", "20 00"])
+    func aMalformedMountGroupIsInvalidArgument(value: String) async throws {
+        let provider = GatedProvider()
+        provider.release()
+        try await InProcessNode.run(provider: provider) { harness in
+            var request = harness.publishRequest()
+            request.volumeCapability.mount.volumeMountGroup = value
+            request.secrets = ["clientsecret": "GROUP-CASE-SECRET-SENTINEL"]
+            do {
+                _ = try await harness.node.nodePublishVolume(request)
+                Issue.record("volume_mount_group \(value) was accepted")
+            } catch let error as RPCError {
+                #expect(error.code == .invalidArgument)
+                #expect(error.message.contains("volume_capability.mount.volume_mount_group \"\(value)\" is not a group ID"))
+                #expect(!error.message.contains("SENTINEL"))
+            }
+            #expect(harness.mounter.calls.isEmpty)
+            #expect(provider.started == 0)
+            #expect(!harness.logs.all.joined().contains("GROUP-CASE-SECRET-SENTINEL"))
         }
     }
 }

@@ -123,4 +123,103 @@ package struct PodEvent: Sendable, Equatable {
     package static let secretRotationFailed = "SecretRotationFailed"
     /// `Warning`: the first sync of a volume's Secrets failed for one Secret (one event per Secret).
     package static let failedToCreateSecret = "FailedToCreateSecret"
+
+    // Reasons of this driver's own (no upstream equivalent).
+    /// `Warning`: the volume was published without optional objects the store does not have; the message
+    /// names them (ids and file names, never values). Recorded on the first publish and whenever a refresh
+    /// changes which objects the volume holds while some are still missing.
+    package static let optionalObjectsMissing = "OptionalObjectsMissing"
+}
+
+/// A Deployment, StatefulSet or DaemonSet (group `apps`, version `v1`): a workload whose pod template the
+/// driver may annotate to restart its pods after a rotation (`--enable-rotation-restart`).
+package struct WorkloadReference: Sendable, Equatable, Hashable {
+    /// The workload kinds the driver restarts; the raw value is the wire `kind`.
+    package enum Kind: String, Sendable, CaseIterable {
+        /// `apps/v1` Deployment (a pod reaches it through its ReplicaSet).
+        case deployment = "Deployment"
+        /// `apps/v1` StatefulSet (a pod's direct owner).
+        case statefulSet = "StatefulSet"
+        /// `apps/v1` DaemonSet (a pod's direct owner).
+        case daemonSet = "DaemonSet"
+
+        /// The REST resource name: `deployments`, `statefulsets`, `daemonsets`.
+        package var resource: String {
+            switch self {
+            case .deployment: "deployments"
+            case .statefulSet: "statefulsets"
+            case .daemonSet: "daemonsets"
+            }
+        }
+    }
+    /// The workload's kind.
+    package var kind: Kind
+    /// Its `metadata.namespace` (always its pods' namespace).
+    package var namespace: String
+    /// Its `metadata.name`.
+    package var name: String
+    /// Its `metadata.uid` as the owner reference names it; empty when unknown. A workload read back with
+    /// another UID is a different object of the same name.
+    package var uid: String
+
+    /// A reference to the workload `kind` `namespace/name` with `uid` (empty when unknown).
+    package init(kind: Kind, namespace: String, name: String, uid: String = "") {
+        self.kind = kind
+        self.namespace = namespace
+        self.name = name
+        self.uid = uid
+    }
+}
+
+/// What the driver reads of a workload: its annotations, its pod template's annotations and the version to
+/// make a patch conditional on.
+package struct Workload: Sendable, Equatable {
+    /// Which workload this is (with the UID read from the API).
+    package var reference: WorkloadReference
+    /// `metadata.annotations`: where the `restart-on-rotation` opt-in is.
+    package var annotations: [String: String]
+    /// `spec.template.metadata.annotations`: where the driver writes `rotated-versions`.
+    package var templateAnnotations: [String: String]
+    /// `metadata.resourceVersion`; `nil` when the server sent none.
+    package var resourceVersion: String?
+    /// `metadata.generation`: bumped by the API server on every spec change (a template change is one).
+    package var generation: Int
+
+    /// A workload as read from the API.
+    package init(
+        reference: WorkloadReference,
+        annotations: [String: String] = [:],
+        templateAnnotations: [String: String] = [:],
+        resourceVersion: String? = nil,
+        generation: Int = 0
+    ) {
+        self.reference = reference
+        self.annotations = annotations
+        self.templateAnnotations = templateAnnotations
+        self.resourceVersion = resourceVersion
+        self.generation = generation
+    }
+}
+
+/// An event about a workload (`kubectl describe deployment|statefulset|daemonset` shows it).
+package struct WorkloadEvent: Sendable, Equatable {
+    /// The workload the event is about (its `involvedObject`).
+    package var workload: WorkloadReference
+    /// The event's `type`.
+    package var kind: PodEvent.Kind
+    /// The event's `reason`, e.g. ``rolloutTriggered``.
+    package var reason: String
+    /// The event's `message`; names objects, never secret bytes or tokens.
+    package var message: String
+
+    /// An event with the given `type`, `reason` and `message` on `workload`.
+    package init(workload: WorkloadReference, kind: PodEvent.Kind, reason: String, message: String) {
+        self.workload = workload
+        self.kind = kind
+        self.reason = reason
+        self.message = message
+    }
+
+    /// `Normal`: the driver changed the workload's pod template after a rotation, so its pods are replaced.
+    package static let rolloutTriggered = "RolloutTriggered"
 }

@@ -67,17 +67,75 @@ package struct ProviderRequest: Sendable, Equatable {
     }
 }
 
+/// An object the SecretProviderClass marks optional that the store does not have (it, or the version asked
+/// for, does not exist): the volume is published without it.
+package struct MissingObject: Sendable, Equatable, Hashable, Codable {
+    /// The object as the provider names it in object versions (`secret/db-pass`); for events and logs.
+    package var id: String
+    /// The file the object would have been written to (its alias or name). No file of this path, none under
+    /// it (`<path>/<index>` of a version history) and none of `<path>.crt`/`<path>.key` is in the answer, and
+    /// Secret sync leaves out the keys whose source is one of them.
+    package var path: String
+
+    /// A missing optional object.
+    package init(id: String, path: String) {
+        self.id = id
+        self.path = path
+    }
+
+    /// Whether `file` (a path relative to the volume) is one this object would have produced.
+    package func wouldHaveProduced(_ file: String) -> Bool {
+        file == path || file.hasPrefix(path + "/") || file == path + ".crt" || file == path + ".key"
+    }
+}
+
+/// The certificates and private key held by a file whose bytes are a binary container (a PKCS#12 file written
+/// as `objectFormat: pfx`), for Secret sync only: what a `kubernetes.io/tls` Secret's `tls.crt` and `tls.key`
+/// take from that file. Never written anywhere else; its description names no bytes.
+package struct CertificateBundleParts: Sendable, Equatable, CustomStringConvertible {
+    /// The certificates, DER, in the order the container stores them.
+    package var certificates: [[UInt8]]
+    /// The private key as PKCS#8 DER; `nil` when the container holds none.
+    package var privateKeyPKCS8: [UInt8]?
+
+    /// Parts read from a container.
+    package init(certificates: [[UInt8]], privateKeyPKCS8: [UInt8]?) {
+        self.certificates = certificates
+        self.privateKeyPKCS8 = privateKeyPKCS8
+    }
+
+    /// `CertificateBundleParts(N certificates, private key: yes|no)`: never the bytes.
+    package var description: String {
+        "CertificateBundleParts(\(certificates.count) certificates, private key: \(privateKeyPKCS8 == nil ? "no" : "yes"))"
+    }
+}
+
 /// What a provider returned: the whole desired content of the volume and the versions it came from.
 package struct ProviderResponse: Sendable, Equatable {
     /// `files`: every file the volume should hold; empty when the provider wrote into the target path itself.
     package var files: [SecretFile]
     /// `object_version`: one entry per object fetched, recorded in the SecretProviderClassPodStatus and sent back
-    /// as ``ProviderRequest/currentObjectVersions``. An answer with none is refused.
+    /// as ``ProviderRequest/currentObjectVersions``. An answer with none is refused. Missing optional objects
+    /// have no entry.
     package var objectVersions: [ObjectVersion]
+    /// Optional objects the store does not have, in the SecretProviderClass's order; the volume is published
+    /// without them and the pod gets an `OptionalObjectsMissing` event. Empty for external providers (the
+    /// provider API has no such field).
+    package var missingOptionalObjects: [MissingObject]
+    /// What `kubernetes.io/tls` Secret sync takes from files that hold a PKCS#12 container, by file path.
+    /// Empty unless the provider decoded such a file (the built-in Azure provider does for `objectFormat: pfx`).
+    package var certificateParts: [String: CertificateBundleParts]
 
     /// An answer, unvalidated (``ProviderResponseValidation`` checks it before anything is written).
-    package init(files: [SecretFile], objectVersions: [ObjectVersion]) {
+    package init(
+        files: [SecretFile],
+        objectVersions: [ObjectVersion],
+        missingOptionalObjects: [MissingObject] = [],
+        certificateParts: [String: CertificateBundleParts] = [:]
+    ) {
         self.files = files
         self.objectVersions = objectVersions
+        self.missingOptionalObjects = missingOptionalObjects
+        self.certificateParts = certificateParts
     }
 }

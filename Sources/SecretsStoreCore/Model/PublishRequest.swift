@@ -27,6 +27,10 @@ package struct PublishRequest: Sendable, Equatable {
     package var secrets: [String: String]
     /// When kubelet stops waiting (from the call's `grpc-timeout`); bounds the provider call.
     package var deadline: ContinuousClock.Instant?
+    /// `volume_capability.mount.volume_mount_group` as sent: the pod's `securityContext.fsGroup` in decimal when
+    /// the driver advertises `VOLUME_MOUNT_GROUP` and the CSIDriver's `fsGroupPolicy` lets kubelet pass it;
+    /// empty for none. Parsed by ``ValidatedPublishRequest/parseMountGroup(_:)``.
+    package var volumeMountGroup: String
 
     /// The request exactly as kubelet sent it; nothing is checked here.
     package init(
@@ -36,7 +40,8 @@ package struct PublishRequest: Sendable, Equatable {
         readOnly: Bool,
         volumeContext: [String: String],
         secrets: [String: String],
-        deadline: ContinuousClock.Instant? = nil
+        deadline: ContinuousClock.Instant? = nil,
+        volumeMountGroup: String = ""
     ) {
         self.volumeID = volumeID
         self.targetPath = targetPath
@@ -45,6 +50,7 @@ package struct PublishRequest: Sendable, Equatable {
         self.volumeContext = volumeContext
         self.secrets = secrets
         self.deadline = deadline
+        self.volumeMountGroup = volumeMountGroup
     }
 }
 
@@ -102,6 +108,10 @@ package struct ValidatedPublishRequest: Sendable, Equatable {
     package var secrets: [String: String]
     /// When kubelet stops waiting, copied from the request; `nil` for no deadline.
     package var deadline: ContinuousClock.Instant?
+    /// The group every directory and file of the volume is owned by (the tmpfs is mounted with `gid=`, files gain
+    /// group read): the pod's fsGroup from `volume_mount_group`. `nil` when kubelet sent none; then ownership and
+    /// modes are exactly what they are without fsGroup support (root's, and the provider's modes).
+    package var mountGroup: UInt32?
 
     /// Checks the request in the order kubelet's callers expect and throws the first problem found.
     ///
@@ -114,6 +124,7 @@ package struct ValidatedPublishRequest: Sendable, Equatable {
         case .block: throw .invalidRequest("Block access is not supported: secrets are mounted as files")
         case .mount: break
         }
+        let mountGroup = try Self.parseMountGroup(request.volumeMountGroup)
         guard !request.volumeContext.isEmpty else { throw .invalidRequest("Volume attributes missing in request") }
         guard request.readOnly else { throw .invalidRequest("Readonly is not true in request") }
         guard let spc = request.volumeContext[VolumeContextKey.secretProviderClass], !spc.isEmpty else {
@@ -137,6 +148,27 @@ package struct ValidatedPublishRequest: Sendable, Equatable {
         self.volumeContext = request.volumeContext
         self.secrets = request.secrets
         self.deadline = request.deadline
+        self.mountGroup = mountGroup
+    }
+
+    /// The largest group ID accepted: 4294967295 is `(gid_t)-1`, which chown(2) reads as "leave the group".
+    package static let largestMountGroup: UInt32 = UInt32.max - 1
+
+    /// Parses `volume_capability.mount.volume_mount_group`: empty is no group; otherwise ASCII decimal digits
+    /// only (no sign, space or other numerals) with a value from 0 to ``largestMountGroup``.
+    ///
+    /// - Throws: ``PublishError/invalidRequest(_:)`` naming the field and quoting (at most 32 characters of) the value.
+    package static func parseMountGroup(_ text: String) throws(PublishError) -> UInt32? {
+        guard !text.isEmpty else { return nil }
+        let digits = text.utf8.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
+        guard digits, let value = UInt32(text), value <= largestMountGroup else {
+            let shown = text.count > 32 ? String(text.prefix(32)) + "…" : text
+            throw .invalidRequest(
+                "volume_capability.mount.volume_mount_group \"\(shown)\" is not a group ID: expected decimal digits "
+                    + "for a number from 0 to \(largestMountGroup) (the pod's securityContext.fsGroup)"
+            )
+        }
+        return value
     }
 }
 

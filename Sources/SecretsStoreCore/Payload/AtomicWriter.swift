@@ -6,9 +6,15 @@
 /// - `..data` is a symbolic link to that directory;
 /// - each top-level name a user sees is a relative link `name -> ..data/name` (for `dir/file` only `dir`).
 ///
+/// With a group (the pod's fsGroup), the timestamped directory, every directory below it and every file are
+/// owned by that group, directories are 0755 (group read and search) and every file's mode gains group read
+/// (`0o040`); the links stay root's, which decides nothing since links are not permission-checked. Without
+/// one, owners and modes are exactly as above.
+///
 /// A write:
 /// 1. reads where `..data` points now;
-/// 2. returns without touching anything when every file's bytes and mode are unchanged and none is stale;
+/// 2. returns without touching anything when every file's bytes, mode (and, with a group, owning group) are
+///    unchanged and none is stale;
 /// 3. removes any top-level entry that is not a link and collides with a new name (left by a provider that
 ///    wrote files itself);
 /// 4. writes every file into a new timestamped directory;
@@ -43,9 +49,14 @@ package struct AtomicWriter: Sendable {
         case written
     }
 
-    /// Makes the content under `target` exactly `files`.
+    /// The mode a file is written with: `mode & 0o7777`, plus group read when the volume has a group.
+    package static func effectiveMode(_ mode: UInt32, group: UInt32?) -> UInt32 {
+        group == nil ? mode & 0o7777 : (mode & 0o7777) | 0o040
+    }
+
+    /// Makes the content under `target` exactly `files`; with a `group`, owned by it (see the type's notes).
     @discardableResult
-    package func write(_ files: [SecretFile], to target: String) throws(FileSystemError) -> Outcome {
+    package func write(_ files: [SecretFile], to target: String, group: UInt32? = nil) throws(FileSystemError) -> Outcome {
         let dataLink = target + "/" + Self.dataLinkName
         let oldDirectoryName = try fileSystem.symbolicLinkDestination(at: dataLink)
         let oldFiles = try oldDirectoryName.map { name throws(FileSystemError) in
@@ -56,7 +67,7 @@ package struct AtomicWriter: Sendable {
         let oldTopLevel = Set(oldFiles.map { PayloadPath.topLevelName(of: $0) })
 
         if let oldDirectoryName, Set(oldFiles) == newPaths,
-            try contentMatches(files, in: target + "/" + oldDirectoryName)
+            try contentMatches(files, in: target + "/" + oldDirectoryName, group: group)
         {
             return .unchanged
         }
@@ -71,12 +82,29 @@ package struct AtomicWriter: Sendable {
         let newDirectory = try fileSystem.makeUniqueDirectory(in: target, prefix: prefix)
         do {
             try fileSystem.setPermissions(of: newDirectory, to: 0o755)
+            if let group {
+                try fileSystem.setOwnerGroup(of: newDirectory, to: group)
+            }
+            var groupedDirectories: Set<String> = []
             for file in files {
                 let path = newDirectory + "/" + file.path
                 if let slash = path.lastIndex(of: "/"), path[..<slash] != newDirectory {
                     try fileSystem.createDirectories(at: String(path[..<slash]), permissions: 0o755)
+                    if let group {
+                        try ownDirectories(of: file.path, in: newDirectory, group: group, done: &groupedDirectories)
+                    }
                 }
-                try fileSystem.createFile(at: path, contents: file.contents, permissions: file.mode)
+                guard let group else {
+                    try fileSystem.createFile(at: path, contents: file.contents, permissions: file.mode)
+                    continue
+                }
+                let mode = Self.effectiveMode(file.mode, group: group)
+                try fileSystem.createFile(at: path, contents: file.contents, permissions: mode)
+                try fileSystem.setOwnerGroup(of: path, to: group)
+                // chown(2) clears the set-user-ID and set-group-ID bits: put them back.
+                if mode & 0o6000 != 0 {
+                    try fileSystem.setPermissions(of: path, to: mode)
+                }
             }
             for name in newTopLevel where try fileSystem.kind(of: target + "/" + name) == nil {
                 try fileSystem.createSymbolicLink(at: target + "/" + name, to: Self.dataLinkName + "/" + name)
@@ -107,13 +135,31 @@ package struct AtomicWriter: Sendable {
         return try listFiles(under: target + "/" + name).sorted()
     }
 
-    private func contentMatches(_ files: [SecretFile], in directory: String) throws(FileSystemError) -> Bool {
+    /// Gives `group` and mode 0755 to each directory between `root` and the file at `relativePath` that is
+    /// not in `done` yet (the writer just created them), and adds them to `done`.
+    private func ownDirectories(
+        of relativePath: String,
+        in root: String,
+        group: UInt32,
+        done: inout Set<String>
+    ) throws(FileSystemError) {
+        var directory = root
+        for component in relativePath.split(separator: "/").dropLast() {
+            directory += "/" + component
+            guard done.insert(directory).inserted else { continue }
+            try fileSystem.setPermissions(of: directory, to: 0o755)
+            try fileSystem.setOwnerGroup(of: directory, to: group)
+        }
+    }
+
+    private func contentMatches(_ files: [SecretFile], in directory: String, group: UInt32?) throws(FileSystemError) -> Bool {
         for file in files {
             let path = directory + "/" + file.path
             guard try fileSystem.kind(of: path) == .regularFile,
-                try fileSystem.permissions(of: path) == file.mode & 0o7777,
-                try fileSystem.readFile(at: path) == file.contents
+                try fileSystem.permissions(of: path) == Self.effectiveMode(file.mode, group: group)
             else { return false }
+            if let group, try fileSystem.ownerGroup(of: path) != group { return false }
+            guard try fileSystem.readFile(at: path) == file.contents else { return false }
         }
         return true
     }

@@ -15,6 +15,8 @@ import Logging
 ///   as published;
 /// - an already-published volume is left alone unless rotation is on and its interval has passed; then the
 ///   provider is asked again and the files are swapped atomically, and a failure keeps the old files;
+/// - with ``Configuration/restartOnRotation``, a refresh that changed a volume's files restarts the pod's
+///   opted-in workload once for all nodes (``RolloutTrigger``); without it no workload is read or written;
 /// - unpublish is idempotent: an absent or unmounted target succeeds.
 package final class NodePublisher: Sendable {
     /// Fixed facts about this driver instance.
@@ -25,11 +27,16 @@ package final class NodePublisher: Sendable {
         package var rotation: RotationPolicy
         /// `--enable-secret-sync`: mirror `secretObjects` into Kubernetes Secrets.
         package var syncSecrets: Bool
+        /// `--enable-rotation-restart`: after a refresh changed a volume's files, restart the pod's Deployment,
+        /// StatefulSet or DaemonSet when it opted in (``RolloutTrigger``). Off: no workload is ever read.
+        package var restartOnRotation: Bool
 
-        package init(nodeID: String, rotation: RotationPolicy = .disabled, syncSecrets: Bool = false) {
+        /// A configuration; rotation, sync and restart on rotation off unless given.
+        package init(nodeID: String, rotation: RotationPolicy = .disabled, syncSecrets: Bool = false, restartOnRotation: Bool = false) {
             self.nodeID = nodeID
             self.rotation = rotation
             self.syncSecrets = syncSecrets
+            self.restartOnRotation = restartOnRotation
         }
     }
 

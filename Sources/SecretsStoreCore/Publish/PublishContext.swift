@@ -44,8 +44,9 @@ struct PublishContext: Sendable {
         do { return try mounter.state(of: target) } catch { throw PublishError(error) }
     }
 
-    func mountTmpfs(at target: String) throws(PublishError) {
-        do { try mounter.mountTmpfs(at: target) } catch { throw PublishError(error) }
+    /// Mounts the volume's tmpfs, owned by `group` (the pod's fsGroup) when there is one.
+    func mountTmpfs(at target: String, group: UInt32?) throws(PublishError) {
+        do { try mounter.mountTmpfs(at: target, group: group) } catch { throw PublishError(error) }
     }
 
     func unmount(_ target: String) throws(PublishError) {
@@ -130,8 +131,14 @@ struct PublishContext: Sendable {
     /// syncs its Secrets. Returns whether the files changed.
     ///
     /// What is written besides the files follows from the volume's record: without one (a first publish)
-    /// the pod status is always written and the Secrets always synced; with one, only when the object versions
-    /// or files changed, or a sync is still pending.
+    /// the pod status is always written; with one, only when the object versions changed. The Secrets are
+    /// reconciled on every apply (first publish and every refresh): a synced Secret someone deleted or edited,
+    /// or one whose `secretObjects` entry changed, is put back; one already as desired costs a GET and no write.
+    ///
+    /// When the answer leaves out missing optional objects, an `OptionalObjectsMissing` warning names them on
+    /// the first publish and whenever a refresh changes which objects the volume holds while some are still
+    /// missing (the volume's record keeps the objects it holds, not the missing ones, so an unchanged refresh
+    /// records nothing new).
     @discardableResult
     func apply(
         _ response: ProviderResponse,
@@ -140,7 +147,7 @@ struct PublishContext: Sendable {
         spc: SecretProviderClass,
         logger: Logger
     ) async throws(PublishError) -> Bool {
-        let changed = try writeFiles(response, to: target, provider: spc.provider)
+        let changed = try writeFiles(response, to: target, provider: spc.provider, group: request.mountGroup)
         let status = SecretProviderClassPodStatus(
             namespace: request.pod.namespace,
             podName: request.pod.name,
@@ -159,9 +166,27 @@ struct PublishContext: Sendable {
                 throw PublishError(error, notFound: .kubernetesFailed("\(error)"))
             }
         }
+        if !response.missingOptionalObjects.isEmpty,
+            previous.map({ Set($0.objectVersions.map(\.id)) != Set(status.objects.map(\.id)) }) ?? true
+        {
+            let named = response.missingOptionalObjects.map { "\($0.id) (\($0.path))" }.joined(separator: ", ")
+            await event(
+                .init(pod: request.pod, kind: .warning, reason: PodEvent.optionalObjectsMissing,
+                      message: "mounted spc \(spc.namespace)/\(spc.name) without optional objects the store does not have: \(named)"),
+                logger: logger
+            )
+        }
         var syncPending = previous?.secretSyncPending ?? false
-        if configuration.syncSecrets, !spc.secretObjects.isEmpty, previous == nil || changed || syncPending {
-            syncPending = await syncSecrets(spc, request: request, status: (status.name, statusUID), files: response.files, isFirstSync: previous == nil, logger: logger)
+        if configuration.syncSecrets, !spc.secretObjects.isEmpty {
+            syncPending = await syncSecrets(
+                spc,
+                request: request,
+                status: (status.name, statusUID),
+                response: response,
+                isFirstSync: previous == nil,
+                volumeChanged: changed || syncPending,
+                logger: logger
+            )
         }
         volumes.record(
             .init(
@@ -179,12 +204,18 @@ struct PublishContext: Sendable {
         return changed
     }
 
-    /// Swaps the files in atomically; returns whether they changed. A provider that writes into the target
-    /// itself (no files in its answer) must have left something there.
-    private func writeFiles(_ response: ProviderResponse, to target: String, provider: String) throws(PublishError) -> Bool {
+    /// Swaps the files in atomically, owned by `group` (the request's fsGroup) when there is one; returns
+    /// whether they changed. A provider that writes into the target itself (no files in its answer) must have
+    /// left something there (its files keep the owners and modes it gave them).
+    private func writeFiles(
+        _ response: ProviderResponse,
+        to target: String,
+        provider: String,
+        group: UInt32?
+    ) throws(PublishError) -> Bool {
         guard response.files.isEmpty else {
             do {
-                return try writer.write(response.files, to: target) == .written
+                return try writer.write(response.files, to: target, group: group) == .written
             } catch {
                 throw .writeFailed(targetPath: target, reason: error.description)
             }
@@ -199,24 +230,44 @@ struct PublishContext: Sendable {
         return true
     }
 
-    /// Syncs the volume's Secrets and reports the outcome as events; returns whether a sync is still pending.
+    /// Reconciles the volume's Secrets and reports the outcome as events; returns whether a sync is still
+    /// pending (some Secret failed).
+    ///
+    /// Failures are events (`FailedToCreateSecret` on the first sync, `SecretRotationFailed` after). Success
+    /// after the first sync is `SecretRotationComplete` (and the sync metric) only when something happened:
+    /// the volume's files changed or an earlier sync had failed (`volumeChanged`), or a Secret had to be
+    /// written (deleted, edited, or its `secretObjects` entry changed). A refresh that finds every Secret as
+    /// desired records nothing.
     private func syncSecrets(
         _ spc: SecretProviderClass,
         request: ValidatedPublishRequest,
         status: (name: String, uid: String),
-        files: [SecretFile],
+        response: ProviderResponse,
         isFirstSync: Bool,
+        volumeChanged: Bool,
         logger: Logger
     ) async -> Bool {
         let start = ContinuousClock.now
-        let failures = await syncer.sync(spc, pod: request.pod, podStatus: status, files: files, logger: logger)
-        for failure in failures {
+        let outcome = await syncer.reconcile(
+            spc,
+            pod: request.pod,
+            podStatus: status,
+            files: response.files,
+            missing: response.missingOptionalObjects,
+            certificateParts: response.certificateParts,
+            logger: logger
+        )
+        for failure in outcome.failures {
             let reason = isFirstSync ? PodEvent.failedToCreateSecret : PodEvent.secretRotationFailed
             await event(.init(pod: request.pod, kind: .warning, reason: reason, message: failure.message), logger: logger)
         }
-        guard failures.isEmpty else { return true }
+        guard outcome.failures.isEmpty else { return true }
+        guard isFirstSync || volumeChanged || !outcome.written.isEmpty else { return false }
         metrics.secretSynced(provider: spc.provider, duration: ContinuousClock.now - start)
         if !isFirstSync {
+            if !volumeChanged {
+                logger.info("restored synced secrets", metadata: ["k8s.secrets": "\(outcome.written.joined(separator: ","))"])
+            }
             await event(
                 .init(pod: request.pod, kind: .normal, reason: PodEvent.secretRotationComplete,
                       message: "successfully rotated K8s secrets for spc \(spc.namespace)/\(spc.name)"),

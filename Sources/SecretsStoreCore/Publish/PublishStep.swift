@@ -99,7 +99,7 @@ struct PublishStep: Sendable {
             let provider = try context.providers.provider(named: spc.provider)
             try Self.checkNotCancelled()
             if plan.mount {
-                try context.mountTmpfs(at: target)
+                try context.mountTmpfs(at: target, group: request.mountGroup)
             }
             do throws(PublishError) {
                 // Pods that start together (a Deployment scaling up on this node) and would send the provider the

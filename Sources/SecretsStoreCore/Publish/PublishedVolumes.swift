@@ -8,7 +8,8 @@ package final class PublishedVolumes: Sendable {
     /// One published volume.
     package struct Volume: Sendable, Equatable {
         /// Kubelet's latest request for this volume. `nil` for a volume recovered after a restart until kubelet
-        /// republishes it (the tokens and nodePublishSecretRef data are not stored anywhere else).
+        /// republishes it (the tokens and nodePublishSecretRef data are not stored anywhere else). Its
+        /// ``ValidatedPublishRequest/mountGroup`` is the group every rotation writes the new files with.
         package var request: ValidatedPublishRequest?
         /// The pod the volume belongs to.
         package var pod: PodReference

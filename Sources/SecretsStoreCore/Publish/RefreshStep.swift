@@ -3,6 +3,10 @@ import Logging
 /// Fetching again for volumes already published: the rotation loop's cycle, and a kubelet republish whose
 /// rotation interval has passed. One provider call serves every volume of a group (same ``FetchKey``); a
 /// failure keeps the old files and goes to an event and the metrics, never to kubelet.
+///
+/// With restart on rotation on, the pods of a group whose files changed are handed to the ``RolloutTrigger``
+/// once per group, after the group's target locks are released (in a rotation cycle); its failures never
+/// change an outcome.
 struct RefreshStep: Sendable {
     let context: PublishContext
 
@@ -13,8 +17,10 @@ struct RefreshStep: Sendable {
         var outcomes: [String: NodePublisher.PublishOutcome] = [:]
         for group in groups(Array(due.keys)) {
             let locked = group.filter { context.locks.tryLock($0) }
-            defer { for target in locked { context.locks.unlock(target) } }
-            outcomes.merge(await refreshGroup(locked, logger: logger)) { _, new in new }
+            let refreshed = await refreshGroup(locked, logger: logger)
+            for target in locked { context.locks.unlock(target) }
+            outcomes.merge(refreshed.outcomes) { _, new in new }
+            await triggerRollouts(refreshed.rotation, logger: logger)
         }
         return outcomes
     }
@@ -23,9 +29,17 @@ struct RefreshStep: Sendable {
     func refreshLocked(_ targets: [String], logger: Logger) async -> [String: NodePublisher.PublishOutcome] {
         var outcomes: [String: NodePublisher.PublishOutcome] = [:]
         for group in groups(targets) {
-            outcomes.merge(await refreshGroup(group, logger: logger)) { _, new in new }
+            let refreshed = await refreshGroup(group, logger: logger)
+            outcomes.merge(refreshed.outcomes) { _, new in new }
+            await triggerRollouts(refreshed.rotation, logger: logger)
         }
         return outcomes
+    }
+
+    /// Hands a group's changed pods to the rollout trigger (restart on rotation on, and some files changed).
+    private func triggerRollouts(_ rotation: RolloutTrigger.Rotation?, logger: Logger) async {
+        guard context.configuration.restartOnRotation, let rotation, !rotation.pods.isEmpty else { return }
+        await RolloutTrigger(kubernetes: context.kubernetes).trigger(rotation, logger: logger)
     }
 
     /// `targets` grouped by fetch key, groups and their members in a stable order.
@@ -38,13 +52,18 @@ struct RefreshStep: Sendable {
         return groups.sorted(by: { $0.key < $1.key }).map(\.value)
     }
 
-    /// One fetch for the group's first volume, applied to every volume of the group.
-    private func refreshGroup(_ group: [String], logger: Logger) async -> [String: NodePublisher.PublishOutcome] {
+    /// One fetch for the group's first volume, applied to every volume of the group; with restart on
+    /// rotation on, also the rotation to hand to the trigger: the pods whose files changed.
+    private func refreshGroup(
+        _ group: [String],
+        logger: Logger
+    ) async -> (outcomes: [String: NodePublisher.PublishOutcome], rotation: RolloutTrigger.Rotation?) {
         guard let lead = group.first, let leadVolume = context.volumes.volume(at: lead), let leadRequest = leadVolume.request else {
-            return [:]
+            return ([:], nil)
         }
         let start = ContinuousClock.now
         var outcomes: [String: NodePublisher.PublishOutcome] = [:]
+        var rotation: RolloutTrigger.Rotation?
         do {
             let spc = try await context.loadSecretProviderClass(
                 namespace: leadRequest.pod.namespace,
@@ -72,6 +91,13 @@ struct RefreshStep: Sendable {
                     }
                     context.metrics.rotated(provider: spc.provider, changed: changed, duration: ContinuousClock.now - start)
                     outcomes[target] = .refreshed(changed: changed)
+                    if changed, context.configuration.restartOnRotation {
+                        rotation = rotation ?? RolloutTrigger.Rotation(
+                            namespace: spc.namespace, secretProviderClassName: spc.name,
+                            objectVersions: response.objectVersions, pods: []
+                        )
+                        rotation?.pods.append(volume.pod)
+                    }
                 } catch {
                     outcomes[target] = await failed(target, volume: volume, error: error, logger: logger)
                 }
@@ -82,7 +108,7 @@ struct RefreshStep: Sendable {
                 outcomes[target] = await failed(target, volume: volume, error: error, logger: logger)
             }
         }
-        return outcomes
+        return (outcomes, rotation)
     }
 
     /// A failed refresh keeps the old files: kubelet removes a volume whose republish fails
@@ -132,7 +158,10 @@ enum FetchKey {
     }
 }
 
-/// A small, stable string hash (FNV-1a, 64 bit) for grouping keys; not for security.
+/// A small, stable string hash (FNV-1a, 64 bit) for grouping keys and the `rotated-versions` digest
+/// (``RotatedVersions``); not for security. Each string is followed by a 0xff separator byte. Its output is
+/// part of the pod template annotation every node compares: changing it makes opted-in workloads roll once
+/// more after an upgrade.
 struct FNV1a {
     private(set) var value: UInt64 = 0xcbf2_9ce4_8422_2325
 

@@ -53,6 +53,12 @@ package protocol FileSystem: Sendable {
     func readFile(at path: String) throws(FileSystemError) -> [UInt8]
     /// The permission bits of `path` (following links).
     func permissions(of path: String) throws(FileSystemError) -> UInt32
+    /// Makes `group` the owning group of the entry at `path`, itself and not what it points at when it is a
+    /// link; the owner stays. Like chown(2), this clears the set-user-ID and set-group-ID bits of a regular
+    /// file: set its permissions afterwards when they hold either.
+    func setOwnerGroup(of path: String, to group: UInt32) throws(FileSystemError)
+    /// The owning group of `path` (following links).
+    func ownerGroup(of path: String) throws(FileSystemError) -> UInt32
     /// The target of the symbolic link at `path`, or `nil` when there is no entry.
     func symbolicLinkDestination(at path: String) throws(FileSystemError) -> String?
     /// Creates a symbolic link at `path` pointing to `destination`.

@@ -44,4 +44,57 @@ package protocol KubernetesClient: Sendable {
 
     /// Records an event on a pod. Best effort: callers log and ignore failures.
     func recordEvent(_ event: PodEvent, logger: Logger) async throws(KubernetesClientError)
+
+    // Restart on rotation (`--enable-rotation-restart`); never called without it.
+
+    /// Reads `apps/v1` `replicasets/<name>` in `namespace` and returns its `metadata.ownerReferences` (its
+    /// Deployment, when it has one).
+    func replicaSetOwners(namespace: String, name: String, logger: Logger) async throws(KubernetesClientError) -> [OwnerReference]
+
+    /// Reads an `apps/v1` Deployment, StatefulSet or DaemonSet.
+    func workload(_ reference: WorkloadReference, logger: Logger) async throws(KubernetesClientError) -> Workload
+
+    /// Merge-patches `spec.template.metadata.annotations` of the workload with `annotations` (other
+    /// annotations are kept) and returns the workload as written. With `resourceVersion` set the patch is
+    /// conditional: ``KubernetesClientError/conflict(_:)`` when the workload changed since it was read.
+    @discardableResult
+    func patchTemplateAnnotations(
+        _ reference: WorkloadReference,
+        annotations: [String: String],
+        resourceVersion: String?,
+        logger: Logger
+    ) async throws(KubernetesClientError) -> Workload
+
+    /// Records an event on a workload. Best effort: callers log and ignore failures.
+    func recordEvent(_ event: WorkloadEvent, logger: Logger) async throws(KubernetesClientError)
+}
+
+/// Clients written before restart on rotation: the workload verbs fail as not implemented (HTTP 501), which
+/// the rotation trigger reports as a warning and never as a failed refresh.
+extension KubernetesClient {
+    /// Not implemented: throws ``KubernetesClientError/rejected(status:message:)`` with status 501.
+    package func replicaSetOwners(namespace: String, name: String, logger: Logger) async throws(KubernetesClientError) -> [OwnerReference] {
+        throw .rejected(status: 501, message: "reading replicasets is not implemented by this Kubernetes client")
+    }
+
+    /// Not implemented: throws ``KubernetesClientError/rejected(status:message:)`` with status 501.
+    package func workload(_ reference: WorkloadReference, logger: Logger) async throws(KubernetesClientError) -> Workload {
+        throw .rejected(status: 501, message: "reading \(reference.kind.resource) is not implemented by this Kubernetes client")
+    }
+
+    /// Not implemented: throws ``KubernetesClientError/rejected(status:message:)`` with status 501.
+    @discardableResult
+    package func patchTemplateAnnotations(
+        _ reference: WorkloadReference,
+        annotations: [String: String],
+        resourceVersion: String?,
+        logger: Logger
+    ) async throws(KubernetesClientError) -> Workload {
+        throw .rejected(status: 501, message: "patching \(reference.kind.resource) is not implemented by this Kubernetes client")
+    }
+
+    /// Not implemented: throws ``KubernetesClientError/rejected(status:message:)`` with status 501.
+    package func recordEvent(_ event: WorkloadEvent, logger: Logger) async throws(KubernetesClientError) {
+        throw .rejected(status: 501, message: "recording events on workloads is not implemented by this Kubernetes client")
+    }
 }

@@ -38,8 +38,16 @@ package struct MountError: Error, Sendable, Equatable, CustomStringConvertible {
 package protocol Mounter: Sendable {
     /// Reports what is at `path`.
     func state(of path: String) throws(MountError) -> MountState
-    /// Mounts a fresh tmpfs at `path`, which must be an existing directory.
-    func mountTmpfs(at path: String) throws(MountError)
+    /// Mounts a fresh tmpfs at `path`, which must be an existing directory. With a `group`, the tmpfs root is
+    /// owned by that group (the pod's fsGroup); with `nil`, by root's, as without fsGroup support.
+    func mountTmpfs(at path: String, group: UInt32?) throws(MountError)
     /// Unmounts whatever is mounted at `path`; succeeds when nothing is.
     func unmount(_ path: String) throws(MountError)
+}
+
+extension Mounter {
+    /// Mounts a fresh tmpfs at `path` owned by root's group: ``mountTmpfs(at:group:)`` with no group.
+    package func mountTmpfs(at path: String) throws(MountError) {
+        try mountTmpfs(at: path, group: nil)
+    }
 }
