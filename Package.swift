@@ -180,6 +180,9 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -321,6 +324,7 @@ let package = Package(
         .testTarget(
             name: "SecretsStoreDriverTests",
             dependencies: [
+                "SecretsStoreObservability",
                 "SecretsStoreDriver", "SecretsStoreCore", "SecretsStoreCoreTesting", "SecretsStoreTesting",
                 "SecretsStoreKubernetes", "CSIProtocol",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),

@@ -61,7 +61,7 @@ package struct ExternalProvider: SecretsProvider {
     /// Retries of a Mount answered UNAVAILABLE: 5 attempts in all, 250 ms, 500 ms, 1 s and 2 s apart, so a
     /// provider that takes up to about 3.7 s to (re)start its server is waited for, and a dead one is reported
     /// within that time instead of at the kubelet deadline.
-    package static let unavailableRetryPolicy = SecretsStoreCore.RetryPolicy(maxAttempts: 1, backoff: .doubling(first: .milliseconds(250)))
+    package static let unavailableRetryPolicy = SecretsStoreCore.RetryPolicy(maxAttempts: 5, backoff: .doubling(first: .milliseconds(250)))
 
     /// The provider's name (`spec.provider`), the socket's base name.
     package var name: String

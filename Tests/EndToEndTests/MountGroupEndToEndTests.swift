@@ -13,19 +13,42 @@ import Testing
 private let setpriv = "/usr/bin/setpriv"
 
 /// Runs `cat path` as uid 1000 / gid 1000 with exactly `groups` as supplementary groups (none when empty),
-/// through util-linux's setpriv; returns its exit status and standard output.
+/// through util-linux's setpriv; returns its exit status and standard output. Spawned with posix_spawn rather
+/// than Foundation's Process, which crashed (memcpy inside Process.run) while other suites opened and closed
+/// thousands of sockets in this process.
 private func catAsUser1000(_ path: String, groups: [UInt32]) throws -> (status: Int32, output: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: setpriv)
     let groupArgument = groups.isEmpty ? "--clear-groups" : "--groups=" + groups.map(String.init).joined(separator: ",")
-    process.arguments = ["--reuid=1000", "--regid=1000", groupArgument, "--", "/bin/cat", path]
-    let output = Pipe()
-    process.standardOutput = output
-    process.standardError = Pipe()
-    try process.run()
-    let data = output.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    let arguments = [setpriv, "--reuid=1000", "--regid=1000", groupArgument, "--", "/bin/cat", path]
+    var fds: [Int32] = [-1, -1]
+    guard pipe(&fds) == 0 else { throw POSIXError(.EMFILE) }
+    // Close-on-exec, so children other tests spawn meanwhile do not inherit them (dup2 clears it on fd 1).
+    for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
+    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+    let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+    defer { for argument in argv { free(argument) } }
+    var pid: pid_t = 0
+    let spawned = posix_spawn(&pid, setpriv, &actions, nil, argv, environ)
+    close(fds[1])
+    guard spawned == 0 else {
+        close(fds[0])
+        throw POSIXError(POSIXErrorCode(rawValue: spawned) ?? .EINVAL)
+    }
+    var output: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let count = read(fds[0], &buffer, buffer.count)
+        if count > 0 { output += buffer[..<count] } else if count < 0 && errno == EINTR { continue } else { break }
+    }
+    close(fds[0])
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    // WIFEXITED / WEXITSTATUS by hand (macros are not imported): a signal is reported as 128 + its number.
+    let exitStatus = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    return (exitStatus, String(decoding: output, as: UTF8.self))
 }
 
 /// Creates the target directory as kubelet would, with it and every directory from `root` down traversable
