@@ -116,6 +116,28 @@ package enum BuiltInProviderServer {
         logger: Logger,
         onListening: @escaping @Sendable (Listening) -> Void
     ) async throws {
+        // Built outside the async function: in release, Swift 6.3's coroutine splitting crashed on the throwing
+        // initialisers below when they were called inside it (signal 11 in CoroSplit, swifterror).
+        let services = try makeServices(
+            provider: provider, proxy: proxy, socketPath: socketPath, options: options, metrics: metrics,
+            logger: logger, onListening: onListening
+        )
+        let group = ServiceGroup(
+            configuration: .init(services: services, gracefulShutdownSignals: gracefulShutdownSignals, logger: logger)
+        )
+        try await group.run()
+    }
+
+    /// The provider socket's server, the listeners the options ask for and the health board, in group order.
+    private static func makeServices(
+        provider: AzureKeyVaultProvider,
+        proxy: String?,
+        socketPath: String,
+        options: Options,
+        metrics: PrometheusDriverMetrics,
+        logger: Logger,
+        onListening: @escaping @Sendable (Listening) -> Void
+    ) throws -> [ServiceGroupConfiguration.ServiceConfiguration] {
         let board = HealthStatusBoard(services: [providerServiceName])
         let observer = GRPCCallObserver { call in
             metrics.grpcRequestObserved(method: call.method, code: call.code, message: call.message, duration: call.duration)
@@ -158,10 +180,7 @@ package enum BuiltInProviderServer {
         // server waits for its calls to finish.
         services.append(.init(service: HealthBoardService(board: board)))
         if let proxy { logger.info("outbound proxy in use for Entra ID and Key Vault", metadata: ["proxy": "\(proxy)"]) }
-        let group = ServiceGroup(
-            configuration: .init(services: services, gracefulShutdownSignals: gracefulShutdownSignals, logger: logger)
-        )
-        try await group.run()
+        return services
     }
 }
 
