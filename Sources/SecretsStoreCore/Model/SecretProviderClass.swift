@@ -55,6 +55,47 @@ package struct SecretProviderClass: Sendable, Equatable {
     package var parameters: [String: String]
     /// `spec.secretObjects`: the Secrets to mirror when `--enable-secret-sync` is on; empty for none.
     package var secretObjects: [SecretObject]
+    /// `metadata.uid` (empty when the object read lacks it): the owner of the Secrets the controller syncs.
+    package var uid: String
+    /// `metadata.resourceVersion`, when read from the API.
+    package var resourceVersion: String?
+    /// `spec.refreshInterval` as written (a Go duration, at least 5 s; ``refreshIntervalDuration()`` checks
+    /// it): how often this class's volumes and controller-synced Secrets are refreshed, instead of
+    /// `--rotation-poll-interval`. `nil` when absent.
+    package var refreshInterval: String?
+    /// `spec.sync`: present when the sync controller should keep `secretObjects` in sync without pods.
+    package var sync: SyncSpec?
+
+    /// `spec.sync`: which identity the controller fetches with when no pod is involved.
+    package struct SyncSpec: Sendable, Equatable, Codable {
+        /// `spec.sync.serviceAccountName`: a ServiceAccount in the class's namespace; required.
+        package var serviceAccountName: String?
+        /// `spec.sync.nodePublishSecretRef.name`: a Secret in the class's namespace whose data is the
+        /// provider request's `secrets` (service-principal auth), as a pod volume's `nodePublishSecretRef`.
+        package var nodePublishSecretRefName: String?
+
+        /// A sync spec.
+        package init(serviceAccountName: String?, nodePublishSecretRefName: String? = nil) {
+            self.serviceAccountName = serviceAccountName
+            self.nodePublishSecretRefName = nodePublishSecretRefName
+        }
+    }
+
+    /// The least `spec.refreshInterval` accepted.
+    package static let minimumRefreshInterval: Duration = .seconds(5)
+
+    /// `spec.refreshInterval` parsed: `nil` when absent; throws a message naming the field when it is not a Go
+    /// duration or is below ``minimumRefreshInterval``.
+    package func refreshIntervalDuration() throws(SpecFieldError) -> Duration? {
+        guard let text = refreshInterval else { return nil }
+        guard let duration = GoDuration.parse(text) else {
+            throw SpecFieldError(field: "spec.refreshInterval", message: "spec.refreshInterval \"\(text)\" is not a Go duration (e.g. 30s, 10m, 1h)")
+        }
+        guard duration >= Self.minimumRefreshInterval else {
+            throw SpecFieldError(field: "spec.refreshInterval", message: "spec.refreshInterval \"\(text)\" is below the minimum of 5s")
+        }
+        return duration
+    }
 
     /// A SecretProviderClass; `generation` defaults to 1.
     package init(
@@ -63,7 +104,11 @@ package struct SecretProviderClass: Sendable, Equatable {
         generation: Int = 1,
         provider: String,
         parameters: [String: String],
-        secretObjects: [SecretObject] = []
+        secretObjects: [SecretObject] = [],
+        uid: String = "",
+        resourceVersion: String? = nil,
+        refreshInterval: String? = nil,
+        sync: SyncSpec? = nil
     ) {
         self.namespace = namespace
         self.name = name
@@ -71,7 +116,26 @@ package struct SecretProviderClass: Sendable, Equatable {
         self.provider = provider
         self.parameters = parameters
         self.secretObjects = secretObjects
+        self.uid = uid
+        self.resourceVersion = resourceVersion
+        self.refreshInterval = refreshInterval
+        self.sync = sync
     }
+}
+
+/// A field of an object's spec that is not acceptable, with a message that names it (and no value of a secret).
+package struct SpecFieldError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The field's path, e.g. `spec.sync.serviceAccountName`.
+    package var field: String
+    /// A sentence for a status condition or a log line.
+    package var message: String
+    /// A field error.
+    package init(field: String, message: String) {
+        self.field = field
+        self.message = message
+    }
+    /// ``message``.
+    package var description: String { message }
 }
 
 /// A `SecretProviderClassPodStatus`: the record that a pod's volume was mounted from an SPC, and with which

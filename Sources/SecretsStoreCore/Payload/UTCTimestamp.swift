@@ -43,3 +43,19 @@ extension UTCTimestamp {
             + String(repeating: "0", count: 3 - millisText.count) + millisText + "Z"
     }
 }
+
+extension UTCTimestamp {
+    /// `YYYY-MM-DDTHH:MM:SSZ` (RFC 3339, seconds): Kubernetes' `metav1.Time`.
+    package static func rfc3339(epochSeconds: Int64) -> String {
+        let parts = format(epochSeconds: epochSeconds).split(separator: "_")
+        return "\(parts[0])-\(parts[1])-\(parts[2])T\(parts[3]):\(parts[4]):\(parts[5])Z"
+    }
+
+    /// `YYYY-MM-DDTHH:MM:SS.ffffffZ` (RFC 3339, microseconds): Kubernetes' `metav1.MicroTime`.
+    package static func rfc3339Micro(nanosecondsSinceEpoch: Int64) -> String {
+        let seconds = nanosecondsSinceEpoch / 1_000_000_000
+        let micros = String((nanosecondsSinceEpoch / 1_000) % 1_000_000)
+        let whole = rfc3339(epochSeconds: seconds).dropLast()
+        return whole + "." + String(repeating: "0", count: 6 - micros.count) + micros + "Z"
+    }
+}

@@ -36,6 +36,8 @@ package struct SecretSyncer: Sendable {
         package var secretName: String
         /// Why, for the pod's events; never contains secret values.
         package var message: String
+        /// The Secret exists and is not managed by the driver (no managed label): it is never taken over.
+        package var isUnmanagedConflict: Bool = false
     }
 
     /// What one sync did.
@@ -191,7 +193,12 @@ package struct SecretSyncer: Sendable {
     }
 
     /// Creates or updates `desired`; returns whether it wrote (false: the Secret was already as desired).
-    private func apply(_ desired: KubernetesSecret, logger: Logger) async throws(Failure) -> Bool {
+    ///
+    /// Owners already on the Secret are kept and `desired`'s are added. A Secret the sync controller keeps
+    /// (owned by its SecretProviderClass) whose content is already as desired is left alone even when
+    /// `desired` brings other owners: the controller's owner keeps it alive, and the node's sync then writes
+    /// nothing, so the two never fight.
+    package func apply(_ desired: KubernetesSecret, logger: Logger) async throws(Failure) -> Bool {
         func fail(_ error: any Error) -> Failure {
             var message = "failed to sync secret \(desired.namespace)/\(desired.name): \(error)"
             if case .forbidden = error as? KubernetesClientError {
@@ -211,8 +218,14 @@ package struct SecretSyncer: Sendable {
                 guard existing.labels[KubernetesSecret.managedLabel] == "true" else {
                     throw Failure(
                         secretName: desired.name,
-                        message: "secret \(desired.namespace)/\(desired.name) exists and is not managed by the driver (no \(KubernetesSecret.managedLabel)=true label); not overwriting it"
+                        message: "secret \(desired.namespace)/\(desired.name) exists and is not managed by the driver (no \(KubernetesSecret.managedLabel)=true label); not overwriting it",
+                        isUnmanagedConflict: true
                     )
+                }
+                let sameContent = existing.data == desired.data && existing.type == desired.type
+                    && existing.labels == desired.labels && existing.annotations == desired.annotations
+                if sameContent, existing.ownerReferences.contains(where: { $0.kind == "SecretProviderClass" }) {
+                    return false
                 }
                 var owners = existing.ownerReferences
                 for owner in desired.ownerReferences where !owners.contains(where: { $0.uid == owner.uid }) {

@@ -1,0 +1,394 @@
+import Logging
+import SecretsStoreCore
+import SecretsStoreCoreTesting
+import Synchronization
+import Testing
+
+/// The sync controller over the in-memory API: Secrets before any pod, status, bad input, restore, refresh
+/// and back-off, leader election decisions. Real time is used only for short waits that end on a condition.
+@Suite("Sync controller")
+struct SyncControllerTests {
+    static let namespace = "team"
+
+    static func spc(
+        name: String = "db",
+        sync: SecretProviderClass.SyncSpec? = .init(serviceAccountName: "app"),
+        refreshInterval: String? = nil,
+        secretName: String = "db-secret",
+        parameters: [String: String] = ["objects": "x"]
+    ) -> SecretProviderClass {
+        SecretProviderClass(
+            namespace: namespace,
+            name: name,
+            provider: "static",
+            parameters: parameters,
+            secretObjects: [
+                .init(secretName: secretName, type: "Opaque", labels: ["app": "db"], data: [.init(objectName: "password", key: "pw")])
+            ],
+            refreshInterval: refreshInterval,
+            sync: sync
+        )
+    }
+
+    static func response(_ value: String, version: String = "1") -> ProviderResponse {
+        ProviderResponse(files: [SecretFile(path: "password", mode: 0o644, contents: Array(value.utf8))], objectVersions: [.init(id: "secret/password", version: version)])
+    }
+
+    /// An API, a provider and a running controller; `body` runs while it runs.
+    static func withController(
+        defaultInterval: Duration = .seconds(3600),
+        audiences: [String]? = ["api://AzureADTokenExchange"],
+        logs: LogCapture = LogCapture(),
+        _ body: (InMemoryControllerAPI, StaticProvider, SyncController) async throws -> Void
+    ) async throws {
+        let api = InMemoryControllerAPI()
+        api.addServiceAccount(namespace: namespace, name: "app")
+        api.setCSIDriverAudiences(audiences)
+        let provider = StaticProvider(response("s3cret"))
+        let tokens = ServiceAccountTokenCache(client: api, nowSeconds: { 1_800_000_000 })
+        let step = SecretProviderClassSyncStep(
+            kubernetes: api,
+            providers: FixedProviderDirectory(["static": provider]),
+            tokens: tokens,
+            audiences: .init { logger async throws(KubernetesClientError) in try await api.csiDriverTokenAudiences(driverName: "d", logger: logger) }
+        )
+        let controller = SyncController(
+            kubernetes: api,
+            step: step,
+            tokens: tokens,
+            configuration: .init(namespace: nil, defaultInterval: defaultInterval, tick: .milliseconds(20)),
+            monotonicNow: { ContinuousClock.now - start },
+            wallClockSeconds: { 1_800_000_000 }
+        )
+        let logger = logs.logger()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await controller.run(logger: logger) }
+            do {
+                try await body(api, provider, controller)
+            } catch {
+                group.cancelAll()
+                throw error
+            }
+            group.cancelAll()
+        }
+    }
+
+    private static let start = ContinuousClock.now
+
+    /// Polls `condition` every 10 ms until it holds; fails after `limit` (a hang guard, not a timing assertion).
+    static func eventually(_ what: String, limit: Duration = .seconds(20), _ condition: () -> Bool) async throws {
+        let deadline = ContinuousClock.now + limit
+        while !condition() {
+            if ContinuousClock.now > deadline {
+                Issue.record("never happened: \(what)")
+                return
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
+    static let secretKey = "\(namespace)/db-secret"
+    static let classKey = "\(namespace)/db"
+
+    @Test("a class with spec.sync gets its Secret with no pod: owner, labels, status Ready=True, an event")
+    func secretBeforeAnyPod() async throws {
+        try await Self.withController { api, provider, _ in
+            api.apply(Self.spc())
+            try await Self.eventually("secret synced") { api.storedSecrets[Self.secretKey] != nil }
+            let secret = try #require(api.storedSecrets[Self.secretKey])
+            #expect(secret.data["pw"] == Array("s3cret".utf8))
+            #expect(secret.labels == ["app": "db", KubernetesSecret.managedLabel: "true"])
+            let spc = try #require(api.storedClass(namespace: Self.namespace, name: "db"))
+            #expect(secret.ownerReferences == [OwnerReference(apiVersion: "secrets-store.csi.x-k8s.io/v1", kind: "SecretProviderClass", name: "db", uid: spc.uid)])
+            try await Self.eventually("status written") { api.statuses[Self.classKey]?.ready?.status == "True" }
+            let status = try #require(api.statuses[Self.classKey])
+            #expect(status.ready?.reason == "Synced")
+            #expect(status.ready?.observedGeneration == 1)
+            #expect(status.lastSyncTime == "2027-01-15T08:00:00Z")
+            #expect(status.objects == [.init(id: "secret/password", version: "1")])
+            #expect(status.syncedSecrets == ["db-secret"])
+            #expect(api.classEvents.map(\.reason) == ["SecretSynced"])
+            // The provider request: no pod, the class's namespace and service account, one token per audience.
+            let request = try #require(provider.requests.first)
+            #expect(request.attributes["csi.storage.k8s.io/pod.namespace"] == Self.namespace)
+            #expect(request.attributes["csi.storage.k8s.io/serviceAccount.name"] == "app")
+            #expect(request.attributes["objects"] == "x")
+            let tokens = try #require(request.attributes["csi.storage.k8s.io/serviceAccount.tokens"])
+            #expect(tokens.hasPrefix("{\"api://AzureADTokenExchange\":{\"token\":\"token-team-app-api://AzureADTokenExchange-1\",\"expirationTimestamp\":\""))
+            #expect(request.targetPath.isEmpty)
+        }
+    }
+
+    @Test(
+        "bad input gives Ready=False naming the field and touches no Secret",
+        arguments: [
+            (SyncControllerTests.spc(sync: .init(serviceAccountName: nil)), "InvalidSpec", "spec.sync.serviceAccountName"),
+            (SyncControllerTests.spc(sync: .init(serviceAccountName: "other:app")), "InvalidSpec", "spec.sync.serviceAccountName"),
+            (SyncControllerTests.spc(sync: .init(serviceAccountName: "missing")), "TokenRequestFailed", "spec.sync.serviceAccountName"),
+            (SyncControllerTests.spc(sync: .init(serviceAccountName: "app", nodePublishSecretRefName: "creds")), "InvalidSpec", "spec.sync.nodePublishSecretRef.name"),
+            (SyncControllerTests.spc(refreshInterval: "soon"), "InvalidSpec", "spec.refreshInterval"),
+            (SyncControllerTests.spc(refreshInterval: "2s"), "InvalidSpec", "spec.refreshInterval"),
+        ]
+    )
+    func badInput(spc: SecretProviderClass, reason: String, field: String) async throws {
+        try await Self.withController { api, provider, _ in
+            api.apply(spc)
+            try await Self.eventually("status written") { api.statuses[Self.classKey] != nil }
+            let ready = try #require(api.statuses[Self.classKey]?.ready)
+            #expect(ready.status == "False")
+            #expect(ready.reason == reason)
+            #expect(ready.message.contains(field))
+            #expect(api.storedSecrets.isEmpty)
+            #expect(provider.requests.isEmpty)
+            #expect(api.classEvents.map(\.reason) == ["SecretSyncFailed"])
+        }
+    }
+
+    @Test("an unmanaged Secret of the same name is never taken over: SecretConflict")
+    func unmanagedSecretConflict() async throws {
+        try await Self.withController { api, _, _ in
+            api.putSecret(KubernetesSecret(namespace: Self.namespace, name: "db-secret", type: "Opaque", data: ["pw": [1]], labels: [:], annotations: [:], ownerReferences: []))
+            api.apply(Self.spc())
+            try await Self.eventually("status written") { api.statuses[Self.classKey] != nil }
+            #expect(api.statuses[Self.classKey]?.ready?.reason == "SecretConflict")
+            #expect(api.storedSecrets[Self.secretKey]?.data["pw"] == [1])
+        }
+    }
+
+    @Test("a provider failure keeps the last good Secret and says ProviderError; recovery goes back to Synced")
+    func providerFailureKeepsLastGood() async throws {
+        try await Self.withController(defaultInterval: .seconds(3600)) { api, provider, controller in
+            api.apply(Self.spc())
+            try await Self.eventually("first sync") { api.statuses[Self.classKey]?.ready?.status == "True" }
+            provider.fail(with: .unavailable("vault down"))
+            // An edit of the spec triggers a sync at once.
+            api.apply(Self.spc(parameters: ["objects": "y"]))
+            try await Self.eventually("failure recorded") { api.statuses[Self.classKey]?.ready?.reason == "ProviderError" }
+            #expect(api.storedSecrets[Self.secretKey]?.data["pw"] == Array("s3cret".utf8))
+            #expect(api.statuses[Self.classKey]?.ready?.observedGeneration == 2)
+            // Back-off retries (1 s, then 2 s) until the provider answers again.
+            provider.respond(with: Self.response("n3w", version: "2"))
+            try await Self.eventually("recovered") { api.storedSecrets[Self.secretKey]?.data["pw"] == Array("n3w".utf8) }
+            try await Self.eventually("status back to synced") { api.statuses[Self.classKey]?.ready?.reason == "Synced" }
+            #expect(controller.fullSyncsStarted >= 3)
+        }
+    }
+
+    @Test("a deleted or edited synced Secret is restored without asking the provider")
+    func restoresDeletedAndEdited() async throws {
+        try await Self.withController { api, provider, _ in
+            api.apply(Self.spc())
+            try await Self.eventually("synced") { api.storedSecrets[Self.secretKey] != nil }
+            let fetches = provider.requests.count
+            api.removeSecret(namespace: Self.namespace, name: "db-secret")
+            try await Self.eventually("restored after delete") { api.storedSecrets[Self.secretKey] != nil }
+            var edited = try #require(api.storedSecrets[Self.secretKey])
+            edited.data["pw"] = Array("tampered".utf8)
+            api.putSecret(edited)
+            try await Self.eventually("restored after edit") { api.storedSecrets[Self.secretKey]?.data["pw"] == Array("s3cret".utf8) }
+            #expect(provider.requests.count == fetches)
+        }
+    }
+
+    @Test("refreshInterval drives the refresh of that class only; its own status writes do not trigger syncs")
+    func refreshIntervalPerClass() async throws {
+        try await Self.withController(defaultInterval: .seconds(3600)) { api, provider, controller in
+            api.apply(Self.spc(name: "fast", refreshInterval: "5s", secretName: "fast-secret"))
+            api.apply(Self.spc(name: "slow", secretName: "slow-secret"))
+            try await Self.eventually("both synced") { api.storedSecrets.count == 2 }
+            provider.respond(with: Self.response("rotated", version: "2"))
+            try await Self.eventually("fast refreshed", limit: .seconds(30)) {
+                api.storedSecrets["\(Self.namespace)/fast-secret"]?.data["pw"] == Array("rotated".utf8)
+            }
+            #expect(api.storedSecrets["\(Self.namespace)/slow-secret"]?.data["pw"] == Array("s3cret".utf8))
+            // Two classes, one refresh: three fetches, whatever the status writes did.
+            #expect(controller.fullSyncsStarted == 3)
+            #expect(api.tokenRequestCount == 1)
+        }
+    }
+
+    @Test("deleting the class garbage-collects its Secret and the controller forgets it")
+    func deletionCollects() async throws {
+        try await Self.withController { api, _, controller in
+            api.apply(Self.spc())
+            try await Self.eventually("synced") { api.storedSecrets[Self.secretKey] != nil }
+            api.deleteClass(namespace: Self.namespace, name: "db")
+            try await Self.eventually("forgotten") { controller.trackedClasses.isEmpty }
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(api.storedSecrets.isEmpty)
+        }
+    }
+
+    @Test("a class without spec.sync is left alone")
+    func noSyncNoWork() async throws {
+        try await Self.withController { api, provider, controller in
+            api.apply(Self.spc(sync: nil))
+            api.apply(Self.spc(name: "other"))
+            try await Self.eventually("the other synced") { api.storedSecrets[Self.secretKey] != nil }
+            #expect(controller.trackedClasses == ["\(Self.namespace)/other"])
+            #expect(provider.requests.count == 1)
+        }
+    }
+
+    @Test("no token or value in any log line")
+    func noSecretsInLogs() async throws {
+        let logs = LogCapture()
+        try await Self.withController(logs: logs) { api, _, _ in
+            api.apply(Self.spc())
+            try await Self.eventually("synced") { api.statuses[Self.classKey]?.ready?.status == "True" }
+        }
+        #expect(!logs.all.isEmpty)
+        for line in logs.all {
+            #expect(!line.contains("token-team"))
+            #expect(!line.contains("s3cret"))
+        }
+    }
+}
+
+@Suite("Sync controller parts")
+struct SyncControllerPartsTests {
+    @Test("back-off: 1 s doubling to 5 min")
+    func backoff() {
+        #expect(SyncSchedule.backoff(afterFailures: 1) == .seconds(1))
+        #expect(SyncSchedule.backoff(afterFailures: 2) == .seconds(2))
+        #expect(SyncSchedule.backoff(afterFailures: 9) == .seconds(256))
+        #expect(SyncSchedule.backoff(afterFailures: 10) == .seconds(300))
+        #expect(SyncSchedule.backoff(afterFailures: 1000) == .seconds(300))
+        var schedule = SyncSchedule()
+        schedule.failed("a", now: .seconds(10))
+        schedule.failed("a", now: .seconds(11))
+        #expect(schedule.due("a") == .seconds(13))
+        #expect(schedule.takeDue(now: .seconds(12)).isEmpty)
+        #expect(schedule.takeDue(now: .seconds(13)) == ["a"])
+        #expect(schedule.takeDue(now: .seconds(100)).isEmpty)
+        schedule.succeeded("a", now: .seconds(20), interval: .seconds(60))
+        #expect(schedule.failures(of: "a") == 0)
+        #expect(schedule.nextDue == .seconds(80))
+    }
+
+    @Test("tokens are reused until 80 % of their life, then renewed")
+    func tokenRenewal() async throws {
+        let api = InMemoryControllerAPI(nowSeconds: { 1_000 })
+        api.addServiceAccount(namespace: "n", name: "sa")
+        let now = Locked<Int64>(1_000)
+        let cache = ServiceAccountTokenCache(client: api, nowSeconds: { now.withLock { $0 } })
+        let logger = Logger(label: "test")
+        let first = try await cache.token(namespace: "n", serviceAccount: "sa", audience: "a", logger: logger)
+        now.withLock { $0 = 1_000 + 2_879 }
+        #expect(try await cache.token(namespace: "n", serviceAccount: "sa", audience: "a", logger: logger) == first)
+        now.withLock { $0 = 1_000 + 2_880 }
+        _ = try await cache.token(namespace: "n", serviceAccount: "sa", audience: "a", logger: logger)
+        #expect(api.tokenRequestCount == 2)
+        #expect(!"\(first)".contains(first.token))
+    }
+
+    @Test("the tokens attribute is kubelet's JSON shape, escaped")
+    func tokensJSON() {
+        let json = SecretProviderClassSyncStep.tokensJSON([
+            ("aud\"1", ServiceAccountToken(token: "t", expirationTimestamp: "2026-12-01T00:00:00Z", expiresAtSeconds: 0))
+        ])
+        #expect(json == #"{"aud\"1":{"token":"t","expirationTimestamp":"2026-12-01T00:00:00Z"}}"#)
+    }
+
+    @Test("RFC 3339 times")
+    func times() {
+        #expect(UTCTimestamp.rfc3339(epochSeconds: 0) == "1970-01-01T00:00:00Z")
+        #expect(UTCTimestamp.rfc3339Micro(nanosecondsSinceEpoch: 1_500_000) == "1970-01-01T00:00:00.001500Z")
+    }
+
+    static let timing = LeaderElector.Timing()
+
+    static func decide(_ current: LeaseRecord?, _ identity: String, now: Duration, observed: LeaderElector.Observation?) -> (LeaderElector.Action, LeaderElector.Observation) {
+        LeaderElector.decide(current: current, identity: identity, now: now, observed: observed, timing: timing, namespace: "ns", name: "lease", wallTime: "T\(now.components.seconds)")
+    }
+
+    @Test("leader election: create when absent, stand by while the holder renews, take over after the lease duration on our clock")
+    func leaseDecisions() {
+        let (create, _) = Self.decide(nil, "a", now: .seconds(0), observed: nil)
+        guard case .create(let created) = create else { Issue.record("expected create"); return }
+        #expect(created.holderIdentity == "a")
+        #expect(created.leaseDurationSeconds == 15)
+
+        var held = created
+        held.resourceVersion = "1"
+        // b sees a's lease for the first time: stand by.
+        var (action, observation) = Self.decide(held, "b", now: .seconds(100), observed: nil)
+        #expect(action == .standby)
+        // a renews: b's observation moves.
+        held.renewTime = "T110"
+        (action, observation) = Self.decide(held, "b", now: .seconds(110), observed: observation)
+        #expect(action == .standby)
+        #expect(observation.at == .seconds(110))
+        // 14 s without change: still standby; 15 s: take over, one more transition.
+        (action, _) = Self.decide(held, "b", now: .seconds(124), observed: observation)
+        #expect(action == .standby)
+        (action, _) = Self.decide(held, "b", now: .seconds(125), observed: observation)
+        guard case .update(let taken) = action else { Issue.record("expected update"); return }
+        #expect(taken.holderIdentity == "b")
+        #expect(taken.leaseTransitions == 1)
+        #expect(taken.resourceVersion == "1")
+        // The holder renews its own lease without a transition; a released lease is taken at once.
+        let (renew, _) = Self.decide(held, "a", now: .seconds(111), observed: nil)
+        guard case .update(let renewed) = renew else { Issue.record("expected renew"); return }
+        #expect(renewed.leaseTransitions == 0)
+        var released = held
+        released.holderIdentity = ""
+        guard case .update = Self.decide(released, "b", now: .seconds(111), observed: nil).0 else { Issue.record("expected take"); return }
+    }
+
+    @Test("leader election over the API: one leader; the standby takes over when the leader stops renewing")
+    func leaderElectionFailover() async throws {
+        let api = InMemoryControllerAPI()
+        var shortTiming = LeaderElector.Timing()
+        shortTiming.leaseDuration = .milliseconds(1500)
+        shortTiming.renewDeadline = .milliseconds(1000)
+        shortTiming.retryPeriod = .milliseconds(100)
+        let leading = Locked<[String: Bool]>([:])
+        let timing = shortTiming
+        let elector: @Sendable (String) -> LeaderElector = { id in
+            LeaderElector(
+                client: api, namespace: "ns", name: "lease", identity: id, timing: timing,
+                monotonicNow: { ContinuousClock.now - SyncControllerPartsTests.origin },
+                wallTime: { "\(ContinuousClock.now - SyncControllerPartsTests.origin)" }
+            )
+        }
+        let logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+        let a = Task {
+            await elector("a").run(logger: logger) {
+                leading.withLock { $0["a"] = true }
+                while !Task.isCancelled { try? await Task.sleep(for: .milliseconds(10)) }
+                leading.withLock { $0["a"] = false }
+            }
+        }
+        try await SyncControllerTests.eventually("a leads") { leading.withLock { $0["a"] == true } }
+        let b = Task {
+            await elector("b").run(logger: logger) {
+                leading.withLock { $0["b"] = true }
+                while !Task.isCancelled { try? await Task.sleep(for: .milliseconds(10)) }
+                leading.withLock { $0["b"] = false }
+            }
+        }
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(leading.withLock { $0["b"] } == nil)
+        // The API refuses a's renewals (and b's reads): a stops leading before its lease expires.
+        api.failLeases(with: .unavailable("partition"))
+        try await SyncControllerTests.eventually("a stepped down") { leading.withLock { $0["a"] == false } }
+        api.failLeases(with: nil)
+        a.cancel()
+        await a.value
+        try await SyncControllerTests.eventually("b leads") { leading.withLock { $0["b"] == true } }
+        #expect(api.storedLease(namespace: "ns", name: "lease")?.holderIdentity == "b")
+        b.cancel()
+        await b.value
+        #expect(api.storedLease(namespace: "ns", name: "lease")?.holderIdentity == "")
+    }
+
+    static let origin = ContinuousClock.now
+}
+
+/// A value behind a lock that closures can share.
+final class Locked<Value: Sendable>: Sendable {
+    private let mutex: Mutex<Value>
+    init(_ value: Value) { mutex = Mutex(value) }
+    func withLock<T: Sendable>(_ body: (inout Value) -> T) -> T { mutex.withLock { body(&$0) } }
+}
