@@ -26,6 +26,14 @@ spec:
     - name: v1
       served: true
       storage: true
+      subresources:
+        status: {}
+      additionalPrinterColumns:
+        - {name: Provider, type: string, jsonPath: .spec.provider}
+        - {name: Ready, type: string, jsonPath: '.status.conditions[?(@.type=="Ready")].status'}
+        - {name: Reason, type: string, jsonPath: '.status.conditions[?(@.type=="Ready")].reason'}
+        - {name: Last Sync, type: date, jsonPath: .status.lastSyncTime}
+        - {name: Age, type: date, jsonPath: .metadata.creationTimestamp}
       schema:
         openAPIV3Schema:
           description: SecretProviderClass names the provider and its parameters for a secrets-store CSI volume.
@@ -67,14 +75,82 @@ spec:
                           properties:
                             objectName: {type: string, minLength: 1}
                             key: {type: string, minLength: 1}
+                refreshInterval:
+                  description: >-
+                    How often the objects are fetched again, as a Go duration of at least 5s (e.g. 30s, 2m, 1h30m).
+                    Overrides --rotation-poll-interval for this class: for mounted volumes when rotation is on, and
+                    for the sync controller. Unset: the flag's interval.
+                  type: string
+                  pattern: '^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$'
+                sync:
+                  description: >-
+                    Present: the sync controller (`secrets-store-csi-driver controller`) keeps the secretObjects'
+                    Secrets in this namespace in sync without any pod, fetching as the named ServiceAccount.
+                  type: object
+                  required: [serviceAccountName]
+                  properties:
+                    serviceAccountName:
+                      description: ServiceAccount of this namespace whose tokens the provider receives, as a pod running as it would pass.
+                      type: string
+                      minLength: 1
+                      maxLength: 253
+                      pattern: '^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$'
+                    nodePublishSecretRef:
+                      description: Secret of this namespace handed to the provider, as a volume's nodePublishSecretRef (e.g. service principal credentials).
+                      type: object
+                      required: [name]
+                      properties:
+                        name: {type: string, minLength: 1, maxLength: 253}
             status:
+              description: Written by the sync controller for classes with spec.sync.
               type: object
               x-kubernetes-preserve-unknown-fields: true
+              properties:
+                conditions:
+                  description: Condition Ready (True, reason Synced; False, reason InvalidSpec, TokenRequestFailed, ProviderError or SecretConflict).
+                  type: array
+                  x-kubernetes-list-type: map
+                  x-kubernetes-list-map-keys: [type]
+                  items:
+                    type: object
+                    required: [type, status]
+                    properties:
+                      type: {type: string, minLength: 1, maxLength: 316}
+                      status: {type: string, enum: ["True", "False", "Unknown"]}
+                      reason: {type: string, maxLength: 1024}
+                      message: {type: string, maxLength: 32768}
+                      lastTransitionTime: {type: string, format: date-time}
+                      observedGeneration: {type: integer, format: int64, minimum: 0}
+                lastSyncTime:
+                  description: When the Secrets were last brought in line with the provider.
+                  type: string
+                  format: date-time
+                objects:
+                  description: Versions of the objects the provider returned at the last sync.
+                  type: array
+                  items:
+                    type: object
+                    properties:
+                      id: {type: string}
+                      version: {type: string}
+                syncedSecrets:
+                  description: Names of the Secrets the controller keeps for this class.
+                  type: array
+                  items: {type: string}
     - name: v1alpha1
       served: true
       storage: false
       deprecated: true
       deprecationWarning: secrets-store.csi.x-k8s.io/v1alpha1 is deprecated. Use secrets-store.csi.x-k8s.io/v1 instead.
+      # Same status subresource and columns as v1; the schema keeps every field (v1alpha1 objects are stored as v1).
+      subresources:
+        status: {}
+      additionalPrinterColumns:
+        - {name: Provider, type: string, jsonPath: .spec.provider}
+        - {name: Ready, type: string, jsonPath: '.status.conditions[?(@.type=="Ready")].status'}
+        - {name: Reason, type: string, jsonPath: '.status.conditions[?(@.type=="Ready")].reason'}
+        - {name: Last Sync, type: date, jsonPath: .status.lastSyncTime}
+        - {name: Age, type: date, jsonPath: .metadata.creationTimestamp}
       schema:
         openAPIV3Schema:
           type: object

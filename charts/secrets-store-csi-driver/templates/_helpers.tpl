@@ -150,15 +150,54 @@ is kept only when both sides set it: a missing limit means unbounded, and so is 
 
 {{/* Image of the CRD hook: linux.crds.image, each field defaulting to the driver image's. */}}
 {{- define "sscsi.crdsImage" -}}
+{{ include "sscsi.imageOrDriver" (dict "image" (.v.linux.crds.image | default dict) "v" .v "root" .root) }}
+{{- end -}}
+
+{{/* Image of the sync controller: controller.image, each field defaulting to the driver image's. */}}
+{{- define "sscsi.controllerImage" -}}
+{{ include "sscsi.imageOrDriver" (dict "image" (.v.controller.image | default dict) "v" .v "root" .root) }}
+{{- end -}}
+
+{{/* .image (repository, tag, digest) with every field empty meaning the driver image's (linux.image). */}}
+{{- define "sscsi.imageOrDriver" -}}
 {{- $driver := .v.linux.image -}}
-{{- $crds := .v.linux.crds.image | default dict -}}
-{{- if $crds.digest -}}
-{{ $crds.repository | default $driver.repository }}@{{ $crds.digest }}
-{{- else if or $crds.tag $crds.repository -}}
-{{ $crds.repository | default $driver.repository }}:{{ $crds.tag | default .root.Chart.AppVersion }}
+{{- $own := .image -}}
+{{- if $own.digest -}}
+{{ $own.repository | default $driver.repository }}@{{ $own.digest }}
+{{- else if or $own.tag $own.repository -}}
+{{ $own.repository | default $driver.repository }}:{{ $own.tag | default .root.Chart.AppVersion }}
 {{- else -}}
 {{ include "sscsi.image" (dict "image" $driver "tag" .root.Chart.AppVersion) }}
 {{- end -}}
+{{- end -}}
+
+{{/*
+Flags of the built-in Azure provider, one "- --flag" line each, for .azure (a builtinAzureProvider block) and the
+top-level provider keys of .v; the node plugin and the sync controller pass the same ones.
+*/}}
+{{- define "sscsi.azureProviderArgs" -}}
+{{- $azure := .azure -}}
+- --builtin-azure-provider={{ $azure.enabled }}
+{{- if $azure.enabled }}
+- --azure-cloud-name={{ $azure.cloudName }}
+{{- with $azure.keyVaultURLTemplate }}
+- --azure-keyvault-url-template={{ . }}
+{{- end }}
+{{- with $azure.authorityHost }}
+- --azure-authority-host={{ . }}
+{{- end }}
+{{- with $azure.imdsEndpoint }}
+- --azure-imds-endpoint={{ . }}
+{{- end }}
+{{- with $azure.caBundle }}
+- --azure-ca-bundle={{ . }}
+{{- end }}
+- --construct-pem-chain={{ .v.constructPEMChain }}
+- --write-cert-and-key-in-separate-files={{ .v.writeCertAndKeyInSeparateFiles }}
+{{- with .v.linux.customUserAgent }}
+- --custom-user-agent={{ . }}
+{{- end }}
+{{- end }}
 {{- end -}}
 
 {{/* Label value app.kubernetes.io/name and app (the DaemonSet selector). */}}
@@ -184,6 +223,23 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- with $v.commonLabels }}
 {{ toYaml . }}
 {{- end }}
+{{- end -}}
+
+{{/* Name of the CSIDriver object, which the sync controller reads for its token audiences. */}}
+{{- define "sscsi.driverName" -}}secrets-store.csi.k8s.io{{- end -}}
+
+{{/* Labels of the sync controller's objects: the chart's, with app (the DaemonSet selector) made its own. */}}
+{{- define "sscsi.controllerLabels" -}}
+{{- $labels := include "sscsi.labels" . | fromYaml -}}
+{{- $_ := set $labels "app" (printf "%s-controller" (include "sscsi.name" .)) -}}
+{{- $_ := set $labels "app.kubernetes.io/component" "controller" -}}
+{{- toYaml $labels -}}
+{{- end -}}
+
+{{/* Selector of the sync controller's pods. */}}
+{{- define "sscsi.controllerSelector" -}}
+app: {{ include "sscsi.name" . }}-controller
+app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
 {{- define "sscsi.socketDir" -}}{{ .linux.kubeletRootDir }}/plugins/csi-secrets-store{{- end -}}
