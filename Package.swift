@@ -378,5 +378,11 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The fake Kubernetes API server's promises over its REST wire protocol, and against the real kubectl.
+        .testTarget(
+            name: "FakeAPIServerTests",
+            dependencies: ["SecretsStoreTesting"],
+            swiftSettings: swiftSettings
+        ),
     ]
 )

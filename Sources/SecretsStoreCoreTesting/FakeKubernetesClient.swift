@@ -21,6 +21,7 @@ package final class FakeKubernetesClient: KubernetesClient {
         var workloadRequests: [WorkloadRequest] = []
         var workloadFailure: KubernetesClientError?
         var conflictsToInject = 0
+        var secretProviderClassReads: [String] = []
     }
 
     /// One call of a workload verb (ReplicaSet and workload reads, template patches), in order.
@@ -55,6 +56,8 @@ package final class FakeKubernetesClient: KubernetesClient {
     package var secrets: [String: KubernetesSecret] { state.withLock { $0.secrets } }
     /// The events recorded so far, in order.
     package var events: [PodEvent] { state.withLock { $0.events } }
+    /// Every ``secretProviderClass(namespace:name:logger:)`` call so far (`namespace/name`), in order.
+    package var secretProviderClassReads: [String] { state.withLock { $0.secretProviderClassReads } }
 
     /// Adds or replaces a pod.
     package func add(_ pod: PodInfo) { state.withLock { $0.pods["\(pod.namespace)/\(pod.name)"] = pod } }
@@ -234,6 +237,7 @@ package final class FakeKubernetesClient: KubernetesClient {
     /// The SecretProviderClass added under that name, or `.notFound`.
     package func secretProviderClass(namespace: String, name: String, logger: Logger) async throws(KubernetesClientError) -> SecretProviderClass {
         try state.withLock { (state) throws(KubernetesClientError) in
+            state.secretProviderClassReads.append("\(namespace)/\(name)")
             if let failure = state.failure { throw failure }
             guard let spc = state.classes["\(namespace)/\(name)"] else {
                 throw .notFound("secretproviderclasses \"\(name)\" not found")

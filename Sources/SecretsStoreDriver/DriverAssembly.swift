@@ -18,9 +18,12 @@ import Glibc
 ///
 /// Made by ``init(configuration:seams:logger:)``: the Kubernetes REST client (unless one is injected), the
 /// built-in Azure provider and its HTTPS client (when configured), the provider lookup, the ``NodePublisher``
-/// and the CSI Identity and Node services. ``run(gracefulShutdownSignals:maximumGracefulShutdownDuration:)``
+/// and the CSI Identity and Node services; with a client that can watch (``ControllerKubernetesClient``) and
+/// ``DriverConfiguration/watchSecretProviderClasses`` on, the publisher reads SecretProviderClasses through a
+/// watch cache (``CachedSecretProviderClasses``). ``run(gracefulShutdownSignals:maximumGracefulShutdownDuration:)``
 /// then recovers this node's published volumes from their pod statuses, and only after that starts the CSI
-/// server on the socket, the metrics and health listener and (with rotation on) the ``RotationService``; when
+/// server on the socket, the metrics and health listener, the cache's ``ReflectorService`` (when there is a
+/// cache) and (with rotation on) the ``RotationService``; when
 /// the group has stopped it shuts the HTTP clients it made down.
 ///
 /// The executable, the demo, the benchmarks and the end-to-end tests all build the driver here; what they
@@ -108,6 +111,9 @@ package final class DriverAssembly: Sendable {
     private let azureHTTP: AzureHTTP?
     /// Providers served in-process, whose sockets the provider health check skips.
     private let builtInProviderNames: Set<String>
+    /// The SecretProviderClass watch cache the publisher reads through, run as a service; `nil` when the
+    /// client cannot watch or ``DriverConfiguration/watchSecretProviderClasses`` is off.
+    private let secretProviderClassCache: Reflector<SecretProviderClass>?
     private let listeningSignal = ListeningSignal()
     private let runState = Mutex(RunState())
 
@@ -161,8 +167,21 @@ package final class DriverAssembly: Sendable {
         builtIn.merge(seams.builtInProviders) { _, injected in injected }
         builtInProviderNames = Set(builtIn.keys)
 
+        let publisherKubernetes: any KubernetesClient
+        if configuration.watchSecretProviderClasses, let watching = kubernetes as? any ControllerKubernetesClient {
+            let cache = Reflector<SecretProviderClass>(
+                name: "secretproviderclasses",
+                source: .secretProviderClasses(watching, namespace: nil)
+            )
+            secretProviderClassCache = cache
+            publisherKubernetes = CachedSecretProviderClasses(kubernetes, cache: cache)
+        } else {
+            secretProviderClassCache = nil
+            publisherKubernetes = kubernetes
+        }
+
         publisher = NodePublisher(
-            kubernetes: kubernetes,
+            kubernetes: publisherKubernetes,
             providers: seams.providers
                 ?? ProviderSocketDirectory(
                     builtIn: builtIn,
@@ -265,6 +284,9 @@ package final class DriverAssembly: Sendable {
                 )
             ),
         ]
+        if let cache = secretProviderClassCache {
+            services.append(.init(service: ReflectorService(cache, logger: logger)))
+        }
         if configuration.rotation.enabled {
             services.append(
                 .init(

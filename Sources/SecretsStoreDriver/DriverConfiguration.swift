@@ -123,6 +123,11 @@ package struct DriverConfiguration: Sendable {
     /// `--provider-health-check` with `--provider-health-check-interval`: the period of the `Version` calls on
     /// every provider socket (``ProviderHealthService``); `nil` (the default) checks nothing.
     package var providerHealthCheckInterval: Duration?
+    /// Whether SecretProviderClass reads on the node path come from a list+watch cache of every namespace's
+    /// classes (falling back to a GET for one the cache does not hold yet) instead of one GET per publish
+    /// and refresh. Needs `list` and `watch` on `secretproviderclasses`; only used when the Kubernetes client
+    /// can watch (``ControllerKubernetesClient``). The benchmarks turn it off to measure the GET path.
+    package var watchSecretProviderClasses: Bool
 
     /// A configuration with the upstream defaults for everything not given.
     package init(
@@ -138,7 +143,8 @@ package struct DriverConfiguration: Sendable {
         restartOnRotation: Bool = false,
         metricsAddress: String = ":8095",
         builtInAzure: BuiltInAzure? = BuiltInAzure(),
-        providerHealthCheckInterval: Duration? = nil
+        providerHealthCheckInterval: Duration? = nil,
+        watchSecretProviderClasses: Bool = true
     ) {
         self.socketPath = socketPath
         self.nodeID = nodeID
@@ -153,5 +159,6 @@ package struct DriverConfiguration: Sendable {
         self.metricsAddress = metricsAddress
         self.builtInAzure = builtInAzure
         self.providerHealthCheckInterval = providerHealthCheckInterval
+        self.watchSecretProviderClasses = watchSecretProviderClasses
     }
 }

@@ -2,8 +2,12 @@ import Logging
 import SecretsStoreCore
 import ServiceLifecycle
 
-/// The rotation loop: every `--rotation-poll-interval` (plus up to 10 % random jitter, so a fleet of nodes does
-/// not hit the store in step) it runs one ``NodePublisher/rotate(logger:)`` cycle. Stops on graceful shutdown.
+/// The rotation loop: every `--rotation-poll-interval`, or the shortest `spec.refreshInterval` among the
+/// published volumes' classes when that is shorter (``NodePublisher/rotationWait(atMost:)``, read before each
+/// wait), plus up to 10 % random jitter so a fleet of nodes does not hit the store in step, it runs one
+/// ``NodePublisher/rotate(logger:)`` cycle; each volume is fetched only when its own interval has passed. A
+/// volume with a shorter interval published during a wait is first refreshed when that wait ends. Stops on
+/// graceful shutdown.
 package struct RotationService: Service {
     private let publisher: NodePublisher
     private let interval: Duration
@@ -31,9 +35,10 @@ package struct RotationService: Service {
     package func run() async throws {
         try await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
-                let jitterMillis = Int64.random(in: 0...max(1, interval.components.seconds * 100))
+                let wait = publisher.rotationWait(atMost: interval)
+                let jitterMillis = Int64.random(in: 0...max(1, wait.components.seconds * 100))
                 do {
-                    try await sleep(interval + .milliseconds(jitterMillis))
+                    try await sleep(wait + .milliseconds(jitterMillis))
                 } catch is CancellationError {
                     return
                 }

@@ -26,7 +26,8 @@ package struct RenderProblem: Sendable, Equatable, Codable, CustomStringConverti
 /// collected; nothing stops at the first.
 ///
 /// Provider-specific parameters are the provider's business (``AzureRenderCheck`` for `azure`); `spec.sync`
-/// and `refreshInterval` belong to a feature still being designed, so only their shape is checked.
+/// (the sync controller's: `serviceAccountName`, `nodePublishSecretRef.name`) and `spec.refreshInterval`
+/// are checked as the controller checks them.
 package enum SecretProviderClassCheck {
     /// `apiVersion`s of the CRD: `v1` (stored) and `v1alpha1` (served, deprecated).
     package static let apiVersion = "secrets-store.csi.x-k8s.io/v1"
@@ -295,16 +296,26 @@ package enum SecretProviderClassCheck {
 
         mutating func checkSync(_ value: ManifestValue?) {
             guard let entries = map(value, at: "spec.sync", required: false) else { return }
-            notes.append("spec.sync (sync without a pod) is a forthcoming feature: only its shape is checked")
-            for entry in entries where !["serviceAccountName", "refreshInterval"].contains(entry.key) {
-                notes.append("spec.sync.\(entry.key) is not a field render knows; not checked")
+            notes.append("spec.sync: the sync controller (secrets-store-csi-driver controller) keeps secretObjects in sync without pods")
+            for entry in entries where !["serviceAccountName", "nodePublishSecretRef"].contains(entry.key) {
+                problem("spec.sync.\(entry.key)", "unknown field; spec.sync takes serviceAccountName and nodePublishSecretRef")
             }
             if let name = string(value?["serviceAccountName"], at: "spec.sync.serviceAccountName", required: true),
                 !name.isEmpty, !isSubdomain(name)
             {
-                problem("spec.sync.serviceAccountName", "\"\(name)\" is not a valid service account name")
+                problem(
+                    "spec.sync.serviceAccountName",
+                    "\"\(name)\" must name a ServiceAccount in the SecretProviderClass's namespace (no cross-namespace form exists)"
+                )
             }
-            checkRefreshInterval(value?["refreshInterval"], at: "spec.sync.refreshInterval")
+            if let reference = map(value?["nodePublishSecretRef"], at: "spec.sync.nodePublishSecretRef", required: false),
+                let name = string(value?["nodePublishSecretRef"]?["name"], at: "spec.sync.nodePublishSecretRef.name", required: true)
+            {
+                _ = reference
+                if !isSubdomain(name) {
+                    problem("spec.sync.nodePublishSecretRef.name", "\"\(name)\" is not a valid Secret name")
+                }
+            }
         }
 
         mutating func checkRefreshInterval(_ value: ManifestValue?, at field: String) {

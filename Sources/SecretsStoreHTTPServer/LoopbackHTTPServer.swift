@@ -31,6 +31,9 @@ package final class LoopbackHTTPServer: Sendable {
         package var body: [UInt8]
         /// How long to wait before answering; `nil` answers at once.
         package var delay: Duration?
+        /// When set, the response is streamed: the head goes out with `Transfer-Encoding: chunked` (`body` is
+        /// ignored) and this closure is called once, on the connection's event loop, with the stream to write.
+        package var stream: (@Sendable (ResponseStream) -> Void)?
 
         /// A response; no headers, empty body and no delay unless given.
         package init(status: Int, headers: [(String, String)] = [], body: [UInt8] = [], delay: Duration? = nil) {
@@ -38,6 +41,18 @@ package final class LoopbackHTTPServer: Sendable {
             self.headers = headers
             self.body = body
             self.delay = delay
+            self.stream = nil
+        }
+
+        /// A streamed response: `start` gets the open stream once the head is sent.
+        package static func streaming(
+            status: Int,
+            headers: [(String, String)] = [],
+            start: @escaping @Sendable (ResponseStream) -> Void
+        ) -> Response {
+            var response = Response(status: status, headers: headers)
+            response.stream = start
+            return response
         }
     }
 
@@ -108,9 +123,17 @@ private final class RequestCollector: ChannelInboundHandler {
     private let handler: @Sendable (LoopbackHTTPServer.Request) -> LoopbackHTTPServer.Response
     private var head: HTTPRequestHead?
     private var body: [UInt8] = []
+    /// The streamed response in progress, told when the connection goes away.
+    private var openStream: ResponseStream?
 
     init(handler: @escaping @Sendable (LoopbackHTTPServer.Request) -> LoopbackHTTPServer.Response) {
         self.handler = handler
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        openStream?.connectionClosed()
+        openStream = nil
+        context.fireChannelInactive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -132,6 +155,17 @@ private final class RequestCollector: ChannelInboundHandler {
                 body: body
             )
             let response = handler(request)
+            if let start = response.stream {
+                var headers = HTTPHeaders(response.headers)
+                headers.remove(name: "Content-Length")
+                headers.replaceOrAdd(name: "Transfer-Encoding", value: "chunked")
+                let responseHead = HTTPResponseHead(version: head.version, status: .init(statusCode: response.status), headers: headers)
+                context.writeAndFlush(wrapOutboundOut(.head(responseHead)), promise: nil)
+                let stream = ResponseStream(context: context, closeAfter: !head.isKeepAlive)
+                openStream = stream
+                start(stream)
+                return
+            }
             var headers = HTTPHeaders(response.headers)
             headers.replaceOrAdd(name: "Content-Length", value: String(response.body.count))
             let responseHead = HTTPResponseHead(version: head.version, status: .init(statusCode: response.status), headers: headers)
@@ -152,6 +186,78 @@ private final class RequestCollector: ChannelInboundHandler {
             } else {
                 write()
             }
+        }
+    }
+}
+
+/// The body of a streamed response (chunked transfer encoding). Safe to use from any thread: every write hops to
+/// the connection's event loop, in call order. After ``finish()`` or once the client disconnects, writes are
+/// dropped and the termination handler has run (once).
+package final class ResponseStream: Sendable {
+    private struct State {
+        var open = true
+        var onTermination: (@Sendable () -> Void)?
+    }
+
+    private let context: NIOLoopBound<ChannelHandlerContext>
+    private let eventLoop: any EventLoop
+    private let closeAfter: Bool
+    private let state = Mutex(State())
+
+    init(context: ChannelHandlerContext, closeAfter: Bool) {
+        self.context = NIOLoopBound(context, eventLoop: context.eventLoop)
+        self.eventLoop = context.eventLoop
+        self.closeAfter = closeAfter
+    }
+
+    /// Whether the stream still accepts writes.
+    package var isOpen: Bool { state.withLock { $0.open } }
+
+    /// Runs `handler` once when the stream ends (``finish()`` or the client went away); at once if it has.
+    package func onTermination(_ handler: @escaping @Sendable () -> Void) {
+        let runNow = state.withLock { state -> Bool in
+            guard state.open else { return true }
+            state.onTermination = handler
+            return false
+        }
+        if runNow { handler() }
+    }
+
+    /// Sends `bytes` as one chunk.
+    package func write(_ bytes: [UInt8]) {
+        guard isOpen, !bytes.isEmpty else { return }
+        let context = self.context
+        eventLoop.execute {
+            context.value.writeAndFlush(NIOAny(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(bytes: bytes)))), promise: nil)
+        }
+    }
+
+    /// Ends the response (the terminating chunk); the connection stays open for keep-alive clients.
+    package func finish() {
+        guard let handler = terminate() else { return }
+        let context = self.context
+        let closeAfter = self.closeAfter
+        eventLoop.execute {
+            let future = context.value.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil)))
+            if closeAfter {
+                future.whenComplete { _ in context.value.close(promise: nil) }
+            }
+        }
+        handler()
+    }
+
+    /// The client closed the connection.
+    func connectionClosed() {
+        terminate()?()
+    }
+
+    /// Marks the stream ended; the termination handler to run, `nil` when it had already ended.
+    private func terminate() -> (@Sendable () -> Void)? {
+        state.withLock { state in
+            guard state.open else { return nil }
+            state.open = false
+            defer { state.onTermination = nil }
+            return state.onTermination ?? {}
         }
     }
 }

@@ -17,18 +17,30 @@ import Foundation
 /// Errors come back as ``KubernetesClientError``, carrying the API server's `Status` message; bearer tokens
 /// and client keys never appear in one. Call ``shutdown()`` before the process exits.
 package final class RESTKubernetesClient: KubernetesClient {
-    private static let group = "secrets-store.csi.x-k8s.io"
-    private static let version = "v1"
+    static let group = "secrets-store.csi.x-k8s.io"
+    static let version = "v1"
     /// How long a token read from a file is used before the file is read again.
     private static let tokenRefreshInterval: Duration = .seconds(60)
 
     private let configuration: KubernetesConfiguration
     private let http: HTTPClient
-    private let requestTimeout: TimeAmount
+    /// Watches only: a read timeout longer than the server's `timeoutSeconds`, so an idle but healthy watch is
+    /// not cut while a dead connection is still noticed.
+    let watchHTTP: HTTPClient
+    let requestTimeout: TimeAmount
     private let cachedToken = Mutex<(token: String, readAt: ContinuousClock.Instant)?>(nil)
 
     /// The client's connection limits: 5 s to connect, 30 s of silence per read.
     package static let timeouts = HTTPSClientTimeouts(connect: .seconds(5), read: .seconds(30))
+
+    /// The range the `timeoutSeconds` of each watch is drawn from, so that watches of many clients do not all
+    /// end together; the server closes the watch then and the caller watches again.
+    package static let watchTimeoutSeconds: ClosedRange<Int> = 290...350
+
+    /// The watch client's limits: 5 s to connect, and 60 s more silence than the longest watch lasts (the
+    /// server sends bookmarks meanwhile and closes the watch by `timeoutSeconds`), so only a dead connection
+    /// trips it.
+    package static let watchTimeouts = HTTPSClientTimeouts(connect: .seconds(5), read: .seconds(watchTimeoutSeconds.upperBound + 60))
 
     /// A client for `configuration`'s server, trusting only its CA when one is set (else the system's roots),
     /// presenting its client certificate when that is the credential. `requestTimeout` bounds each request.
@@ -36,12 +48,22 @@ package final class RESTKubernetesClient: KubernetesClient {
     package init(configuration: KubernetesConfiguration, requestTimeout: Duration = .seconds(30)) throws {
         self.configuration = configuration
         self.http = try HTTPClient.make(tls: configuration.tls, timeouts: Self.timeouts)
+        do {
+            self.watchHTTP = try HTTPClient.make(tls: configuration.tls, timeouts: Self.watchTimeouts)
+        } catch {
+            try? http.syncShutdown()
+            throw error
+        }
         self.requestTimeout = TimeAmount(requestTimeout)
     }
 
     /// Shuts the underlying HTTP client down; later requests fail as unavailable.
     package func shutdown() async throws {
+        // Both clients are shut down even when the first fails.
+        var watchError: (any Error)?
+        do { try await watchHTTP.shutdown() } catch { watchError = error }
         try await http.shutdown()
+        if let watchError { throw watchError }
     }
 
     // MARK: KubernetesClient
@@ -164,11 +186,12 @@ package final class RESTKubernetesClient: KubernetesClient {
         )
     }
 
-    private func postEvent(
+    func postEvent(
         involvedObject: Resources.Event.InvolvedObject,
         kind: PodEvent.Kind,
         reason: String,
         message: String,
+        component: String = "secrets-store-csi-driver",
         logger: Logger
     ) async throws(KubernetesClientError) {
         let now = UTCTimestamp.iso8601(nanosecondsSinceEpoch: Int64(Date().timeIntervalSince1970 * 1e9))
@@ -180,7 +203,7 @@ package final class RESTKubernetesClient: KubernetesClient {
             reason: reason,
             message: message,
             type: kind.rawValue,
-            source: .init(component: "secrets-store-csi-driver", host: nil),
+            source: .init(component: component, host: nil),
             firstTimestamp: seconds,
             lastTimestamp: seconds
         )
@@ -225,7 +248,7 @@ package final class RESTKubernetesClient: KubernetesClient {
         "/apis/apps/v1/namespaces/\(escape(namespace))/\(resource)/\(escape(name))"
     }
 
-    private static func secretPath(_ namespace: String, _ name: String?) -> String {
+    static func secretPath(_ namespace: String, _ name: String?) -> String {
         "/api/v1/namespaces/\(escape(namespace))/secrets" + (name.map { "/" + escape($0) } ?? "")
     }
 
@@ -247,21 +270,17 @@ package final class RESTKubernetesClient: KubernetesClient {
     // MARK: HTTP
 
     /// Sends one request and returns the body of a 2xx answer; anything else becomes a ``KubernetesClientError``.
-    /// `contentType` labels the body (server-side apply sends `application/apply-patch+yaml`).
+    /// `contentType` labels the body (server-side apply sends `application/apply-patch+yaml`); a body longer
+    /// than `maximumResponseBytes` fails the request as unavailable.
     package func send(
         _ method: HTTPMethod,
         _ path: String,
         body: [UInt8]? = nil,
         contentType: String = "application/json",
+        maximumResponseBytes: Int = 16 << 20,
         logger: Logger
     ) async throws(KubernetesClientError) -> [UInt8] {
-        var request = HTTPClientRequest(url: configuration.server + path)
-        request.method = method
-        request.headers.add(name: "Accept", value: "application/json")
-        request.headers.add(name: "User-Agent", value: "secrets-store-csi-driver-swift")
-        if let token = try bearerToken() {
-            request.headers.add(name: "Authorization", value: "Bearer \(token)")
-        }
+        var request = try makeRequest(method, path)
         if let body {
             request.headers.add(name: "Content-Type", value: contentType)
             request.body = .bytes(ByteBuffer(bytes: body))
@@ -271,20 +290,37 @@ package final class RESTKubernetesClient: KubernetesClient {
         do {
             let response = try await http.execute(request, timeout: requestTimeout)
             status = Int(response.status.code)
-            bytes = Array(buffer: try await response.body.collect(upTo: 16 << 20))
+            bytes = Array(buffer: try await response.body.collect(upTo: maximumResponseBytes))
         } catch {
             throw .unavailable("\(method) \(path): \(error)")
         }
         logger.trace("kubernetes API call", metadata: ["http.method": "\(method)", "http.path": "\(path)", "http.status": "\(status)"])
         if (200..<300).contains(status) { return bytes }
+        throw Self.error(method, path, status: status, body: bytes)
+    }
+
+    /// A request to `path` (which may carry a query) with the client's headers and credentials.
+    func makeRequest(_ method: HTTPMethod, _ path: String) throws(KubernetesClientError) -> HTTPClientRequest {
+        var request = HTTPClientRequest(url: configuration.server + path)
+        request.method = method
+        request.headers.add(name: "Accept", value: "application/json")
+        request.headers.add(name: "User-Agent", value: "secrets-store-csi-driver-swift")
+        if let token = try bearerToken() {
+            request.headers.add(name: "Authorization", value: "Bearer \(token)")
+        }
+        return request
+    }
+
+    /// The error for a non-2xx answer, carrying the `Status` message of `body` when it has one.
+    static func error(_ method: HTTPMethod, _ path: String, status: Int, body bytes: [UInt8]) -> KubernetesClientError {
         let message = (try? JSONDecoder().decode(Resources.Status.self, from: Data(bytes)))?.message
             ?? "HTTP \(status)"
         switch status {
-        case 404: throw .notFound(message)
-        case 409: throw .conflict(message)
-        case 401, 403: throw .forbidden(message)
-        case 429, 500...599: throw .unavailable("\(method) \(path): HTTP \(status): \(message)")
-        default: throw .rejected(status: status, message: message)
+        case 404: return .notFound(message)
+        case 409: return .conflict(message)
+        case 401, 403: return .forbidden(message)
+        case 429, 500...599: return .unavailable("\(method) \(path): HTTP \(status): \(message)")
+        default: return .rejected(status: status, message: message)
         }
     }
 
@@ -322,11 +358,11 @@ package final class RESTKubernetesClient: KubernetesClient {
 
     /// Percent-encodes a path segment or query value (object names are DNS labels; this guards against anything
     /// else). `~` is encoded too, as this client always did.
-    private static func escape(_ segment: String) -> String {
+    static func escape(_ segment: String) -> String {
         PercentEncoding.escape(segment, escapingTilde: true)
     }
 
-    private static func decode<T: Decodable>(_ type: T.Type, _ bytes: [UInt8]) throws(KubernetesClientError) -> T {
+    static func decode<T: Decodable>(_ type: T.Type, _ bytes: [UInt8]) throws(KubernetesClientError) -> T {
         do {
             return try JSONDecoder().decode(type, from: Data(bytes))
         } catch {
@@ -334,7 +370,7 @@ package final class RESTKubernetesClient: KubernetesClient {
         }
     }
 
-    private static func encode<T: Encodable>(_ value: T) -> [UInt8] {
+    static func encode<T: Encodable>(_ value: T) -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         return (try? Array(encoder.encode(value))) ?? []

@@ -77,6 +77,22 @@ package enum Resources {
             package var parameters: [String: String]?
             /// `spec.secretObjects`: Kubernetes Secrets to mirror the volume's files into.
             package var secretObjects: [SecretsStoreCore.SecretProviderClass.SecretObject]?
+            /// `spec.refreshInterval`, a Go duration as written.
+            package var refreshInterval: String?
+            /// `spec.sync`: the identity the sync controller fetches with.
+            package var sync: Sync?
+        }
+        /// `spec.sync`.
+        package struct Sync: Codable, Sendable {
+            /// `spec.sync.nodePublishSecretRef`.
+            package struct SecretReference: Codable, Sendable {
+                /// `spec.sync.nodePublishSecretRef.name`.
+                package var name: String?
+            }
+            /// `spec.sync.serviceAccountName`.
+            package var serviceAccountName: String?
+            /// `spec.sync.nodePublishSecretRef`.
+            package var nodePublishSecretRef: SecretReference?
         }
         /// `metadata`.
         package var metadata: ObjectMeta
@@ -91,7 +107,13 @@ package enum Resources {
                 generation: metadata.generation ?? 0,
                 provider: spec?.provider ?? "",
                 parameters: spec?.parameters ?? [:],
-                secretObjects: spec?.secretObjects ?? []
+                secretObjects: spec?.secretObjects ?? [],
+                uid: metadata.uid ?? "",
+                resourceVersion: metadata.resourceVersion,
+                refreshInterval: spec?.refreshInterval,
+                sync: spec?.sync.map {
+                    .init(serviceAccountName: $0.serviceAccountName, nodePublishSecretRefName: $0.nodePublishSecretRef?.name)
+                }
             )
         }
     }
@@ -325,10 +347,26 @@ package enum Resources {
         package var count = 1
     }
 
-    /// The body of a list request: only `items`.
+    /// `metadata` of a list: the collection's resourceVersion and the token of the next page.
+    package struct ListMeta: Codable, Sendable, Equatable {
+        /// `metadata.resourceVersion`: watch from here to see every change after the list.
+        package var resourceVersion: String?
+        /// `metadata.continue`: present when there are more pages (`?continue=<token>`).
+        package var `continue`: String?
+    }
+
+    /// The body of a list request: `items` and the list's `metadata`.
     package struct List<Item: Codable & Sendable>: Codable, Sendable {
-        /// The listed objects.
+        /// `metadata`; `nil` when the body has none.
+        package var metadata: ListMeta?
+        /// The listed objects (`null` reads as none).
         package var items: [Item]
+
+        package init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            metadata = try container.decodeIfPresent(ListMeta.self, forKey: .metadata)
+            items = try container.decodeIfPresent([Item].self, forKey: .items) ?? []
+        }
     }
 
     /// `meta.k8s.io/v1` Status: the body of every API error.

@@ -52,6 +52,7 @@ struct Bench {
         let bench = try await DriverBench(root: root, report: report, iterations: iterations, driverPath: driverPath)
         do {
             try await bench.run()
+            try await ControllerBench.run(bench: bench, samples: 50)
         } catch {
             print("benchmark failed: \(error)")
             await bench.shutdown()

@@ -131,6 +131,7 @@ struct Demo {
                 say("NodeUnpublishVolume: OK (target removed: \((try? fileSystem.kind(of: target)) == nil))")
             }
         }
+        try await ControllerDemo.run(emulator: emulator, spcPath: root + "/examples/secretproviderclass-sync.yaml", logs: logs)
         try await emulator.shutdown()
         try? fileSystem.removeItem(at: work)
     }

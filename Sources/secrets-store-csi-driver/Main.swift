@@ -11,7 +11,7 @@ struct Driver: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "secrets-store-csi-driver",
         abstract: "Secrets Store CSI driver: mounts secrets from Azure Key Vault and other providers into pods.",
-        subcommands: [ServeCommand.self, ProviderCommand.self, RenderCommand.self, CRDsCommand.self],
+        subcommands: [ServeCommand.self, ControllerCommand.self, ProviderCommand.self, RenderCommand.self, CRDsCommand.self],
         defaultSubcommand: ServeCommand.self
     )
 
@@ -19,8 +19,9 @@ struct Driver: AsyncParsableCommand {
     static func main() async {
         let arguments = GoFlags.normalize(
             Array(CommandLine.arguments.dropFirst()),
-            booleanFlags: ServeCommand.booleanFlagNames.union(AzureOptions.booleanFlagNames).union(RenderCommand.booleanFlagNames),
-            invertedBooleanFlags: AzureOptions.invertedBooleanFlagNames
+            booleanFlags: ServeCommand.booleanFlagNames.union(AzureOptions.booleanFlagNames).union(RenderCommand.booleanFlagNames)
+                .union(ControllerCommand.booleanFlagNames),
+            invertedBooleanFlags: AzureOptions.invertedBooleanFlagNames.union(ControllerCommand.invertedBooleanFlagNames)
         )
         do {
             var command = try parseAsRoot(arguments)

@@ -89,13 +89,16 @@ struct DriverHarness {
 /// CSI server on `<root>/csi.sock`, the metrics listener on a free loopback port and, with rotation on, the
 /// rotation loop (parked: tests run cycles with `publisher.rotate`). What differs from production is only
 /// what is injected: the Kubernetes REST client points at the fake API server, the provider directories are
-/// under `root`, the mounter records when not root, and the wall clock is fixed.
+/// under `root`, the mounter records when not root, and the wall clock is fixed. The SecretProviderClass
+/// watch cache is off unless `watchSecretProviderClasses` (these tests inject API faults into the GET of the
+/// class; with the cache a publish reads it from the watch).
 func withDriver(
     rotation: RotationPolicy = .disabled,
     maxReceiveMessageBytes: Int = 4_194_304,
     builtIn: [String: any SecretsProvider] = [:],
     syncSecrets: Bool = false,
     tmpfsOptions: String = "mode=0755",
+    watchSecretProviderClasses: Bool = false,
     providerBehaviour: TestProviderServer.Behaviour = .respond(
         TestProviderServer.response(files: [("username", "admin"), ("password", "p@ss-SENTINEL")])
     ),
@@ -134,7 +137,8 @@ func withDriver(
                     rotation: rotation,
                     syncSecrets: syncSecrets,
                     metricsAddress: "127.0.0.1:0",
-                    builtInAzure: nil
+                    builtInAzure: nil,
+                    watchSecretProviderClasses: watchSecretProviderClasses
                 ),
                 seams: DriverAssembly.Seams(
                     builtInProviders: builtIn,

@@ -174,6 +174,22 @@ struct UnixSocketTests {
         }
     }
 
+    @Test("with the watch cache a publish reads the SecretProviderClass from the watch: no GET of it, and an API outage of that path does not fail the publish")
+    func publishThroughTheWatchCache() async throws {
+        try await withDriver(watchSecretProviderClasses: true) { driver in
+            driver.seedSecretProviderClass()
+            // The cache lists and watches; wait until it has seen the class.
+            for _ in 0..<500 where !driver.api.requests.contains(where: { $0.path.hasSuffix("/secretproviderclasses") }) {
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            try await Task.sleep(for: .milliseconds(100))
+            driver.api.injectFailure(status: 503, forPathContaining: "secretproviderclasses/spc")
+            _ = try await driver.node.nodePublishVolume(driver.publishRequest())
+            #expect(try driver.isMounted(driver.targetPath()) || !runningAsRoot)
+            #expect(!driver.api.requests.contains { $0.method == "GET" && $0.path.hasSuffix("/secretproviderclasses/spc") })
+        }
+    }
+
     @Test func kubernetesOutageIsRetryable() async throws {
         try await withDriver { driver in
             driver.seedSecretProviderClass()

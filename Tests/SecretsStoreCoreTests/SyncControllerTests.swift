@@ -219,6 +219,23 @@ struct SyncControllerTests {
         }
     }
 
+    @Test("node sync of the same content writes nothing to a Secret the controller keeps; different content is written")
+    func nodeSyncDoesNotFight() async throws {
+        try await Self.withController { api, _, _ in
+            api.apply(Self.spc())
+            try await Self.eventually("synced") { api.storedSecrets[Self.secretKey] != nil }
+            let writes = api.secretWrites
+            var fromNode = try #require(api.storedSecrets[Self.secretKey])
+            fromNode.ownerReferences = [OwnerReference(apiVersion: "apps/v1", kind: "ReplicaSet", name: "web-1", uid: "rs-uid")]
+            fromNode.resourceVersion = nil
+            let syncer = SecretSyncer(kubernetes: api)
+            #expect(try await syncer.apply(fromNode, logger: Logger(label: "test")) == false)
+            #expect(api.secretWrites == writes)
+            fromNode.data["pw"] = Array("other".utf8)
+            #expect(try await syncer.apply(fromNode, logger: Logger(label: "test")) == true)
+        }
+    }
+
     @Test("a class without spec.sync is left alone")
     func noSyncNoWork() async throws {
         try await Self.withController { api, provider, controller in

@@ -13,8 +13,9 @@ import Logging
 /// - one operation per target path at a time (a concurrent one gets ``PublishError/operationPending(targetPath:)``);
 /// - a publish that fails, or is cancelled, leaves no tmpfs it mounted, and an empty volume is never reported
 ///   as published;
-/// - an already-published volume is left alone unless rotation is on and its interval has passed; then the
-///   provider is asked again and the files are swapped atomically, and a failure keeps the old files;
+/// - an already-published volume is left alone unless rotation is on and its interval has passed (its class's
+///   valid `spec.refreshInterval`, else `--rotation-poll-interval`; the class as read at the last fetch); then
+///   the provider is asked again and the files are swapped atomically, and a failure keeps the old files;
 /// - with ``Configuration/restartOnRotation``, a refresh that changed a volume's files restarts the pod's
 ///   opted-in workload once for all nodes (``RolloutTrigger``); without it no workload is read or written;
 /// - unpublish is idempotent: an absent or unmounted target succeeds.
@@ -97,6 +98,13 @@ package final class NodePublisher: Sendable {
     @discardableResult
     package func rotate(logger: Logger) async -> [String: PublishOutcome] {
         await RefreshStep(context: context).rotate(logger: logger)
+    }
+
+    /// How long the rotation loop may wait before its next cycle so that no volume waits much past its
+    /// interval: the smaller of `interval` (`--rotation-poll-interval`) and the shortest class
+    /// `spec.refreshInterval` among the published volumes.
+    package func rotationWait(atMost interval: Duration) -> Duration {
+        min(interval, context.volumes.shortestRefreshInterval ?? interval)
     }
 
     /// Rebuilds the volume records from this node's SecretProviderClassPodStatus objects whose target is still

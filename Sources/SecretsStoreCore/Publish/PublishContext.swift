@@ -67,11 +67,30 @@ struct PublishContext: Sendable {
         }
     }
 
-    /// Whether the rotation interval has passed since the last fetch of `target` (always for an unknown one).
+    /// Whether the volume's refresh interval (its class's `spec.refreshInterval`, else the rotation interval)
+    /// has passed since the last fetch of `target` (always for an unknown one).
     func isDueForRefresh(_ target: String) -> Bool {
         guard configuration.rotation.enabled else { return false }
         guard let volume = volumes.volume(at: target) else { return true }
-        return monotonicNow() - volume.fetchedAt >= configuration.rotation.interval
+        return monotonicNow() - volume.fetchedAt >= (volume.refreshInterval ?? configuration.rotation.interval)
+    }
+
+    /// The class's `spec.refreshInterval` for its mounted volumes; `nil` (the rotation interval applies) when
+    /// it has none or, with a warning naming the field, when it is invalid. Not read with rotation off.
+    func refreshInterval(of spc: SecretProviderClass, logger: Logger) -> Duration? {
+        guard configuration.rotation.enabled else { return nil }
+        do {
+            return try spc.refreshIntervalDuration()
+        } catch {
+            logger.warning(
+                "ignoring invalid spec.refreshInterval; using the rotation poll interval",
+                metadata: [
+                    "k8s.secretproviderclass": "\(spc.namespace)/\(spc.name)", "spc.field": "\(error.field)", "error": "\(error.message)",
+                    "rotation.interval": "\(configuration.rotation.interval)",
+                ]
+            )
+            return nil
+        }
     }
 
     // MARK: SecretProviderClass and provider
@@ -197,7 +216,8 @@ struct PublishContext: Sendable {
                 objectVersions: status.objects,
                 fetchedAt: monotonicNow(),
                 podStatusUID: statusUID,
-                secretSyncPending: syncPending
+                secretSyncPending: syncPending,
+                refreshInterval: refreshInterval(of: spc, logger: logger)
             ),
             at: target
         )

@@ -28,6 +28,10 @@ package final class PublishedVolumes: Sendable {
         package var podStatusUID: String
         /// Secrets still to be synced after a failed attempt.
         package var secretSyncPending: Bool
+        /// The class's valid `spec.refreshInterval` at the last successful fetch: the least time between two
+        /// fetches for this volume instead of ``RotationPolicy/interval``. `nil` when the class has none, has
+        /// an invalid one, or has not been read yet (a recovered volume).
+        package var refreshInterval: Duration? = nil
     }
 
     private let volumes = Mutex<[String: Volume]>([:])
@@ -65,13 +69,19 @@ package final class PublishedVolumes: Sendable {
 
     /// A copy of every volume, by target path.
     package var all: [String: Volume] { volumes.withLock { $0 } }
+
+    /// The smallest ``Volume/refreshInterval`` among the volumes recorded; `nil` when none has one.
+    package var shortestRefreshInterval: Duration? {
+        volumes.withLock { $0.values.compactMap(\.refreshInterval).min() }
+    }
 }
 
 /// When an already-published volume is fetched again.
 package struct RotationPolicy: Sendable, Equatable {
     /// `--enable-secret-rotation`.
     package var enabled: Bool
-    /// `--rotation-poll-interval`: the least time between two fetches for one volume.
+    /// `--rotation-poll-interval`: the least time between two fetches for one volume whose class sets no valid
+    /// `spec.refreshInterval` (see ``PublishedVolumes/Volume/refreshInterval``).
     package var interval: Duration
 
     /// Upstream's flag defaults: rotation off, a 2-minute interval.

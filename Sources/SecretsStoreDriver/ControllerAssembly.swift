@@ -1,0 +1,305 @@
+import Logging
+import SecretsStoreAzure
+import SecretsStoreCSI
+import SecretsStoreCore
+import SecretsStoreKubernetes
+import SecretsStoreLinux
+import SecretsStoreObservability
+import ServiceLifecycle
+import Synchronization
+import UnixSignals
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What `secrets-store-csi-driver controller` was asked to do.
+package struct ControllerConfiguration: Sendable {
+    /// Leader election over a Lease (`--leader-elect`).
+    package struct LeaderElection: Sendable, Equatable {
+        /// The Lease's namespace (`--leader-election-namespace`).
+        package var namespace: String
+        /// The Lease's name (`--leader-election-id`).
+        package var name: String
+        /// This candidate's `holderIdentity`.
+        package var identity: String
+        /// client-go's 15 s / 10 s / 2 s unless a test shortens them.
+        package var timing: LeaderElector.Timing
+
+        /// A leader election configuration.
+        package init(namespace: String, name: String, identity: String = LeaderElection.defaultIdentity(), timing: LeaderElector.Timing = .init()) {
+            self.namespace = namespace
+            self.name = name
+            self.identity = identity
+            self.timing = timing
+        }
+
+        /// client-go's form: `<hostname>_<random>`.
+        package static func defaultIdentity() -> String {
+            var buffer = [CChar](repeating: 0, count: 256)
+            let host = gethostname(&buffer, buffer.count) == 0
+                ? String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : "controller"
+            return host + "_" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
+        }
+
+        /// The pod's namespace from the service-account mount, else `kube-system`.
+        package static func defaultNamespace(
+            serviceAccountNamespaceFile: String = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+        ) -> String {
+            guard let raw = try? PosixFileSystem.readText(at: serviceAccountNamespaceFile) else { return "kube-system" }
+            let text = raw.filter { !$0.isWhitespace }
+            return text.isEmpty ? "kube-system" : text
+        }
+    }
+
+    /// How the controller reaches the API server.
+    package var kubernetes: DriverConfiguration.KubernetesSource
+    /// Provider socket directories, searched in order.
+    package var providerDirectories: [String]
+    /// Largest provider answer accepted.
+    package var maxReceiveMessageBytes: Int
+    /// The in-process Azure provider, when on.
+    package var builtInAzure: DriverConfiguration.BuiltInAzure?
+    /// `--rotation-poll-interval`: the refresh of classes without `spec.refreshInterval`.
+    package var defaultInterval: Duration
+    /// `--namespace`: watch one namespace; `nil` for all.
+    package var namespace: String?
+    /// `--drivername`: the CSIDriver whose `spec.tokenRequests` name the audiences.
+    package var driverName: String
+    /// `--token-requests`: audiences that override the CSIDriver's; `nil` to read them from it.
+    package var tokenAudiences: [String]?
+    /// `--leader-elect`: `nil` when off.
+    package var leaderElection: LeaderElection?
+    /// `--metrics-addr`.
+    package var metricsAddress: String
+
+    /// A configuration.
+    package init(
+        kubernetes: DriverConfiguration.KubernetesSource,
+        providerDirectories: [String],
+        maxReceiveMessageBytes: Int = 4 << 20,
+        builtInAzure: DriverConfiguration.BuiltInAzure?,
+        defaultInterval: Duration,
+        namespace: String?,
+        driverName: String,
+        tokenAudiences: [String]?,
+        leaderElection: LeaderElection?,
+        metricsAddress: String
+    ) {
+        self.kubernetes = kubernetes
+        self.providerDirectories = providerDirectories
+        self.maxReceiveMessageBytes = maxReceiveMessageBytes
+        self.builtInAzure = builtInAzure
+        self.defaultInterval = defaultInterval
+        self.namespace = namespace
+        self.driverName = driverName
+        self.tokenAudiences = tokenAudiences
+        self.leaderElection = leaderElection
+        self.metricsAddress = metricsAddress
+    }
+}
+
+/// The sync controller, assembled: the Kubernetes client, the providers, the token cache, the
+/// ``SyncController`` (behind leader election when on) and the metrics and health listener, in one
+/// `ServiceGroup`. The executable, the demo, the benchmark and the end-to-end tests all build it here.
+package final class ControllerAssembly: Sendable {
+    /// What the assembly would otherwise make for production.
+    package struct Seams: Sendable {
+        /// The Kubernetes client; `nil` (production): a REST client for the configuration, owned by the
+        /// assembly. An injected client belongs to the caller.
+        package var kubernetes: (any ControllerKubernetesClient)?
+        /// In-process providers by name (they win over the built-in Azure provider of the same name).
+        package var builtInProviders: [String: any SecretsProvider]
+        /// Seconds since the epoch.
+        package var wallClockSeconds: @Sendable () -> Int64
+        /// Production seams, with any replaced.
+        package init(
+            kubernetes: (any ControllerKubernetesClient)? = nil,
+            builtInProviders: [String: any SecretsProvider] = [:],
+            wallClockSeconds: @escaping @Sendable () -> Int64 = { Int64(time(nil)) }
+        ) {
+            self.kubernetes = kubernetes
+            self.builtInProviders = builtInProviders
+            self.wallClockSeconds = wallClockSeconds
+        }
+    }
+
+    /// The configuration it was built from.
+    package let configuration: ControllerConfiguration
+    /// The controller (for figures: ``SyncController/fullSyncsStarted``).
+    package let controller: SyncController
+    /// The token cache (for figures: ``ServiceAccountTokenCache/tokenRequestsSent``).
+    package let tokens: ServiceAccountTokenCache
+    /// The metrics `/metrics` serves.
+    package let metrics: PrometheusDriverMetrics
+
+    private let client: any ControllerKubernetesClient
+    private let ownedClient: RESTKubernetesClient?
+    private let azureHTTP: AzureHTTP?
+    private let elector: LeaderElector?
+    private let logger: Logger
+    private let running = RunningController()
+
+    /// Makes the clients and the controller; nothing runs yet.
+    package init(configuration: ControllerConfiguration, seams: Seams = Seams(), logger: Logger) throws {
+        self.configuration = configuration
+        self.logger = logger
+        let metrics = PrometheusDriverMetrics()
+        self.metrics = metrics
+        if let injected = seams.kubernetes {
+            client = injected
+            ownedClient = nil
+        } else {
+            let rest = try RESTKubernetesClient(configuration: try configuration.kubernetes.resolve())
+            client = rest
+            ownedClient = rest
+        }
+        var builtIn: [String: any SecretsProvider] = [:]
+        if let azure = configuration.builtInAzure {
+            do {
+                let (provider, http) = try azure.makeProvider(onKeyVaultResponse: { metrics.keyVaultResponded(status: $0) })
+                builtIn["azure"] = provider
+                azureHTTP = http
+            } catch {
+                if let rest = ownedClient { Task { try? await rest.shutdown() } }
+                throw error
+            }
+        } else {
+            azureHTTP = nil
+        }
+        builtIn.merge(seams.builtInProviders) { _, injected in injected }
+        let providers = ProviderSocketDirectory(
+            builtIn: builtIn,
+            directories: configuration.providerDirectories,
+            maxReceiveMessageBytes: configuration.maxReceiveMessageBytes
+        )
+        let client = self.client
+        tokens = ServiceAccountTokenCache(client: client, nowSeconds: seams.wallClockSeconds)
+        let step = SecretProviderClassSyncStep(
+            kubernetes: client,
+            providers: providers,
+            tokens: tokens,
+            audiences: Self.audiences(configuration: configuration, client: client)
+        )
+        controller = SyncController(
+            kubernetes: client,
+            step: step,
+            tokens: tokens,
+            configuration: .init(namespace: configuration.namespace, defaultInterval: configuration.defaultInterval),
+            monotonicNow: DriverAssembly.Seams.processMonotonicNow,
+            wallClockSeconds: seams.wallClockSeconds
+        )
+        elector = configuration.leaderElection.map { election in
+            LeaderElector(
+                client: client,
+                namespace: election.namespace,
+                name: election.name,
+                identity: election.identity,
+                timing: election.timing,
+                monotonicNow: DriverAssembly.Seams.processMonotonicNow,
+                wallTime: { UTCTimestamp.rfc3339Micro(nanosecondsSinceEpoch: Self.nanosecondsSinceEpoch()) }
+            )
+        }
+    }
+
+    /// `--token-requests` when given, else the CSIDriver's `spec.tokenRequests`, read again at most every
+    /// minute (a missing CSIDriver means no tokens).
+    private static func audiences(configuration: ControllerConfiguration, client: any ControllerKubernetesClient) -> SecretProviderClassSyncStep.Audiences {
+        if let fixed = configuration.tokenAudiences {
+            return .init { _ async throws(KubernetesClientError) in fixed }
+        }
+        let cached = CachedAudiences()
+        let driverName = configuration.driverName
+        return .init { logger async throws(KubernetesClientError) in
+            if let hit = cached.value.withLock({ $0 }), ContinuousClock.now - hit.at < .seconds(60) { return hit.audiences }
+            let audiences: [String]
+            do throws(KubernetesClientError) {
+                audiences = try await client.csiDriverTokenAudiences(driverName: driverName, logger: logger)
+            } catch {
+                guard case .notFound = error else { throw error }
+                logger.warning("CSIDriver not found: no service account tokens are requested", metadata: ["csi.driver": "\(driverName)"])
+                audiences = []
+            }
+            cached.value.withLock { $0 = (audiences, ContinuousClock.now) }
+            return audiences
+        }
+    }
+
+    private static func nanosecondsSinceEpoch() -> Int64 {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
+    }
+
+    /// The port the metrics and health listener is bound to, once it is.
+    package var metricsPort: Int? { running.port.withLock { $0 } }
+
+    /// Runs until a signal in `gracefulShutdownSignals`, ``triggerGracefulShutdown()`` or cancellation; then
+    /// releases the Lease (when leading) and shuts the clients down.
+    package func run(gracefulShutdownSignals: [UnixSignal] = []) async throws {
+        let running = self.running
+        let listener = try MetricsAndHealthListener(
+            address: configuration.metricsAddress,
+            metrics: metrics,
+            logger: logger,
+            onListening: { bound in running.port.withLock { $0 = bound } }
+        )
+        let controllerService = ControllerService(controller: controller, elector: elector, logger: logger)
+        let serviceGroup = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: [.init(service: listener), .init(service: controllerService)],
+                gracefulShutdownSignals: gracefulShutdownSignals,
+                logger: logger
+            )
+        )
+        running.group.withLock { $0 = serviceGroup }
+        logger.info(
+            "starting the sync controller",
+            metadata: [
+                "driver.version": "\(DriverVersion.current)",
+                "controller.namespace": "\(configuration.namespace ?? "(all)")",
+                "controller.interval": "\(configuration.defaultInterval)",
+                "leader.election": "\(configuration.leaderElection.map { "\($0.namespace)/\($0.name)" } ?? "off")",
+            ]
+        )
+        var failure: (any Error)?
+        do { try await serviceGroup.run() } catch { failure = error }
+        try? await ownedClient?.shutdown()
+        try? await azureHTTP?.shutdown()
+        if let failure { throw failure }
+    }
+
+    /// Stops the running controller gracefully.
+    package func triggerGracefulShutdown() async {
+        await running.group.withLock { $0 }?.triggerGracefulShutdown()
+    }
+}
+
+/// Where the running controller listens, and its group (for a graceful stop).
+private final class RunningController: Sendable {
+    let port = Mutex<Int?>(nil)
+    let group = Mutex<ServiceGroup?>(nil)
+}
+
+/// The CSIDriver's audiences as last read, and when.
+private final class CachedAudiences: Sendable {
+    let value = Mutex<(audiences: [String], at: ContinuousClock.Instant)?>(nil)
+}
+
+/// Runs the ``SyncController`` while this process leads (or always, without leader election) until
+/// graceful shutdown.
+struct ControllerService: Service {
+    let controller: SyncController
+    let elector: LeaderElector?
+    let logger: Logger
+
+    func run() async throws {
+        try await cancelWhenGracefulShutdown {
+            if let elector {
+                await elector.run(logger: logger) { [controller, logger] in await controller.run(logger: logger) }
+            } else {
+                await controller.run(logger: logger)
+            }
+        }
+    }
+}
