@@ -3,7 +3,7 @@
 # stripped) run as its own process, against the Key Vault emulator and the fake Kubernetes API hosted by csi-bench.
 # Prints the table (each figure next to a floor measured in the same run) and writes JSON.
 # Run as root for real tmpfs mounts. Round trips need Python grpcio (pip install grpcio).
-# Usage: scripts/bench.sh [ITERATIONS] [JSON_PATH]    (defaults: 300, benchmark-results.json)
+# Usage: scripts/bench.sh [ITERATIONS] [JSON_PATH] [--only controller]   (defaults: 300, benchmark-results.json)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 iterations="${1:-300}"
@@ -12,4 +12,4 @@ scripts/build-release.sh .build-image >/dev/null
 # Same flags as the image build, so the two share one release build (and the floor server is linked alike).
 swift build -c release --static-swift-stdlib --product csi-bench
 "$(swift build -c release --static-swift-stdlib --show-bin-path)/csi-bench" --iterations "$iterations" --json "$json" \
-  --driver .build-image/secrets-store-csi-driver
+  --driver .build-image/secrets-store-csi-driver "${@:3}"

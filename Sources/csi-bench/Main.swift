@@ -16,7 +16,7 @@ import Glibc
 /// hosted by this process; kubelet's side is played over the CSI Unix socket. Each figure is printed next to a
 /// floor measured in the same run, and everything is written as JSON.
 ///
-///     csi-bench [--iterations N] [--json PATH] [--driver PATH]     (run by scripts/bench.sh)
+///     csi-bench [--iterations N] [--json PATH] [--driver PATH] [--only controller]   (run by scripts/bench.sh)
 ///     csi-bench bare-server SOCKET                 (the floor server; started by the bench itself)
 @main
 struct Bench {
@@ -31,6 +31,7 @@ struct Bench {
         var iterations = 200
         var jsonPath = "benchmark-results.json"
         var driverPath: String?
+        var only: String?
         while !arguments.isEmpty {
             let flag = arguments.removeFirst()
             guard let value = arguments.first else { break }
@@ -39,6 +40,7 @@ struct Bench {
             case "--iterations": iterations = Int(value) ?? iterations
             case "--json": jsonPath = value
             case "--driver": driverPath = value
+            case "--only": only = value
             default: print("unknown flag \(flag)")
             }
         }
@@ -51,15 +53,15 @@ struct Bench {
         defer { try? FileManager.default.removeItem(atPath: root) }
         let bench = try await DriverBench(root: root, report: report, iterations: iterations, driverPath: driverPath)
         do {
-            try await bench.run()
-            try await ControllerBench.run(bench: bench, samples: 50)
+            if only != "controller" { try await bench.run() }
+            if only == nil || only == "controller" { try await ControllerBench.run(bench: bench, samples: 50) }
         } catch {
             print("benchmark failed: \(error)")
             await bench.shutdown()
             throw error
         }
         await bench.shutdown()
-        try await RotationBench.run(volumes: 110, objects: 10, root: root, report: report)
+        if only == nil { try await RotationBench.run(volumes: 110, objects: 10, root: root, report: report) }
         try report.write(json: jsonPath, machine: machine)
         print("wrote \(jsonPath)")
     }
