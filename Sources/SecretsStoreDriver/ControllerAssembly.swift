@@ -154,22 +154,16 @@ package final class ControllerAssembly: Sendable {
             client = rest
             ownedClient = rest
         }
-        var builtIn: [String: any SecretsProvider] = [:]
-        if let azure = configuration.builtInAzure {
-            do {
-                let (provider, http) = try azure.makeProvider(onKeyVaultResponse: { metrics.keyVaultResponded(status: $0) })
-                builtIn["azure"] = provider
-                azureHTTP = http
-            } catch {
-                if let rest = ownedClient { Task { try? await rest.shutdown() } }
-                throw error
-            }
-        } else {
-            azureHTTP = nil
+        let inProcess: InProcessProviders
+        do {
+            inProcess = try InProcessProviders(azure: configuration.builtInAzure, injected: seams.builtInProviders, metrics: metrics)
+        } catch {
+            if let rest = ownedClient { Task { try? await rest.shutdown() } }
+            throw error
         }
-        builtIn.merge(seams.builtInProviders) { _, injected in injected }
+        azureHTTP = inProcess.azureHTTP
         let providers = ProviderSocketDirectory(
-            builtIn: builtIn,
+            builtIn: inProcess.providers,
             directories: configuration.providerDirectories,
             maxReceiveMessageBytes: configuration.maxReceiveMessageBytes
         )

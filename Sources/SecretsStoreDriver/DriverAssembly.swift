@@ -150,21 +150,15 @@ package final class DriverAssembly: Sendable {
             ownedKubernetes = client
         }
 
-        var builtIn: [String: any SecretsProvider] = [:]
-        if let azure = configuration.builtInAzure {
-            let metrics = seams.metrics
-            do {
-                let (provider, http) = try azure.makeProvider(onKeyVaultResponse: { metrics.keyVaultResponded(status: $0) })
-                builtIn["azure"] = provider
-                azureHTTP = http
-            } catch {
-                try? await ownedKubernetes?.shutdown()
-                throw error
-            }
-        } else {
-            azureHTTP = nil
+        let inProcess: InProcessProviders
+        do {
+            inProcess = try InProcessProviders(azure: configuration.builtInAzure, injected: seams.builtInProviders, metrics: seams.metrics)
+        } catch {
+            try? await ownedKubernetes?.shutdown()
+            throw error
         }
-        builtIn.merge(seams.builtInProviders) { _, injected in injected }
+        azureHTTP = inProcess.azureHTTP
+        let builtIn = inProcess.providers
         builtInProviderNames = Set(builtIn.keys)
 
         let publisherKubernetes: any KubernetesClient
@@ -391,6 +385,26 @@ package final class DriverAssembly: Sendable {
             if let stopError { throw stopError }
             return value
         }
+    }
+}
+
+/// The providers served in this process: the built-in Azure provider (when configured, with the HTTPS client
+/// it owns and that its owner shuts down) and the injected ones, which win over it by name.
+struct InProcessProviders {
+    /// By provider name.
+    var providers: [String: any SecretsProvider]
+    /// The Azure provider's HTTPS client, when there is one.
+    var azureHTTP: AzureHTTP?
+
+    /// Throws the HTTPS client's errors (a bad CA bundle); nothing is left open then.
+    init(azure: DriverConfiguration.BuiltInAzure?, injected: [String: any SecretsProvider], metrics: PrometheusDriverMetrics) throws {
+        providers = [:]
+        if let azure {
+            let (provider, http) = try azure.makeProvider(onKeyVaultResponse: { metrics.keyVaultResponded(status: $0) })
+            providers["azure"] = provider
+            azureHTTP = http
+        }
+        providers.merge(injected) { _, injected in injected }
     }
 }
 
