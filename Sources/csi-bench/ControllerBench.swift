@@ -24,11 +24,11 @@ enum ControllerBench {
         let emulator = bench.emulator
         api.seed(
             path: "/api/v1/namespaces/\(namespace)/secrets",
-            object: ["metadata": ["name": "kv-creds"], "type": "Opaque", "data": ["clientid": base64("sp"), "clientsecret": base64("pw")]]
+            object: ["apiVersion": "v1", "kind": "Secret", "metadata": ["name": "kv-creds"], "type": "Opaque", "data": ["clientid": base64("sp"), "clientsecret": base64("pw")]]
         )
         api.seed(path: "/api/v1/namespaces/\(namespace)/serviceaccounts", object: ["metadata": ["name": "app"]])
         let arguments = [
-            "controller", "--kubeconfig=" + bench.root + "/kubeconfig", "--leader-elect=false", "--token-requests=",
+            "controller", "--kubeconfig=" + bench.root + "/kubeconfig", "--leader-elect=false", "--token-requests=api://AzureADTokenExchange",
             "--provider-volume=" + bench.root + "/providers", "--metrics-addr=127.0.0.1:0", "--rotation-poll-interval=1h",
             "--azure-keyvault-url-template=" + emulator.baseURL + "/{vault}", "--azure-authority-host=" + emulator.baseURL + "/",
             "--azure-ca-bundle=" + bench.root + "/ca.pem",
@@ -129,7 +129,11 @@ enum ControllerBench {
         let deadline = ContinuousClock.now + limit
         while !condition() {
             guard process.isRunning else { throw FloorError(message: "the controller exited; see \(log)") }
-            if ContinuousClock.now > deadline { throw FloorError(message: "timed out waiting for \(what); see \(log)") }
+            if ContinuousClock.now > deadline {
+                let kept = "/tmp/csi-bench-controller-\(getpid()).log"
+                try? FileManager.default.copyItem(atPath: log, toPath: kept)
+                throw FloorError(message: "timed out waiting for \(what); the controller's log is in \(kept)")
+            }
             try await Task.sleep(for: .microseconds(500))
         }
     }
