@@ -231,6 +231,27 @@ package final class ControllerAssembly: Sendable {
     /// Runs until a signal in `gracefulShutdownSignals`, ``triggerGracefulShutdown()`` or cancellation; then
     /// releases the Lease (when leading) and shuts the clients down.
     package func run(gracefulShutdownSignals: [UnixSignal] = []) async throws {
+        let serviceGroup = try makeGroup(gracefulShutdownSignals: gracefulShutdownSignals)
+        logger.info(
+            "starting the sync controller",
+            metadata: [
+                "driver.version": "\(DriverVersion.current)",
+                "controller.namespace": "\(configuration.namespace ?? "(all)")",
+                "controller.interval": "\(configuration.defaultInterval)",
+                "leader.election": "\(configuration.leaderElection.map { "\($0.namespace)/\($0.name)" } ?? "off")",
+            ]
+        )
+        var failure: (any Error)?
+        do { try await serviceGroup.run() } catch { failure = error }
+        try? await ownedClient?.shutdown()
+        try? await azureHTTP?.shutdown()
+        if let failure { throw failure }
+    }
+
+    /// The listener and the controller service in one group, remembered for ``triggerGracefulShutdown()``.
+    /// Synchronous on purpose: the release compiler has crashed on throwing initialisers inside async
+    /// functions (see the provider command), so the throwing construction stays out of ``run(gracefulShutdownSignals:)``.
+    private func makeGroup(gracefulShutdownSignals: [UnixSignal]) throws -> ServiceGroup {
         let running = self.running
         let listener = try MetricsAndHealthListener(
             address: configuration.metricsAddress,
@@ -247,20 +268,7 @@ package final class ControllerAssembly: Sendable {
             )
         )
         running.group.withLock { $0 = serviceGroup }
-        logger.info(
-            "starting the sync controller",
-            metadata: [
-                "driver.version": "\(DriverVersion.current)",
-                "controller.namespace": "\(configuration.namespace ?? "(all)")",
-                "controller.interval": "\(configuration.defaultInterval)",
-                "leader.election": "\(configuration.leaderElection.map { "\($0.namespace)/\($0.name)" } ?? "off")",
-            ]
-        )
-        var failure: (any Error)?
-        do { try await serviceGroup.run() } catch { failure = error }
-        try? await ownedClient?.shutdown()
-        try? await azureHTTP?.shutdown()
-        if let failure { throw failure }
+        return serviceGroup
     }
 
     /// Stops the running controller gracefully.

@@ -90,14 +90,19 @@ struct ControllerCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = bootstrapLogging(verbosity: verbosity, json: logFormatJSON)
-        let assembly: ControllerAssembly
+        let assembly = try makeAssembly(logger: logger)
+        try await assembly.run(gracefulShutdownSignals: [.sigterm, .sigint])
+        logger.info("stopped")
+    }
+
+    /// The assembly the flags describe. Synchronous on purpose: the release compiler has crashed on throwing
+    /// initialisers inside async functions (see ``ProviderCommand``).
+    func makeAssembly(logger: Logger) throws -> ControllerAssembly {
         do {
-            assembly = try ControllerAssembly(configuration: try controllerConfiguration(), logger: logger)
+            return try ControllerAssembly(configuration: try controllerConfiguration(), logger: logger)
         } catch let error as KubernetesConfiguration.LoadError {
             throw ValidationError(error.description)
         }
-        try await assembly.run(gracefulShutdownSignals: [.sigterm, .sigint])
-        logger.info("stopped")
     }
 
     /// What the flags ask for.
