@@ -183,10 +183,8 @@ struct SyncControllerEndToEndTests {
                 try await Self.eventually("refreshed", limit: .seconds(20)) { Self.password(api) == "second-password" }
 
                 // A deleted Secret is put back (the controller watches managed Secrets).
-                let deleteStart = ContinuousClock.now
                 try await Self.delete(api, Self.secretPath)
                 try await Self.eventually("restored", limit: .seconds(5)) { Self.password(api) == "second-password" }
-                _ = deleteStart
 
                 // Deleting the SPC garbage-collects its Secret.
                 try await Self.delete(api, Self.spcs + "/db")
