@@ -5,7 +5,7 @@ WORKDIR /src
 COPY Package.swift ./
 COPY Sources ./Sources
 COPY proto ./proto
-COPY scripts/build-release.sh ./scripts/
+COPY scripts/build-release.sh scripts/startup-symbol-order.txt ./scripts/
 RUN scripts/build-release.sh /out
 
 FROM debian:bookworm-slim

@@ -243,7 +243,24 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
-            swiftSettings: swiftSettings
+            swiftSettings: swiftSettings,
+            // Release on Linux: link with lld so relative relocations are packed (DT_RELR, glibc >= 2.36: 3.5 MB of
+            // .rela.dyn read at every start becomes ~0.1 MB), and export no symbols (the static runtime's
+            // -export-dynamic put every Swift symbol in .dynsym/.gnu.hash, which the loader reads at start-up).
+            // Together about 4 MiB less resident memory at idle (scripts/build-release.sh binary: 32-34 -> 28 MiB).
+            // The ordering file puts the functions that fault at start-up next to each other, so the kernel's
+            // 64 KiB fault-around maps fewer untouched pages (about 5 MiB less again). Regenerate it with
+            // scripts/generate-startup-order.sh; a stale entry is only ignored.
+            linkerSettings: [
+                .unsafeFlags(
+                    [
+                        "-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs", "-Xlinker", "--no-export-dynamic",
+                        "-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/scripts/startup-symbol-order.txt",
+                        "-Xlinker", "--no-warn-symbol-ordering",
+                    ],
+                    .when(platforms: [.linux], configuration: .release)
+                )
+            ]
         ),
         .executableTarget(
             name: "keyvault-emulator",

@@ -9,7 +9,11 @@ cd "$(dirname "$0")/.."
 iterations="${1:-300}"
 json="${2:-benchmark-results.json}"
 scripts/build-release.sh .build-image >/dev/null
-# Same flags as the image build, so the two share one release build (and the floor server is linked alike).
-swift build -c release --static-swift-stdlib --product csi-bench
-"$(swift build -c release --static-swift-stdlib --show-bin-path)/csi-bench" --iterations "$iterations" --json "$json" \
+# Same compile flags as the image build, so the two share one release build. The driver target alone gets the
+# release linker settings of Package.swift (lld, packed relocations, no exported symbols, start-up ordering);
+# the floor server in csi-bench is linked as SwiftPM links by default.
+release_flags=(-c release --static-swift-stdlib
+  -Xswiftc -Xfrontend -Xswiftc -function-sections -Xcc -ffunction-sections -Xcc -fdata-sections)
+swift build "${release_flags[@]}" --product csi-bench
+"$(swift build "${release_flags[@]}" --show-bin-path)/csi-bench" --iterations "$iterations" --json "$json" \
   --driver .build-image/secrets-store-csi-driver "${@:3}"
