@@ -14,6 +14,8 @@ package final class FakeKubernetesClient: KubernetesClient {
         var events: [PodEvent] = []
         var failure: KubernetesClientError?
         var secretFailure: KubernetesClientError?
+        var podStatusFailure: KubernetesClientError?
+        var podStatusWriteAttempts = 0
         var version = 0
         var replicaSets: [String: [OwnerReference]] = [:]
         var workloads: [WorkloadReference: Workload] = [:]
@@ -70,6 +72,11 @@ package final class FakeKubernetesClient: KubernetesClient {
             state.secrets["\(secret.namespace)/\(secret.name)"] = secret
         }
     }
+    /// Pod status writes fail with `failure` until it is set back to `nil`.
+    package func failPodStatusWrites(with failure: KubernetesClientError?) { state.withLock { $0.podStatusFailure = failure } }
+    /// Every ``applyPodStatus(_:logger:)`` call so far, failed ones included.
+    package var podStatusWriteAttempts: Int { state.withLock { $0.podStatusWriteAttempts } }
+
     /// Secret writes fail with `failure` until it is set back to `nil`.
     package func failSecretWrites(with failure: KubernetesClientError?) { state.withLock { $0.secretFailure = failure } }
 
@@ -250,7 +257,8 @@ package final class FakeKubernetesClient: KubernetesClient {
     @discardableResult
     package func applyPodStatus(_ status: SecretProviderClassPodStatus, logger: Logger) async throws(KubernetesClientError) -> String {
         try state.withLock { (state) throws(KubernetesClientError) in
-            if let failure = state.failure { throw failure }
+            state.podStatusWriteAttempts += 1
+            if let failure = state.failure ?? state.podStatusFailure { throw failure }
             state.statuses["\(status.namespace)/\(status.name)"] = status
             return "uid-spcps-\(status.name)"
         }

@@ -128,6 +128,9 @@ package struct DriverConfiguration: Sendable {
     /// and refresh. Needs `list` and `watch` on `secretproviderclasses`; only used when the Kubernetes client
     /// can watch (``ControllerKubernetesClient``). The benchmarks turn it off to measure the GET path.
     package var watchSecretProviderClasses: Bool
+    /// `--heap-trim-interval` (ours, not upstream's): how often the ``HeapTrimService`` looks whether a burst
+    /// of operations has ended, to hand freed heap memory back; `nil` never trims.
+    package var heapTrimInterval: Duration?
 
     /// A configuration with the upstream defaults for everything not given.
     package init(
@@ -144,7 +147,8 @@ package struct DriverConfiguration: Sendable {
         metricsAddress: String = ":8095",
         builtInAzure: BuiltInAzure? = BuiltInAzure(),
         providerHealthCheckInterval: Duration? = nil,
-        watchSecretProviderClasses: Bool = true
+        watchSecretProviderClasses: Bool = true,
+        heapTrimInterval: Duration? = .seconds(1)
     ) {
         self.socketPath = socketPath
         self.nodeID = nodeID
@@ -160,5 +164,6 @@ package struct DriverConfiguration: Sendable {
         self.builtInAzure = builtInAzure
         self.providerHealthCheckInterval = providerHealthCheckInterval
         self.watchSecretProviderClasses = watchSecretProviderClasses
+        self.heapTrimInterval = heapTrimInterval
     }
 }

@@ -91,6 +91,12 @@ struct ServeCommand: AsyncParsableCommand {
     var providerHealthCheckInterval = "2m"
 
     @Option(
+        name: .customLong("heap-trim-interval"),
+        help: "How often to check whether a burst of volume operations has ended and hand the heap memory it freed back to the system (Go duration; 0 turns it off)."
+    )
+    var heapTrimInterval = "1s"
+
+    @Option(
         name: .customLong("builtin-azure-provider"),
         help: "Serve SecretProviderClasses with provider azure in-process (true) or through azure.sock (false)."
     )
@@ -106,6 +112,9 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError("--metrics-backend \(metricsBackend): only Prometheus is supported")
         }
         guard maxCallRecvMsgSize > 0 else { throw ValidationError("--max-call-recv-msg-size must be positive") }
+        guard let trimInterval = GoDuration.parse(heapTrimInterval), trimInterval >= .zero else {
+            throw ValidationError("--heap-trim-interval \(heapTrimInterval): not a duration such as 1s or 500ms (0 turns it off)")
+        }
         guard let healthInterval = GoDuration.parse(providerHealthCheckInterval), healthInterval > .zero else {
             throw ValidationError(
                 "--provider-health-check-interval \(providerHealthCheckInterval): not a positive duration such as 30s or 2m"
@@ -146,7 +155,8 @@ struct ServeCommand: AsyncParsableCommand {
             restartOnRotation: enableRotationRestart,
             metricsAddress: metricsAddr,
             builtInAzure: builtinAzureProvider ? try azure.builtInAzure() : nil,
-            providerHealthCheckInterval: providerHealthCheck ? GoDuration.parse(providerHealthCheckInterval) : nil
+            providerHealthCheckInterval: providerHealthCheck ? GoDuration.parse(providerHealthCheckInterval) : nil,
+            heapTrimInterval: GoDuration.parse(heapTrimInterval).flatMap { $0 > .zero ? $0 : nil }
         )
     }
 }

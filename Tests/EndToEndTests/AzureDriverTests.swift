@@ -72,7 +72,7 @@ struct AzureDriverTests {
             for path in ["DB_PASSWORD", "web", "tls.crt", "signing", "api-key/0"] {
                 #expect(try fileSystem.permissions(of: target + "/" + path) == 0o644)
             }
-            let status = try #require(driver.api.object(at: DriverHarness.statusPath + "/web-0-ns-azure-spc"))
+            let status = try #require(try await driver.podStatus("web-0-ns-azure-spc"))
             let objects = try #require((status["status"] as? [String: Any])?["objects"] as? [[String: String]])
             #expect(objects.map { $0["id"]! } == ["cert/web", "key/signing", "secret/api-key/0", "secret/api-key/1", "secret/db-pass", "secret/web"])
             #expect(emulator.keyVaultRequestCount == 7)

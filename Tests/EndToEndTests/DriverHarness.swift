@@ -32,6 +32,16 @@ struct DriverHarness {
 
     static let statusPath = "/apis/secrets-store.csi.x-k8s.io/v1/namespaces/ns/secretproviderclasspodstatuses"
 
+    /// The SecretProviderClassPodStatus `name` once the fake API server has it: the driver writes it after
+    /// answering the publish, so it may land a moment later. `nil` after 10 s without it.
+    func podStatus(_ name: String) async throws -> [String: Any]? {
+        for _ in 0..<1000 {
+            if let status = api.object(at: Self.statusPath + "/" + name) { return status }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        return nil
+    }
+
     /// A request as kubelet sends it for an inline volume of a pod with podInfoOnMount.
     func publishRequest(
         spc: String = "spc",

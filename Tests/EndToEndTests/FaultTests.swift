@@ -234,13 +234,19 @@ struct FaultTests {
         }
     }
 
-    @Test("conflicts on every write of the pod status: UNAVAILABLE, the fetched files unmounted with the volume")
+    @Test("conflicts on the first writes of the pod status: the publish answers, the write is retried until it lands")
     func kubernetesConflict() async throws {
         try await withDriver { driver in
             driver.seedSecretProviderClass()
-            for _ in 0..<6 { driver.api.injectFailure(status: 409, forPathContaining: "secretproviderclasspodstatuses") }
-            try await Self.expectFault(driver, code: .unavailable, message: "conflict", logged: "conflict")
+            for _ in 0..<3 { driver.api.injectFailure(status: 409, forPathContaining: "secretproviderclasspodstatuses") }
+            _ = try await driver.node.nodePublishVolume(driver.publishRequest())
+            #expect(try driver.isMounted(driver.targetPath()))
             #expect(driver.provider.requests.count == 1)
+            let status = try #require(try await driver.podStatus("web-0-ns-spc"))
+            #expect((status["status"] as? [String: Any])?["mounted"] as? Bool == true)
+            let retries = driver.logs.all.filter { $0.contains("failed to write pod status; retrying") }
+            #expect(retries.first?.contains("conflict") == true, "\(retries)")
+            #expect(driver.logs.all.contains { $0.contains("pod status written after retries") })
         }
     }
 

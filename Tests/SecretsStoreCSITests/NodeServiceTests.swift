@@ -271,6 +271,7 @@ func eventually(_ condition: () -> Bool) async {
             _ = try await patient.value
             #expect(provider.started == 1)
             #expect(harness.mounter.mounted == [harness.target(uid: "uid-1")])
+            await eventually { harness.kubernetes.podStatuses.count == 1 }
             #expect(harness.kubernetes.podStatuses.count == 1)
         }
     }

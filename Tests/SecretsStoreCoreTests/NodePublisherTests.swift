@@ -129,6 +129,7 @@ struct NodePublisherTests {
             #expect(try harness.fileSystem.permissions(of: harness.target + "/password") == 0o600)
             #expect(try harness.entries().filter { !$0.hasPrefix("..") } == ["certs", "password", "username"])
 
+            await harness.publisher.podStatusWrites.settle()
             let status = try #require(harness.kubernetes.podStatuses["ns/pod-ns-spc"])
             #expect(status.nodeName == "node-1")
             #expect(status.podUID == "uid-1")
@@ -342,6 +343,7 @@ struct NodePublisherTests {
             harness.clock.advance(by: .seconds(121))
             #expect(try await harness.publish() == .refreshed(changed: true))
             #expect(try harness.read("username") == "root")
+            await harness.publisher.podStatusWrites.settle()
             #expect(harness.kubernetes.podStatuses["ns/pod-ns-spc"]?.objects.first { $0.id == "secret/username" }?.version == "2")
         }
     }

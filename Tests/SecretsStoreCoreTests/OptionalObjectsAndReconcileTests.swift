@@ -37,6 +37,7 @@ struct OptionalObjectsAndReconcileTests {
                 events.first?.message
                     == "mounted spc ns/spc without optional objects the store does not have: secret/password (password)"
             )
+            await harness.publisher.podStatusWrites.settle()
             #expect(harness.kubernetes.podStatuses["ns/pod-ns-spc"]?.objects.map(\.id) == ["secret/username"])
 
             // Still missing, nothing else changed: no new event.

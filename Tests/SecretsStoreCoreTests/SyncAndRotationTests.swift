@@ -214,6 +214,7 @@ struct SyncAndRotationTests {
                 for try await outcome in group { #expect(outcome == .published) }
             }
             #expect(harness.provider.requests.count == 2)
+            await harness.publisher.podStatusWrites.settle()
             for index in 0..<5 {
                 #expect(try harness.fileSystem.readFile(at: root + "/v\(index)/mount/username") == Array("admin".utf8))
                 #expect(harness.kubernetes.podStatuses["ns/pod-\(index)-ns-spc"]?.podUID == "uid-\(index)")
@@ -240,6 +241,7 @@ struct SyncAndRotationTests {
         try await withTemporaryDirectory { (root: String) async throws in
             let harness = PipelineHarness(root: root, rotation: RotationPolicy(enabled: true, interval: .seconds(60)))
             try await harness.publish()
+            await harness.publisher.podStatusWrites.settle()
             // A status whose mount is gone is left alone.
             try await harness.kubernetes.applyPodStatus(
                 SecretProviderClassPodStatus(namespace: "ns", podName: "gone", podUID: "u", nodeName: "node-1", secretProviderClassName: "spc", targetPath: root + "/gone", objects: []),

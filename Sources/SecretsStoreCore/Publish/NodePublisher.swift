@@ -18,7 +18,9 @@ import Logging
 ///   the provider is asked again and the files are swapped atomically, and a failure keeps the old files;
 /// - with ``Configuration/restartOnRotation``, a refresh that changed a volume's files restarts the pod's
 ///   opted-in workload once for all nodes (``RolloutTrigger``); without it no workload is read or written;
-/// - unpublish is idempotent: an absent or unmounted target succeeds.
+/// - unpublish is idempotent: an absent or unmounted target succeeds;
+/// - a volume's SecretProviderClassPodStatus is written after the publish answered (retried until it lands,
+///   see ``PodStatusWriter``), except when the class syncs Secrets, which may be owned by it.
 package final class NodePublisher: Sendable {
     /// Fixed facts about this driver instance.
     package struct Configuration: Sendable {
@@ -55,11 +57,15 @@ package final class NodePublisher: Sendable {
     }
 
     private let context: PublishContext
+    /// The operations running and ended (publish, unpublish, rotation cycle, recovery).
+    package let activity = OperationActivity()
 
     /// First-publish fetches in flight, shared by requests with the same fetch key.
     package var sharedFetches: SharedFetches { context.sharedFetches }
     /// The volumes this instance has published.
     package var volumes: PublishedVolumes { context.volumes }
+    /// The pod status writes that run after kubelet has its answer.
+    package var podStatusWrites: PodStatusWriter { context.podStatuses }
 
     /// - Parameters:
     ///   - monotonicNow: a monotonic instant, for the rotation gate.
@@ -90,14 +96,14 @@ package final class NodePublisher: Sendable {
     /// stops its provider and Kubernetes calls, undoes a tmpfs it mounted and throws ``PublishError/cancelled``.
     @discardableResult
     package func publish(_ request: PublishRequest, logger: Logger) async throws(PublishError) -> PublishOutcome {
-        try await PublishStep(context: context).run(request, logger: logger)
+        try await activity.track { () async throws(PublishError) in try await PublishStep(context: context).run(request, logger: logger) }
     }
 
     /// One rotation cycle: every volume due for a fetch is fetched again, one provider call per group of
     /// volumes that would make the same request. Volumes whose publish is in flight are skipped this cycle.
     @discardableResult
     package func rotate(logger: Logger) async -> [String: PublishOutcome] {
-        await RefreshStep(context: context).rotate(logger: logger)
+        await activity.track { await RefreshStep(context: context).rotate(logger: logger) }
     }
 
     /// How long the rotation loop may wait before its next cycle so that no volume waits much past its
@@ -111,12 +117,12 @@ package final class NodePublisher: Sendable {
     /// a mounted volume written by this driver; returns their target paths.
     @discardableResult
     package func recover(logger: Logger) async throws(PublishError) -> [String] {
-        try await RecoveryStep(context: context).run(logger: logger)
+        try await activity.track { () async throws(PublishError) in try await RecoveryStep(context: context).run(logger: logger) }
     }
 
     /// Runs NodeUnpublishVolume: unmounts the tmpfs and removes the target directory. Idempotent.
     package func unpublish(_ request: UnpublishRequest, logger: Logger) throws(PublishError) {
-        try UnpublishStep(context: context).run(request, logger: logger)
+        try activity.track { () throws(PublishError) in try UnpublishStep(context: context).run(request, logger: logger) }
     }
 
     /// Accepts a provider's answer only if it is safe to write (see ``ProviderResponseValidation``).

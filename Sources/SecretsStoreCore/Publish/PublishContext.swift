@@ -16,6 +16,7 @@ struct PublishContext: Sendable {
     let locks = TargetLocks()
     let sharedFetches = SharedFetches()
     let volumes = PublishedVolumes()
+    let podStatuses: PodStatusWriter
 
     init(
         kubernetes: any KubernetesClient,
@@ -36,6 +37,7 @@ struct PublishContext: Sendable {
         self.configuration = configuration
         self.metrics = metrics
         self.syncer = SecretSyncer(kubernetes: kubernetes)
+        self.podStatuses = PodStatusWriter(kubernetes: kubernetes)
     }
 
     // MARK: Mounts
@@ -150,7 +152,9 @@ struct PublishContext: Sendable {
     /// syncs its Secrets. Returns whether the files changed.
     ///
     /// What is written besides the files follows from the volume's record: without one (a first publish)
-    /// the pod status is always written; with one, only when the object versions changed. The Secrets are
+    /// the pod status is always written; with one, only when the object versions changed (or its write has
+    /// not landed yet). The status is written before returning only when Secrets are synced (they may be
+    /// owned by it); otherwise ``PodStatusWriter`` writes it, with retries, after the caller has answered. The Secrets are
     /// reconciled on every apply (first publish and every refresh): a synced Secret someone deleted or edited,
     /// or one whose `secretObjects` entry changed, is put back; one already as desired costs a GET and no write.
     ///
@@ -178,7 +182,11 @@ struct PublishContext: Sendable {
         )
         let previous = volumes.volume(at: target)
         var statusUID = previous?.podStatusUID ?? ""
-        if previous == nil || previous?.objectVersions != status.objects || statusUID.isEmpty {
+        let syncsSecrets = configuration.syncSecrets && !spc.secretObjects.isEmpty
+        let writesStatus = previous == nil || previous?.objectVersions != status.objects || statusUID.isEmpty
+        // Secrets synced for a bare pod are owned by the pod status, so the sync needs its UID first: written
+        // before the answer then. Otherwise the status is written after kubelet has its answer (below).
+        if writesStatus, syncsSecrets {
             do {
                 statusUID = try await kubernetes.applyPodStatus(status, logger: logger)
             } catch {
@@ -196,7 +204,7 @@ struct PublishContext: Sendable {
             )
         }
         var syncPending = previous?.secretSyncPending ?? false
-        if configuration.syncSecrets, !spc.secretObjects.isEmpty {
+        if syncsSecrets {
             syncPending = await syncSecrets(
                 spc,
                 request: request,
@@ -221,6 +229,14 @@ struct PublishContext: Sendable {
             ),
             at: target
         )
+        if writesStatus, !syncsSecrets {
+            let objects = status.objects
+            podStatuses.submit(status, target: target, logger: logger) { [volumes] uid in
+                volumes.update(target) { volume in
+                    if volume.objectVersions == objects { volume.podStatusUID = uid }
+                }
+            }
+        }
         return changed
     }
 

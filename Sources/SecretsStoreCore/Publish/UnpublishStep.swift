@@ -26,6 +26,7 @@ struct UnpublishStep: Sendable {
 
         guard context.locks.tryLock(target) else { throw .operationPending(targetPath: target) }
         defer { context.locks.unlock(target) }
+        context.podStatuses.cancel(target)
 
         switch try context.mountState(of: target) {
         case .absent:

@@ -1,0 +1,115 @@
+import Logging
+import SecretsStoreCore
+import SecretsStoreCoreTesting
+import SecretsStoreLinux
+import Synchronization
+import Testing
+
+@Suite("Pod status written after the answer (fakes, no root)")
+struct PodStatusWriterTests {
+    /// Polls `condition` every 5 ms, for at most 10 s.
+    static func eventually(_ what: String, _ condition: () -> Bool) async throws {
+        for _ in 0..<2000 {
+            if condition() { return }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        Issue.record("timed out waiting for \(what)")
+    }
+
+    @Test("the publish answers before its pod status lands, and a failed write is retried until it does")
+    func publishDoesNotWaitForThePodStatus() async throws {
+        try await withTemporaryDirectory { (root: String) async throws in
+            let harness = PipelineHarness(root: root)
+            harness.kubernetes.failPodStatusWrites(with: .unavailable("api server restarting"))
+            #expect(try await harness.publish() == .published)
+            #expect(try harness.read("username") == "admin")
+            try await Self.eventually("a retry") { harness.kubernetes.podStatusWriteAttempts >= 2 }
+            #expect(harness.kubernetes.podStatuses.isEmpty)
+            #expect(harness.publisher.volumes.volume(at: harness.target)?.podStatusUID == "")
+            #expect(harness.publisher.podStatusWrites.pendingTargets == [harness.target])
+            #expect(harness.logs.all.contains { $0.contains("failed to write pod status; retrying") && $0.contains("api server restarting") })
+
+            harness.kubernetes.failPodStatusWrites(with: nil)
+            await harness.publisher.podStatusWrites.settle()
+            let status = try #require(harness.kubernetes.podStatuses["ns/pod-ns-spc"])
+            #expect(status.objects.map(\.id) == ["secret/password", "secret/username"])
+            #expect(harness.publisher.volumes.volume(at: harness.target)?.podStatusUID == "uid-spcps-pod-ns-spc")
+            #expect(harness.publisher.podStatusWrites.pendingTargets.isEmpty)
+        }
+    }
+
+    @Test("a republish while the write is pending does not write twice once it landed")
+    func landedWriteIsRemembered() async throws {
+        try await withTemporaryDirectory { (root: String) async throws in
+            let harness = PipelineHarness(root: root)
+            try await harness.publish()
+            await harness.publisher.podStatusWrites.settle()
+            let attempts = harness.kubernetes.podStatusWriteAttempts
+            #expect(attempts == 1)
+            #expect(try await harness.publish() == .alreadyPublished)
+            await harness.publisher.podStatusWrites.settle()
+            #expect(harness.kubernetes.podStatusWriteAttempts == attempts)
+        }
+    }
+
+    @Test("unpublish stops a pending pod status write")
+    func unpublishCancelsThePendingWrite() async throws {
+        try await withTemporaryDirectory { (root: String) async throws in
+            let harness = PipelineHarness(root: root)
+            harness.kubernetes.failPodStatusWrites(with: .unavailable("api down"))
+            try await harness.publish()
+            try await Self.eventually("a first attempt") { harness.kubernetes.podStatusWriteAttempts >= 1 }
+            try harness.publisher.unpublish(UnpublishRequest(volumeID: "csi-123", targetPath: harness.target), logger: harness.logs.logger())
+            #expect(harness.publisher.podStatusWrites.pendingTargets.isEmpty)
+            harness.kubernetes.failPodStatusWrites(with: nil)
+            await harness.publisher.podStatusWrites.settle()
+            try await Task.sleep(for: .milliseconds(400))
+            #expect(harness.kubernetes.podStatuses.isEmpty)
+        }
+    }
+
+    @Test("a newer status for a target replaces a pending one: the newest wins")
+    func newestStatusWins() async throws {
+        let kubernetes = FakeKubernetesClient()
+        kubernetes.failPodStatusWrites(with: .unavailable("api down"))
+        let writer = PodStatusWriter(kubernetes: kubernetes, firstRetry: .milliseconds(20), maxRetry: .milliseconds(40))
+        let uids = UIDs()
+        func status(version: String) -> SecretProviderClassPodStatus {
+            SecretProviderClassPodStatus(
+                namespace: "ns", podName: "pod", podUID: "uid-1", nodeName: "node-1", secretProviderClassName: "spc",
+                targetPath: "/t", objects: [ObjectVersion(id: "secret/a", version: version)]
+            )
+        }
+        writer.submit(status(version: "1"), target: "/t", logger: Logger(label: "test")) { uids.add("1:" + $0) }
+        try await Self.eventually("a first attempt") { kubernetes.podStatusWriteAttempts >= 1 }
+        writer.submit(status(version: "2"), target: "/t", logger: Logger(label: "test")) { uids.add("2:" + $0) }
+        #expect(writer.pendingTargets == ["/t"])
+        kubernetes.failPodStatusWrites(with: nil)
+        await writer.settle()
+        #expect(kubernetes.podStatuses["ns/pod-ns-spc"]?.objects.first?.version == "2")
+        #expect(uids.all == ["2:uid-spcps-pod-ns-spc"])
+    }
+
+    @Test("with Secrets to sync, the status is written before the answer, and its failure fails the publish")
+    func syncedSecretsNeedTheStatusFirst() async throws {
+        try await withTemporaryDirectory { (root: String) async throws in
+            let objects = [SecretProviderClass.SecretObject(secretName: "app", type: "Opaque", data: [.init(objectName: "username", key: "user")])]
+            let spc = SecretProviderClass(namespace: "ns", name: "spc", provider: "test", parameters: ["a": "b"], secretObjects: objects)
+            let harness = PipelineHarness(root: root, syncSecrets: true, spc: spc)
+            harness.kubernetes.failPodStatusWrites(with: .unavailable("api down"))
+            await #expect(throws: PublishError.self) { try await harness.publish() }
+            #expect(harness.mounter.mounted.isEmpty)
+            harness.kubernetes.failPodStatusWrites(with: nil)
+            #expect(try await harness.publish() == .published)
+            #expect(harness.kubernetes.podStatuses["ns/pod-ns-spc"] != nil)
+            #expect(harness.publisher.podStatusWrites.pendingTargets.isEmpty)
+        }
+    }
+}
+
+/// The UIDs a writer reported, in order.
+private final class UIDs: Sendable {
+    private let values = Mutex<[String]>([])
+    func add(_ value: String) { values.withLock { $0.append(value) } }
+    var all: [String] { values.withLock { $0 } }
+}
