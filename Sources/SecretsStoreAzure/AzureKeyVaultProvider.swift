@@ -138,17 +138,17 @@ package final class AzureKeyVaultProvider: SecretsProvider {
     /// Key Vault requests of one volume in flight at once, after the first.
     static let parallelFetches = 4
 
-    /// Every object's outcome, in the objects' order. The first object of each tenant is fetched alone, in
-    /// order, so a token that is not cached yet is requested once per tenant; the rest run
-    /// ``parallelFetches`` at a time. When the first object fails (and is not an optional one that is
-    /// missing), the result holds only that failure.
+    /// Every object's outcome, in the objects' order. The first object of each tenant whose token is not
+    /// cached yet is fetched alone, in order, so that token is requested once per tenant; the rest (every
+    /// object, when the tokens are cached) run ``parallelFetches`` at a time. When the first object was fetched
+    /// alone and failed (and is not an optional one that is missing), the result holds only that failure.
     private func fetchAll(_ objects: [KeyVaultObject], clients: [KeyVaultClient]) async -> [Result<ObjectOutput, FetchError>] {
         guard !objects.isEmpty else { return [] }
         var results = [Result<ObjectOutput, FetchError>?](repeating: nil, count: objects.count)
         var seenTenants: Set<String> = []
         var rest: [Int] = []
         for index in objects.indices {
-            guard seenTenants.insert(clients[index].tenantID).inserted else {
+            guard seenTenants.insert(clients[index].tenantID).inserted, !clients[index].hasFreshToken else {
                 rest.append(index)
                 continue
             }

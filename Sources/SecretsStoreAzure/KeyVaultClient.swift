@@ -80,6 +80,12 @@ package struct KeyVaultClient: Sendable {
     let logger: Logger
     let onResponse: @Sendable (Int) -> Void
 
+    /// Whether a token for this client's identity, tenant and resource is cached and fresh (no Entra ID or IMDS
+    /// request before the first GET).
+    var hasFreshToken: Bool {
+        tokens.hasFreshToken(for: identity, tenantID: tenantID, authorityHost: authorityHost, resource: resource)
+    }
+
     /// GETs `path` (e.g. `/secrets/name/`) and returns the JSON body, or `url` when it is absolute (`nextLink`).
     package func get(_ pathOrURL: String) async throws(KeyVaultFailure) -> [UInt8] {
         var url = pathOrURL.hasPrefix("https://") || pathOrURL.hasPrefix("http://") ? pathOrURL : vaultURL + pathOrURL

@@ -92,6 +92,13 @@ package final class TokenProvider: Sendable {
         return fresh.token
     }
 
+    /// Whether ``token(for:tenantID:authorityHost:resource:)`` would answer from the cache now, without a request.
+    package func hasFreshToken(for identity: AzureIdentity, tenantID: String, authorityHost: String, resource: String) -> Bool {
+        let key = Self.cacheKey(identity, tenantID: tenantID, authorityHost: authorityHost, resource: resource)
+        guard let cached = cache.withLock({ $0[key] }) else { return false }
+        return cached.expiresAt - Self.refreshMargin > ContinuousClock.now
+    }
+
     /// Drops a cached token (after Key Vault rejected it).
     package func forget(_ identity: AzureIdentity, tenantID: String, authorityHost: String, resource: String) {
         _ = cache.withLock { $0.removeValue(forKey: Self.cacheKey(identity, tenantID: tenantID, authorityHost: authorityHost, resource: resource)) }
