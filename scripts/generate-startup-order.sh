@@ -18,11 +18,22 @@ release_flags=(-c release --static-swift-stdlib
 bin_dir="$(swift build "${release_flags[@]}" --show-bin-path)"
 bin="$bin_dir/secrets-store-csi-driver"
 swift build "${release_flags[@]}" --product csi-bench >/dev/null
-# csi-bench starts this instead of the driver: the driver under perf, one data file per process.
-cat > "$work/driver-under-perf" <<SH
-#!/bin/sh
-exec perf record -q -e page-faults -c 1 -d -o "$work/faults.\$\$.data" -- "$bin" "\$@"
-SH
+# csi-bench starts this instead of the driver: the driver under perf, one data file per process. It clears the
+# signal mask csi-bench's thread handed down (SIGTERM blocked) and passes csi-bench's SIGTERM on to the driver.
+cat > "$work/driver-under-perf" <<PY
+#!/usr/bin/env python3
+import os, signal, subprocess, sys
+signal.pthread_sigmask(signal.SIG_SETMASK, [])
+recorder = subprocess.Popen(["perf", "record", "-q", "-e", "page-faults", "-c", "1", "-d",
+                             "-o", "$work/faults.%d.data" % os.getpid(), "--", "$bin"] + sys.argv[1:])
+def stop(signum, frame):
+    with open("/proc/%d/task/%d/children" % (recorder.pid, recorder.pid)) as children:
+        for child in children.read().split():
+            os.kill(int(child), signal.SIGTERM)
+signal.signal(signal.SIGTERM, stop)
+signal.signal(signal.SIGINT, stop)
+sys.exit(recorder.wait())
+PY
 chmod +x "$work/driver-under-perf"
 touch "$order"
 for round in $(seq 1 "$rounds"); do
