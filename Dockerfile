@@ -6,6 +6,7 @@ COPY Package.swift ./
 COPY Sources ./Sources
 COPY proto ./proto
 COPY scripts/build-release.sh scripts/startup-symbol-order.txt ./scripts/
+COPY scripts/static-libstdcxx ./scripts/static-libstdcxx
 RUN scripts/build-release.sh /out
 
 FROM debian:bookworm-slim

@@ -246,15 +246,17 @@ let package = Package(
             swiftSettings: swiftSettings,
             // Release on Linux: link with lld so relative relocations are packed (DT_RELR, glibc >= 2.36: 3.5 MB of
             // .rela.dyn read at every start becomes ~0.1 MB), and export no symbols (the static runtime's
-            // -export-dynamic put every Swift symbol in .dynsym/.gnu.hash, which the loader reads at start-up).
-            // Together about 4 MiB less resident memory at idle (scripts/build-release.sh binary: 32-34 -> 28 MiB).
-            // The ordering file puts the functions that fault at start-up next to each other, so the kernel's
-            // 64 KiB fault-around maps fewer untouched pages (about 5 MiB less again). Regenerate it with
-            // scripts/generate-startup-order.sh; a stale entry is only ignored.
+            // -export-dynamic put every Swift symbol in .dynsym/.gnu.hash, which the loader reads at start-up):
+            // idle RSS 36.9 -> 30.8 MiB in the benchmark. The ordering file puts the functions that start-up and
+            // publishing touch next to each other, so the kernel's 64 KiB fault-around maps fewer untouched pages
+            // (30.8 -> 23.8 MiB); regenerate it with scripts/generate-startup-order.sh (a stale entry is only
+            // ignored). scripts/static-libstdcxx makes -lstdc++ take the static C++ runtime (about 1 MiB less:
+            // the shared one is mapped and faulted in whole). See BENCHMARKS.md.
             linkerSettings: [
                 .unsafeFlags(
                     [
                         "-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs", "-Xlinker", "--no-export-dynamic",
+                        "-L\(Context.packageDirectory)/scripts/static-libstdcxx",
                         "-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/scripts/startup-symbol-order.txt",
                         "-Xlinker", "--no-warn-symbol-ordering",
                     ],

@@ -246,7 +246,13 @@ struct FaultTests {
             #expect((status["status"] as? [String: Any])?["mounted"] as? Bool == true)
             let retries = driver.logs.all.filter { $0.contains("failed to write pod status; retrying") }
             #expect(retries.first?.contains("conflict") == true, "\(retries)")
-            #expect(driver.logs.all.contains { $0.contains("pod status written after retries") })
+            // The line follows the write that landed; it may come a moment after the fake server has the object.
+            var landedLine: String?
+            for _ in 0..<500 where landedLine == nil {
+                landedLine = driver.logs.all.first { $0.contains("pod status written after retries") }
+                if landedLine == nil { try await Task.sleep(for: .milliseconds(10)) }
+            }
+            #expect(landedLine != nil)
         }
     }
 
