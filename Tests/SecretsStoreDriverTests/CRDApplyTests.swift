@@ -84,9 +84,10 @@ struct CRDApplyTests {
 
     @Test("no API server and no configuration are clear failures")
     func unreachableAndUnconfigured() async throws {
-        let api = try await FakeKubernetesAPIServer()
-        let source = kubernetes(api)
-        try await api.shutdown()
+        // Port 1: nothing listens there (a just-closed server's port can be taken by another test's server).
+        let source = DriverConfiguration.KubernetesSource.configuration(
+            KubernetesConfiguration(server: "http://127.0.0.1:1", credentials: .token("hook-token"))
+        )
         // One try of one CRD: a refused connection takes the client's connect timeout to surface.
         let report = await CRDApply.run(kubernetes: source, crds: [EmbeddedCRDs.all[0]], attempts: 1, logger: logger)
         #expect(report.exitCode == 1)
