@@ -409,3 +409,45 @@ final class Locked<Value: Sendable>: Sendable {
     init(_ value: Value) { mutex = Mutex(value) }
     func withLock<T: Sendable>(_ body: (inout Value) -> T) -> T { mutex.withLock { body(&$0) } }
 }
+
+@Suite("Sync controller: restoring a Secret")
+struct SecretRestoreTests {
+    @Test("a deleted Secret is restored while its class exists, not once the class is gone or was replaced")
+    func restoreChecksTheClassFirst() async throws {
+        let api = InMemoryControllerAPI()
+        let tokens = ServiceAccountTokenCache(client: api, nowSeconds: { 1_800_000_000 })
+        let step = SecretProviderClassSyncStep(
+            kubernetes: api,
+            providers: FixedProviderDirectory([:]),
+            tokens: tokens,
+            audiences: .init { _ async throws(KubernetesClientError) in [] }
+        )
+        api.apply(SyncControllerTests.spc())
+        let spc = try #require(api.storedClass(namespace: SyncControllerTests.namespace, name: "db"))
+        let desired = [
+            KubernetesSecret(
+                namespace: SyncControllerTests.namespace, name: "db-secret", type: "Opaque", data: ["pw": Array("v".utf8)],
+                labels: ["secrets-store.csi.k8s.io/managed": "true"], ownerReferences: [SecretProviderClassSyncStep.owner(of: spc)]
+            )
+        ]
+        let logger = Logger(label: "test")
+        let key = "\(SyncControllerTests.namespace)/db-secret"
+
+        // A replaced class (same name, another uid): the Secret belonged to the old one.
+        var replaced = spc
+        replaced.uid = "uid-of-the-deleted-class"
+        let skipped = await step.restore(desired, of: replaced, logger: logger)
+        #expect(skipped.written.isEmpty && skipped.failure == nil)
+        #expect(api.storedSecrets[key] == nil)
+
+        let restored = await step.restore(desired, of: spc, logger: logger)
+        #expect(restored.written == ["db-secret"] && restored.failure == nil)
+        #expect(api.storedSecrets[key]?.data == ["pw": Array("v".utf8)])
+
+        api.removeSecret(namespace: SyncControllerTests.namespace, name: "db-secret")
+        api.deleteClass(namespace: SyncControllerTests.namespace, name: "db")
+        let gone = await step.restore(desired, of: spc, logger: logger)
+        #expect(gone.written.isEmpty && gone.failure == nil)
+        #expect(api.storedSecrets[key] == nil)
+    }
+}

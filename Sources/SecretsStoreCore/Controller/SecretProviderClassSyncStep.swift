@@ -222,8 +222,20 @@ package struct SecretProviderClassSyncStep: Sendable {
     }
 
     /// Writes `desired` again where it differs (a Secret was deleted or edited): no provider call.
-    package func restore(_ desired: [KubernetesSecret], logger: Logger) async -> (written: [String], failure: FailedApply?) {
-        await apply(desired, logger: logger)
+    ///
+    /// Nothing is written when `spc` is gone or was replaced (another uid): the Secret was deleted because its
+    /// class was, by the garbage collector, and the Secret watch can report that before the class watch does.
+    /// When the class cannot be read for another reason, the Secret is restored as before.
+    package func restore(_ desired: [KubernetesSecret], of spc: SecretProviderClass, logger: Logger) async -> (written: [String], failure: FailedApply?) {
+        do {
+            let current = try await kubernetes.secretProviderClass(namespace: spc.namespace, name: spc.name, logger: logger)
+            if current.uid != spc.uid { return ([], nil) }
+        } catch .notFound {
+            return ([], nil)
+        } catch {
+            logger.debug("could not read the class before restoring its secrets; restoring", metadata: ["error": "\(error)"])
+        }
+        return await apply(desired, logger: logger)
     }
 
     /// Why writing a Secret failed.

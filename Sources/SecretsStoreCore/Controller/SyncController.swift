@@ -254,7 +254,7 @@ package final class SyncController: Sendable {
         logger[metadataKey: "k8s.secretproviderclass"] = "\(key)"
         guard let tracked = state.withLock({ $0.tracked[key] }) else { return }
         if work == .restore, !tracked.desired.isEmpty {
-            let (written, failure) = await step.restore(tracked.desired, logger: logger)
+            let (written, failure) = await step.restore(tracked.desired, of: tracked.spc, logger: logger)
             if let failure {
                 logger.warning("could not restore a synced secret", metadata: ["sync.reason": "\(failure.reason.rawValue)", "error": "\(failure.message)"])
                 await record(
