@@ -23,8 +23,8 @@ import Glibc
 /// watch cache (``CachedSecretProviderClasses``). ``run(gracefulShutdownSignals:maximumGracefulShutdownDuration:)``
 /// then recovers this node's published volumes from their pod statuses, and only after that starts the CSI
 /// server on the socket, the metrics and health listener, the cache's ``ReflectorService`` (when there is a
-/// cache), the ``HeapTrimService`` (unless turned off) and (with rotation on) the ``RotationService``; when the group has stopped
-/// it shuts the HTTP clients it made down.
+/// cache), the ``HeapTrimService`` (unless turned off) and (with rotation on) the ``RotationService``; when
+/// the group has stopped it shuts the HTTP clients it made down.
 ///
 /// The executable, the demo, the benchmarks and the end-to-end tests all build the driver here; what they
 /// change is in ``Seams``.

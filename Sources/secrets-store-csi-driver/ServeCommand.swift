@@ -112,7 +112,7 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError("--metrics-backend \(metricsBackend): only Prometheus is supported")
         }
         guard maxCallRecvMsgSize > 0 else { throw ValidationError("--max-call-recv-msg-size must be positive") }
-        guard let trimInterval = GoDuration.parse(heapTrimInterval), trimInterval >= .zero else {
+        guard GoDuration.parse(heapTrimInterval) != nil else {
             throw ValidationError("--heap-trim-interval \(heapTrimInterval): not a duration such as 1s or 500ms (0 turns it off)")
         }
         guard let healthInterval = GoDuration.parse(providerHealthCheckInterval), healthInterval > .zero else {

@@ -38,15 +38,16 @@ struct PodStatusWriterTests {
         }
     }
 
-    @Test("a republish while the write is pending does not write twice once it landed")
+    @Test("once the write landed, a refresh with the same object versions writes no status again")
     func landedWriteIsRemembered() async throws {
         try await withTemporaryDirectory { (root: String) async throws in
-            let harness = PipelineHarness(root: root)
+            let harness = PipelineHarness(root: root, rotation: RotationPolicy(enabled: true, interval: .seconds(60)))
             try await harness.publish()
             await harness.publisher.podStatusWrites.settle()
             let attempts = harness.kubernetes.podStatusWriteAttempts
             #expect(attempts == 1)
-            #expect(try await harness.publish() == .alreadyPublished)
+            harness.clock.advance(by: .seconds(61))
+            #expect(try await harness.publish() == .refreshed(changed: false))
             await harness.publisher.podStatusWrites.settle()
             #expect(harness.kubernetes.podStatusWriteAttempts == attempts)
         }
