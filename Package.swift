@@ -168,9 +168,12 @@ let package = Package(
         // and Azure HTTPS clients, built-in providers), with every seam overridable; the `provider azure`
         // server; the rotation loop. The executable, the demo, the bench and the end-to-end tests all build the
         // driver through it. Also the process-level helpers: Go flag syntax, `--endpoint`, the log handler.
+        // The Swift runtime's global-executor hook, reached by the linker (the static runtime hides it from dlsym).
+        .target(name: "CConcurrencyHook"),
         .target(
             name: "SecretsStoreDriver",
             dependencies: [
+                "CConcurrencyHook",
                 "SecretsStoreCore",
                 "SecretsStoreAzure",
                 "SecretsStoreObservability",

@@ -262,6 +262,7 @@ package final class DriverAssembly: Sendable {
                 "node.id": "\(configuration.nodeID)", "rotation.enabled": "\(configuration.rotation.enabled)",
                 "rotation.restart": "\(configuration.restartOnRotation)",
                 "rotation.interval": "\(configuration.rotationIntervalText ?? "\(configuration.rotation.interval)")",
+                "concurrency.executor": "\(EventLoopConcurrency.isInstalled ? "event-loops" : "default")",
             ]
         )
         if configuration.restartOnRotation, !configuration.rotation.enabled {

@@ -17,6 +17,7 @@ struct Driver: AsyncParsableCommand {
 
     /// Parses the command line after rewriting Go-style flags (see ``GoFlags``), then runs the command.
     static func main() async {
+        EventLoopConcurrency.install()
         let arguments = GoFlags.normalize(
             Array(CommandLine.arguments.dropFirst()),
             booleanFlags: ServeCommand.booleanFlagNames.union(AzureOptions.booleanFlagNames).union(RenderCommand.booleanFlagNames)

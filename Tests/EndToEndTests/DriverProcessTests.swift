@@ -55,7 +55,7 @@ struct DriverProcessTests {
         return path
     }
 
-    @Test("Go-style flags, Probe over the socket, a second instance refused, SIGTERM stops it cleanly")
+    @Test("Go-style flags, Probe over the socket, a second instance refused, SIGTERM stops it cleanly, concurrency on the event loops")
     func servesAndShutsDown() async throws {
         try await withTemporaryDirectory { (root: String) async throws in
             let api = try await FakeKubernetesAPIServer(requiredToken: "driver-token")
@@ -98,6 +98,8 @@ struct DriverProcessTests {
             let log = earlyLog + String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
             #expect(log.contains("\"msg\":\"listening\""))
             #expect(log.contains("\"msg\":\"stopped\""))
+            // Swift concurrency ran on the event loops (EventLoopConcurrency) for all of the above.
+            #expect(log.contains("\"concurrency.executor\":\"event-loops\""))
             try await api.shutdown()
         }
     }
