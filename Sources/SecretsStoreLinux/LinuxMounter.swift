@@ -77,9 +77,16 @@ package struct LinuxMounter: Mounter {
         return options.isEmpty ? "gid=\(group)" : options + ",gid=\(group)"
     }
 
-    /// Whether `path` is listed as a mount point in mountinfo.
+    /// Whether `path` is a mount point. When its device differs from its parent's, it is one, and mountinfo is not
+    /// read (every tmpfs the driver mounts is a device of its own, so this is the publish and unpublish path);
+    /// otherwise, as a bind mount of the same file system keeps the device, whether mountinfo lists it.
     private func isMountPoint(_ path: String) throws(MountError) -> Bool {
         let resolved = Self.canonical(path)
+        var own = stat()
+        var parent = stat()
+        if resolved != "/", stat(resolved, &own) == 0, stat(resolved + "/..", &parent) == 0, own.st_dev != parent.st_dev {
+            return true
+        }
         let text: String
         do {
             text = try PosixFileSystem.readText(at: mountInfoPath)

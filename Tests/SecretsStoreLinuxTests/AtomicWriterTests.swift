@@ -3,6 +3,10 @@ import SecretsStoreCoreTesting
 import SecretsStoreLinux
 import Testing
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 @Suite("Atomic writer on a real directory")
 struct AtomicWriterTests {
     let fileSystem = PosixFileSystem()
@@ -145,6 +149,27 @@ struct LinuxMounterTests {
             #expect(try mounter.state(of: target) == .directory)
             #expect(try fileSystem.contentsOfDirectory(at: target).isEmpty)
             try mounter.unmount(target)
+        }
+    }
+
+    /// A bind mount of a directory of the same file system keeps its device, so the device check cannot tell it
+    /// is a mount point: mountinfo still does, and the mount is still found and removed.
+    @Test func bindMountOnTheSameDeviceIsStillAMountPoint() async throws {
+        try await withTemporaryDirectory { (root: String) async throws in
+            let mounter = LinuxMounter()
+            let fileSystem = PosixFileSystem()
+            try mounter.mountTmpfs(at: root)
+            defer { try? mounter.unmount(root) }
+            try fileSystem.createDirectories(at: root + "/source", permissions: 0o755)
+            try fileSystem.createDirectories(at: root + "/target", permissions: 0o755)
+            #expect(mount(root + "/source", root + "/target", nil, UInt(MS_BIND), nil) == 0)
+            var own = stat()
+            var parent = stat()
+            #expect(stat(root + "/target", &own) == 0 && stat(root, &parent) == 0 && own.st_dev == parent.st_dev)
+            #expect(try mounter.state(of: root + "/target") == .mounted)
+            try mounter.unmount(root + "/target")
+            #expect(try mounter.state(of: root + "/target") == .directory)
+            #expect(try mounter.state(of: root) == .mounted)
         }
     }
 
