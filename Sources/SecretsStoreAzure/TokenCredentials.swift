@@ -114,8 +114,17 @@ package final class TokenProvider: Sendable {
         return "\(authorityHost)|\(tenantID)|\(who)|\(resource)"
     }
 
-    private static func digest(_ text: String) -> String {
-        SHA256.hash(data: Array(text.utf8)).map { String($0, radix: 16) }.joined()
+    /// The SHA-256 of `text` in lowercase hex, two digits a byte (an unpadded digit per byte, as before, could
+    /// give two different digests the same text), built in one buffer: this runs on every publish.
+    package static func digest(_ text: String) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var hex: [UInt8] = []
+        hex.reserveCapacity(2 * SHA256.byteCount)
+        for byte in SHA256.hash(data: Array(text.utf8)) {
+            hex.append(digits[Int(byte >> 4)])
+            hex.append(digits[Int(byte & 0x0f)])
+        }
+        return String(decoding: hex, as: UTF8.self)
     }
 
     private struct TokenBody: Decodable {

@@ -28,4 +28,12 @@ struct TokenCacheTests {
         try await http.shutdown()
         try await server.shutdown()
     }
+
+    @Test("the cache key's digest of a secret is SHA-256 in full hex, a leading zero digit kept")
+    func digestIsFullWidthHex() {
+        #expect(TokenProvider.digest("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        // SHA-256("b") has a 0x00 byte, which one digit a byte wrote as "0".
+        #expect(TokenProvider.digest("b") == "3e23e8160039594a33894f6564e1b1348bbd7a0088d42c4acb73eeaed59c009d")
+        #expect(TokenProvider.digest("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+    }
 }
