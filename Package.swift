@@ -163,13 +163,13 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The Swift runtime's global-executor hook, reached by the linker (the static runtime hides it from dlsym).
+        .target(name: "CConcurrencyHook"),
         // The application layer: `DriverConfiguration` and `DriverAssembly`, the one place that turns it into a
         // `ServiceGroup` (start-up recovery, CSI server, metrics/health listener, rotation service, Kubernetes
         // and Azure HTTPS clients, built-in providers), with every seam overridable; the `provider azure`
         // server; the rotation loop. The executable, the demo, the bench and the end-to-end tests all build the
         // driver through it. Also the process-level helpers: Go flag syntax, `--endpoint`, the log handler.
-        // The Swift runtime's global-executor hook, reached by the linker (the static runtime hides it from dlsym).
-        .target(name: "CConcurrencyHook"),
         .target(
             name: "SecretsStoreDriver",
             dependencies: [

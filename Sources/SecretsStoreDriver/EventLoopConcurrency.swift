@@ -12,6 +12,8 @@ import Synchronization
 /// image (the Swift runtime is linked statically and its symbols are hidden), so the hook is set through
 /// `CConcurrencyHook`, whose reference the linker resolves. Everything the driver runs on the global executor is
 /// short and non-blocking (syscalls on tmpfs and a Unix socket, no waits), which is what an event loop needs.
+/// As with NIO's, only the immediate enqueue is taken over: a job resumed after `Task.sleep` goes through the
+/// runtime's delayed enqueue and still runs on a Dispatch worker, until its next hop.
 public enum EventLoopConcurrency {
     /// `nil` until ``install()`` ran, then whether it set the hook.
     private static let outcome = Mutex<Bool?>(nil)
