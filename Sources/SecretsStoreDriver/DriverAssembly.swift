@@ -283,7 +283,8 @@ package final class DriverAssembly: Sendable {
             services.append(.init(service: ReflectorService(cache, logger: logger)))
         }
         if let interval = configuration.heapTrimInterval {
-            services.append(.init(service: HeapTrimService(activity: publisher.activity, interval: interval)))
+            let trim = HeapTrimService.returnFreedMemory(releasingCodePages: configuration.releaseCodePages, logger: logger)
+            services.append(.init(service: HeapTrimService(activity: publisher.activity, interval: interval, trim: trim)))
         }
         if configuration.rotation.enabled {
             services.append(

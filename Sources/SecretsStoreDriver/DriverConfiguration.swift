@@ -131,6 +131,11 @@ package struct DriverConfiguration: Sendable {
     /// `--heap-trim-interval` (ours, not upstream's): how often the ``HeapTrimService`` looks whether a burst
     /// of operations has ended, to hand freed heap memory back; `nil` never trims.
     package var heapTrimInterval: Duration?
+    /// `--release-code-pages` (ours): whether each trim of the ``HeapTrimService`` also unmaps the executable's
+    /// resident code and read-only data (``ExecutablePages``), which the next operation maps back from the
+    /// page cache. Off by default here, because in a test process the executable is the test runner; the
+    /// command turns it on.
+    package var releaseCodePages: Bool
 
     /// A configuration with the upstream defaults for everything not given.
     package init(
@@ -148,7 +153,8 @@ package struct DriverConfiguration: Sendable {
         builtInAzure: BuiltInAzure? = BuiltInAzure(),
         providerHealthCheckInterval: Duration? = nil,
         watchSecretProviderClasses: Bool = true,
-        heapTrimInterval: Duration? = .seconds(1)
+        heapTrimInterval: Duration? = .seconds(1),
+        releaseCodePages: Bool = false
     ) {
         self.socketPath = socketPath
         self.nodeID = nodeID
@@ -165,5 +171,6 @@ package struct DriverConfiguration: Sendable {
         self.providerHealthCheckInterval = providerHealthCheckInterval
         self.watchSecretProviderClasses = watchSecretProviderClasses
         self.heapTrimInterval = heapTrimInterval
+        self.releaseCodePages = releaseCodePages
     }
 }

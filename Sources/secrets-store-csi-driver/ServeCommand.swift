@@ -97,6 +97,12 @@ struct ServeCommand: AsyncParsableCommand {
     var heapTrimInterval = "1s"
 
     @Option(
+        name: .customLong("release-code-pages"),
+        help: "With each heap trim, also unmap the executable's code pages; what runs again is mapped back from the page cache (true), or keep them mapped (false)."
+    )
+    var releaseCodePages = true
+
+    @Option(
         name: .customLong("builtin-azure-provider"),
         help: "Serve SecretProviderClasses with provider azure in-process (true) or through azure.sock (false)."
     )
@@ -156,7 +162,8 @@ struct ServeCommand: AsyncParsableCommand {
             metricsAddress: metricsAddr,
             builtInAzure: builtinAzureProvider ? try azure.builtInAzure() : nil,
             providerHealthCheckInterval: providerHealthCheck ? GoDuration.parse(providerHealthCheckInterval) : nil,
-            heapTrimInterval: GoDuration.parse(heapTrimInterval).flatMap { $0 > .zero ? $0 : nil }
+            heapTrimInterval: GoDuration.parse(heapTrimInterval).flatMap { $0 > .zero ? $0 : nil },
+            releaseCodePages: releaseCodePages
         )
     }
 }

@@ -90,6 +90,13 @@ struct DriverProcessTests {
             #expect(secondText.contains("another driver instance"))
             #expect(FileManager.default.fileExists(atPath: socket))
 
+            // A second after recovery, with nothing in flight, the driver trims its heap and unmaps its code
+            // pages (HeapTrimService, --release-code-pages on by default); it goes on serving.
+            try await Task.sleep(for: .seconds(2))
+            try await withCSIClient(socketPath: socket) { (client: GRPCClient<HTTP2ClientTransport.Posix>) async throws in
+                #expect(try await Csi_V1_Identity.Client(wrapping: client).probe(Csi_V1_ProbeRequest()).ready.value)
+            }
+
             process.terminate()  // SIGTERM
             process.waitUntilExit()
             #expect(process.terminationReason == .exit)
@@ -100,8 +107,19 @@ struct DriverProcessTests {
             #expect(log.contains("\"msg\":\"stopped\""))
             // Swift concurrency ran on the event loops (EventLoopConcurrency) for all of the above.
             #expect(log.contains("\"concurrency.executor\":\"event-loops\""))
+            let trim = try #require(log.split(separator: "\n").first { $0.contains("returned freed memory") })
+            #expect(!trim.contains("errno"))
+            let before = try #require(Self.number(trim, "code.resident.before.kib"))
+            let after = try #require(Self.number(trim, "code.resident.after.kib"))
+            #expect(after < before)
             try await api.shutdown()
         }
+    }
+
+    /// The number in a JSON log line's `"key":"123"`.
+    static func number(_ line: Substring, _ key: String) -> Int? {
+        guard let range = line.range(of: "\"\(key)\":\"") else { return nil }
+        return Int(line[range.upperBound...].prefix { $0.isNumber })
     }
 
     /// Reads log lines until the metrics listener reports its address.
