@@ -228,6 +228,7 @@ final class DriverBench {
         try await withCSIClient(socketPath: socket) { (client: GRPCClient<HTTP2ClientTransport.Posix>) async throws in
             let node = Csi_V1_Node.Client(wrapping: client)
             try await publishLatency(node, facts: facts)
+            try await quietPublishes(node)
             try await concurrentPublishes(node)
             try await manyVolumes(node, facts: facts)
             try await cycles(node, facts: facts)
@@ -302,6 +303,25 @@ final class DriverBench {
             let driverCPU = facts.cpuSeconds - cpuAtStart
             report.add("  driver CPU per publish + unpublish", driverCPU * 1000 / Double(iterations), unit: "ms")
         }
+    }
+
+    /// A publish after the driver was quiet long enough to trim (heap and, with `--release-code-pages`, the
+    /// code pages it had mapped), against one right after it: what the mapping back costs.
+    func quietPublishes(_ node: Csi_V1_Node.Client<HTTP2ClientTransport.Posix>) async throws {
+        var quiet = Samples()
+        var warm = Samples()
+        for round in 0..<8 {
+            try await Task.sleep(for: .milliseconds(1500))
+            let path = target("quiet-\(round)")
+            let first = request(objects: 10, target: path)
+            quiet.add(try await measure { _ = try await node.nodePublishVolume(first) })
+            try await unpublish(node, path)
+            let second = request(objects: 10, target: path)
+            warm.add(try await measure { _ = try await node.nodePublishVolume(second) })
+            try await unpublish(node, path)
+        }
+        report.add("publish 10 objects after 1.5 s quiet, p50", quiet.percentile(0.5), floor: warm.percentile(0.5), unit: "ms", target: "profile")
+        report.add("publish 10 objects after 1.5 s quiet, max", quiet.percentile(1), floor: warm.percentile(1), unit: "ms")
     }
 
     func concurrentPublishes(_ node: Csi_V1_Node.Client<HTTP2ClientTransport.Posix>) async throws {
