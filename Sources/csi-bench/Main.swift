@@ -373,15 +373,20 @@ final class DriverBench {
             _ = try await burst(node, name: "warm")
             var p99s = Samples()
             var cpu = Samples()
+            var succeeded = 0
             for round in 0..<rounds {
                 try await Task.sleep(for: .seconds(2))
                 let cpuAtStart = facts.cpuSeconds
                 let samples = try await burst(node, name: "round-\(round)")
-                cpu.add(.milliseconds(Int64(((facts.cpuSeconds - cpuAtStart) * 1000).rounded())))
-                p99s.add(.microseconds(Int64((samples.percentile(0.99) * 1000).rounded())))
-                print("    round \(round): \(samples.milliseconds.count) of 100, p99 \(Report.format(samples.percentile(0.99))) ms")
+                cpu.add(milliseconds: (facts.cpuSeconds - cpuAtStart) * 1000)
+                let p99 = samples.percentile(0.99)
+                p99s.add(milliseconds: p99)
+                succeeded += samples.milliseconds.count
+                print("    round \(round): \(samples.milliseconds.count) of 100, p99 \(Report.format(p99)) ms")
             }
-            report.add("100 concurrent publishes: p99, median of \(rounds) rounds", p99s.percentile(0.5), unit: "ms", target: "<= 150 ms", met: p99s.percentile(0.5) <= 150)
+            report.add("100 concurrent publishes: succeeded, all rounds", Double(succeeded), unit: "of \(rounds * 100)", target: "all", met: succeeded == rounds * 100)
+            let median = p99s.percentile(0.5)
+            report.add("100 concurrent publishes: p99, median of \(rounds) rounds", median, unit: "ms", target: "<= 150 ms", met: median <= 150)
             report.add("100 concurrent publishes: p99, lowest round", p99s.percentile(0), unit: "ms")
             report.add("100 concurrent publishes: p99, highest round", p99s.percentile(1), unit: "ms")
             report.add("  driver CPU per burst (median)", cpu.percentile(0.5), unit: "ms")

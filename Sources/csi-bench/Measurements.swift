@@ -10,6 +10,8 @@ struct Samples {
 
     mutating func add(_ duration: Duration) { milliseconds.append(duration.milliseconds) }
 
+    mutating func add(milliseconds value: Double) { milliseconds.append(value) }
+
     /// The nearest-rank percentile (`p` in 0...1).
     func percentile(_ p: Double) -> Double {
         guard !milliseconds.isEmpty else { return .nan }
