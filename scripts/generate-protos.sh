@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates Sources/CSIProtocol/*.pb.swift and *.grpc.swift from proto/*.proto (CSI v1, the v1alpha1
-# provider API, and grpc.health.v1).
+# provider API, grpc.health.v1 and kubelet's plugin registration v1).
 #
 # Needs protoc with the well-known types (Debian: protobuf-compiler libprotobuf-dev). The two Swift
 # plugins are built in debug from scripts/protoc-plugins (about a minute), which avoids the slow
@@ -19,7 +19,8 @@ protoc -I "$root/proto" -I /usr/include \
   --swift_opt=Visibility=Public --swift_out="$out" \
   --plugin=protoc-gen-grpc-swift-2="$bin/protoc-gen-grpc-swift-2" \
   --grpc-swift-2_opt=Visibility=Public --grpc-swift-2_out="$out" \
-  "$root/proto/csi.proto" "$root/proto/provider.proto" "$root/proto/health.proto"
+  "$root/proto/csi.proto" "$root/proto/provider.proto" "$root/proto/health.proto" \
+  "$root/proto/pluginregistration.proto"
 
 if [ "${1:-}" = "--check" ]; then
   git -C "$root" diff --exit-code -- Sources/CSIProtocol

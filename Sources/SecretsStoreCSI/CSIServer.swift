@@ -12,12 +12,16 @@ import Glibc
 /// A gRPC endpoint on a Unix socket (the driver's Identity + Node, or a provider's v1alpha1 service), run as
 /// a `Service` so it starts and stops with the rest of the process under one `ServiceGroup`.
 ///
-/// Before binding it takes an exclusive lock on `<socket>.lock`: a second instance fails at once instead of
-/// silently replacing the socket of a running one. It then removes a stale socket file, binds, and sets the
-/// socket's mode to 0660 (kubelet connects as root).
+/// Before binding it takes an exclusive lock on `<socket>.lock` (unless made with `lockFile: false`): a second
+/// instance fails at once instead of silently replacing the socket of a running one. It then removes a stale
+/// socket file, binds, and sets the socket's mode to 0660 (kubelet connects as root). The socket file is removed
+/// when the server stops.
 package struct CSIServer: Service {
     /// The Unix socket to serve on; `<socketPath>.lock` guards it.
     package var socketPath: String
+    /// Whether `<socketPath>.lock` guards the socket. The registration socket goes without: kubelet's plugin
+    /// watcher owns that directory, and the CSI socket's lock already keeps a second instance out.
+    package var lockFile: Bool
     private let services: [any RegistrableRPCService]
     private let logger: Logger
     private let onListening: @Sendable (String) -> Void
@@ -26,10 +30,12 @@ package struct CSIServer: Service {
     package init(
         socketPath: String,
         services: [any RegistrableRPCService],
+        lockFile: Bool = true,
         logger: Logger,
         onListening: @escaping @Sendable (String) -> Void = { _ in }
     ) {
         self.socketPath = socketPath
+        self.lockFile = lockFile
         self.services = services
         self.logger = logger
         self.onListening = onListening
@@ -51,8 +57,8 @@ package struct CSIServer: Service {
     /// - Throws: ``CSIServerError`` when the lock file cannot be opened, another instance holds it, or a stale
     ///   socket cannot be removed; the transport's error when binding or serving fails.
     package func run() async throws {
-        let lock = try SocketLock(socketPath: socketPath)
-        defer { lock.release() }
+        let lock = lockFile ? try SocketLock(socketPath: socketPath) : nil
+        defer { lock?.release() }
         if unlink(socketPath) != 0 && errno != ENOENT {
             throw CSIServerError(message: "cannot remove stale socket \(socketPath): \(String(cString: strerror(errno)))")
         }

@@ -275,10 +275,32 @@ package final class DriverAssembly: Sendable {
                     address: configuration.metricsAddress,
                     metrics: metrics,
                     logger: logger,
+                    healthCheck: .init { [probe = CSIProbeCheck(socketPath: configuration.socketPath)] in
+                        let result = await probe.check()
+                        return result.healthy ? nil : result.reason
+                    },
                     onListening: { signal.metricsListening(on: $0) }
                 )
             ),
         ]
+        if let registration = configuration.kubeletRegistration {
+            let metrics = self.metrics
+            services.append(
+                .init(
+                    service: KubeletRegistrar(
+                        socketPath: registration.socketPath(driverName: configuration.driverName),
+                        service: RegistrationService(
+                            driverName: configuration.driverName,
+                            endpointPath: registration.endpointPath,
+                            logger: logger,
+                            onStatus: { metrics.kubeletRegistrationNotified(registered: $0) }
+                        ),
+                        logger: logger,
+                        whenServing: { _ = try await signal.wait() }
+                    )
+                )
+            )
+        }
         if let cache = secretProviderClassCache {
             services.append(.init(service: ReflectorService(cache, logger: logger)))
         }
@@ -410,6 +432,31 @@ struct InProcessProviders {
             azureHTTP = http
         }
         providers.merge(injected) { _, injected in injected }
+    }
+}
+
+/// The built-in registrar: kubelet's registration service on `<plugins_registry>/<driver>-reg.sock`, bound only
+/// once the driver serves (CSI socket and metrics listener), so kubelet's `NodeGetInfo`, which follows the
+/// registration at once, finds the CSI socket answering, and a second instance that failed the CSI socket's
+/// lock never replaces the running one's registration socket. A stale socket file is replaced; the socket is
+/// removed at shutdown, which tells kubelet the plugin is gone.
+struct KubeletRegistrar: Service {
+    var socketPath: String
+    var service: RegistrationService
+    var logger: Logger
+    /// Returns once the driver serves; throws if it stopped first.
+    var whenServing: @Sendable () async throws -> Void
+
+    func run() async throws {
+        // A graceful shutdown before the driver served ends the wait instead of leaving the group waiting here.
+        do {
+            try await cancelWhenGracefulShutdown { try await whenServing() }
+        } catch is CancellationError where Task.isShuttingDownGracefully {
+            return
+        }
+        if Task.isShuttingDownGracefully { return }
+        logger.info("registering with kubelet", metadata: ["registration.socket": "\(socketPath)"])
+        try await CSIServer(socketPath: socketPath, services: [service], lockFile: false, logger: logger).run()
     }
 }
 

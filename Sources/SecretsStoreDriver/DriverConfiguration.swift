@@ -136,6 +136,29 @@ package struct DriverConfiguration: Sendable {
     /// page cache. Off by default here, because in a test process the executable is the test runner; the
     /// command turns it on.
     package var releaseCodePages: Bool
+    /// `--plugin-registration-dir` and `--kubelet-registration-path`: register with kubelet's plugin watcher
+    /// without the node-driver-registrar sidecar; `nil` (the default, and the flag's empty value) does not.
+    package var kubeletRegistration: KubeletRegistration?
+
+    /// Where the driver registers itself with kubelet (the built-in registrar).
+    package struct KubeletRegistration: Sendable, Equatable {
+        /// Kubelet's `plugins_registry` directory; the registration socket is `<directory>/<driver name>-reg.sock`.
+        package var directory: String
+        /// The CSI socket as kubelet sees it (GetInfo's `endpoint`), which may differ from ``DriverConfiguration/socketPath``
+        /// when the driver runs in a container with the host directory mounted elsewhere.
+        package var endpointPath: String
+
+        /// A registration in `directory` announcing `endpointPath`.
+        package init(directory: String, endpointPath: String) {
+            self.directory = directory
+            self.endpointPath = endpointPath
+        }
+
+        /// `<directory>/<driverName>-reg.sock`, the name kubelet's plugin watcher expects.
+        package func socketPath(driverName: String) -> String {
+            (directory.hasSuffix("/") ? String(directory.dropLast()) : directory) + "/" + driverName + "-reg.sock"
+        }
+    }
 
     /// A configuration with the upstream defaults for everything not given.
     package init(
@@ -154,7 +177,8 @@ package struct DriverConfiguration: Sendable {
         providerHealthCheckInterval: Duration? = nil,
         watchSecretProviderClasses: Bool = true,
         heapTrimInterval: Duration? = .seconds(1),
-        releaseCodePages: Bool = false
+        releaseCodePages: Bool = false,
+        kubeletRegistration: KubeletRegistration? = nil
     ) {
         self.socketPath = socketPath
         self.nodeID = nodeID
@@ -172,5 +196,6 @@ package struct DriverConfiguration: Sendable {
         self.watchSecretProviderClasses = watchSecretProviderClasses
         self.heapTrimInterval = heapTrimInterval
         self.releaseCodePages = releaseCodePages
+        self.kubeletRegistration = kubeletRegistration
     }
 }

@@ -16,6 +16,8 @@ import Darwin
 /// Promises, whatever the peer sends:
 /// - only `GET` and `HEAD` of `/metrics` and `/healthz` are answered with 200 (query string ignored); another
 ///   method on those paths gets 405 with `Allow: GET, HEAD`, another path 404;
+/// - with a ``HealthCheck``, `/healthz` answers 200 only when the check passes, else 503 with its reason; no
+///   further request of that connection is read until the check has answered;
 /// - a request head longer than ``Limits/maxRequestHeadBytes`` gets 431 and the connection is closed;
 /// - a request that announces a body (`Content-Length` > 0 or any `Transfer-Encoding`) gets 413 and the connection
 ///   is closed without reading the body: no socket read is issued after that head (`autoRead` is off), so at most
@@ -96,6 +98,8 @@ package struct MetricsAndHealthListener: Service {
     package let limits: Limits
     /// The series served on `/metrics`.
     private let metrics: PrometheusDriverMetrics
+    /// What `/healthz` asks; `nil` answers 200 as long as the process serves.
+    private let healthCheck: HealthCheck?
     /// Where the listener logs its address and, at debug level, refused connections.
     private let logger: Logger
     /// Called once with the bound port, before any request is served.
@@ -111,11 +115,13 @@ package struct MetricsAndHealthListener: Service {
         metrics: PrometheusDriverMetrics,
         logger: Logger,
         limits: Limits = Limits(),
+        healthCheck: HealthCheck? = nil,
         onListening: @escaping @Sendable (Int) -> Void = { _ in }
     ) throws {
         (self.listenHost, self.port) = try Self.parse(address: address)
         self.limits = limits.sanitized
         self.metrics = metrics
+        self.healthCheck = healthCheck
         self.logger = logger
         self.onListening = onListening
     }
@@ -147,6 +153,17 @@ package struct MetricsAndHealthListener: Service {
         }
         guard !hostText.contains(":"), !hostText.contains("["), !hostText.contains("]") else { throw error }
         return (.host(String(hostText)), port)
+    }
+
+    /// What `/healthz` checks beyond the process answering HTTP.
+    package struct HealthCheck: Sendable {
+        /// `nil` when healthy, otherwise why not (served as the 503 body and logged: never secret data).
+        package var check: @Sendable () async -> String?
+
+        /// A check that runs `check` for every `/healthz` request (it should share work between callers).
+        package init(_ check: @escaping @Sendable () async -> String?) {
+            self.check = check
+        }
     }
 
     /// Binds, reports the port, serves until graceful shutdown or cancellation, then closes the server channel
@@ -202,6 +219,7 @@ package struct MetricsAndHealthListener: Service {
     private func bootstrap(on loop: any EventLoop, registry: NIOLoopBound<ConnectionRegistry>, dualStack: Bool) -> ServerBootstrap {
         let limits = self.limits
         let metrics = self.metrics
+        let healthCheck = self.healthCheck
         let logger = self.logger
         var bootstrap = ServerBootstrap(group: loop)
             .serverChannelOption(ChannelOptions.backlog, value: Int32(limits.listenBacklog))
@@ -232,7 +250,13 @@ package struct MetricsAndHealthListener: Service {
                     )
                     try pipeline.addHandler(RequestHeadLimiter(limit: limits.maxRequestHeadBytes), position: .first)
                     try pipeline.addHandler(
-                        MetricsHTTPHandler(registry: registry.value, metrics: metrics, limits: limits, logger: logger)
+                        MetricsHTTPHandler(
+                            registry: registry.value,
+                            metrics: metrics,
+                            healthCheck: healthCheck,
+                            limits: limits,
+                            logger: logger
+                        )
                     )
                 }
             }
@@ -499,6 +523,8 @@ private final class MetricsHTTPHandler: ChannelInboundHandler, RemovableChannelH
     private enum State {
         /// Reading and answering requests.
         case open
+        /// Waiting for the health check of a `/healthz` request; nothing is read meanwhile.
+        case checkingHealth
         /// Answered for the last time; nothing more is read or answered.
         case closing
     }
@@ -507,21 +533,32 @@ private final class MetricsHTTPHandler: ChannelInboundHandler, RemovableChannelH
     private let registry: ConnectionRegistry
     /// The series served on `/metrics`.
     private let metrics: PrometheusDriverMetrics
+    /// What `/healthz` asks, if anything.
+    private let healthCheck: MetricsAndHealthListener.HealthCheck?
     /// Idle timeout and linger.
     private let limits: MetricsAndHealthListener.Limits
     /// For debug lines about refused requests.
     private let logger: Logger
     /// The connection's state.
     private var state = State.open
+    /// Request heads that arrived while a health check was running, answered in order after it.
+    private var queuedHeads: [HTTPRequestHead] = []
     /// This connection's registry ID, once active.
     private var id: UInt64?
     /// The pending idle-timeout or linger close.
     private var timer: Scheduled<Void>?
 
     /// A handler for one connection of the listener that owns `registry`.
-    init(registry: ConnectionRegistry, metrics: PrometheusDriverMetrics, limits: MetricsAndHealthListener.Limits, logger: Logger) {
+    init(
+        registry: ConnectionRegistry,
+        metrics: PrometheusDriverMetrics,
+        healthCheck: MetricsAndHealthListener.HealthCheck?,
+        limits: MetricsAndHealthListener.Limits,
+        logger: Logger
+    ) {
         self.registry = registry
         self.metrics = metrics
+        self.healthCheck = healthCheck
         self.limits = limits
         self.logger = logger
     }
@@ -557,8 +594,13 @@ private final class MetricsHTTPHandler: ChannelInboundHandler, RemovableChannelH
 
     /// Answers each request head; body parts never reach an open connection (their head closed it).
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard case .open = state, case .head(let head) = unwrapInboundIn(data) else { return }
-        answer(head, context: context)
+        guard case .head(let head) = unwrapInboundIn(data) else { return }
+        switch state {
+        case .open: answer(head, context: context)
+        // Pipelined behind a /healthz still being checked: answered in order once it is (at most one read's worth).
+        case .checkingHealth: queuedHeads.append(head)
+        case .closing: break
+        }
     }
 
     /// Asks for more input while the connection is open and the peer keeps up with our answers.
@@ -617,6 +659,10 @@ private final class MetricsHTTPHandler: ChannelInboundHandler, RemovableChannelH
             contentType = "text/plain; version=0.0.4"
             body = head.method == .GET || head.method == .HEAD ? metrics.render() : ""
         case "/healthz":
+            if let healthCheck, head.method == .GET || head.method == .HEAD {
+                checkHealth(healthCheck, head: head, version: version, context: context)
+                return
+            }
             contentType = "text/plain"
             body = "ok"
         default:
@@ -630,9 +676,45 @@ private final class MetricsHTTPHandler: ChannelInboundHandler, RemovableChannelH
         write(.ok, version: version, contentType: contentType, body: body, includeBody: head.method == .GET, keepAlive: head.isKeepAlive, context: context)
     }
 
+    /// Runs `healthCheck` off the event loop, then answers 200 `ok` or 503 with the reason, and reads on.
+    private func checkHealth(
+        _ healthCheck: MetricsAndHealthListener.HealthCheck,
+        head: HTTPRequestHead,
+        version: HTTPVersion,
+        context: ChannelHandlerContext
+    ) {
+        state = .checkingHealth
+        let includeBody = head.method == .GET
+        let keepAlive = head.isKeepAlive
+        let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
+        Task {
+            let failure = await healthCheck.check()
+            bound.eventLoop.execute {
+                let (handler, context) = bound.value
+                handler.answerHealth(failure, version: version, includeBody: includeBody, keepAlive: keepAlive, context: context)
+            }
+        }
+    }
+
+    /// Writes the health answer unless the connection closed meanwhile, then resumes reading.
+    private func answerHealth(_ failure: String?, version: HTTPVersion, includeBody: Bool, keepAlive: Bool, context: ChannelHandlerContext) {
+        guard case .checkingHealth = state else { return }
+        state = .open
+        if let failure {
+            logger.warning("health check failed", metadata: ["reason": "\(failure)"])
+            write(.serviceUnavailable, version: version, body: failure + "\n", includeBody: includeBody, keepAlive: keepAlive, context: context)
+        } else {
+            write(.ok, version: version, body: "ok", includeBody: includeBody, keepAlive: keepAlive, context: context)
+        }
+        while case .open = state, !queuedHeads.isEmpty {
+            answer(queuedHeads.removeFirst(), context: context)
+        }
+        if case .open = state, context.channel.isWritable { context.read() }
+    }
+
     /// Answers `status` with `Connection: close`, then closes without reading anything more.
     private func refuse(_ status: HTTPResponseStatus, version: HTTPVersion, context: ChannelHandlerContext, reason: String) {
-        guard case .open = state else { return }
+        if case .closing = state { return }
         logger.debug("metrics request refused", metadata: ["status": "\(status.code)", "reason": "\(reason)"])
         write(status, version: version, body: "\(status.reasonPhrase.lowercased())\n", keepAlive: false, context: context)
     }

@@ -68,6 +68,12 @@ package final class PrometheusDriverMetrics: DriverMetrics {
             .record(duration)
     }
 
+    /// Counts one verdict of kubelet on the built-in registrar's registration
+    /// (`kubelet_registration_total{registered="true"|"false"}`).
+    package func kubeletRegistrationNotified(registered: Bool) {
+        counter("kubelet_registration", "total", [("registered", String(registered))]).increment()
+    }
+
     /// Counts one Key Vault answer by HTTP status (`keyvault_request_total{status}`).
     package func keyVaultResponded(status: Int) {
         counter("keyvault_request", "total", [("status", String(status))]).increment()

@@ -108,6 +108,18 @@ struct ServeCommand: AsyncParsableCommand {
     )
     var builtinAzureProvider = true
 
+    @Option(
+        name: .customLong("plugin-registration-dir"),
+        help: "Kubelet's plugins_registry directory: register with kubelet by serving <dir>/<drivername>-reg.sock, without the node-driver-registrar sidecar (empty: do not register)."
+    )
+    var pluginRegistrationDir = ""
+
+    @Option(
+        name: .customLong("kubelet-registration-path"),
+        help: "The CSI socket path as kubelet sees it, announced at registration (default: the --endpoint path)."
+    )
+    var kubeletRegistrationPath = ""
+
     @OptionGroup var azure: AzureOptions
 
     func validate() throws {
@@ -163,7 +175,13 @@ struct ServeCommand: AsyncParsableCommand {
             builtInAzure: builtinAzureProvider ? try azure.builtInAzure() : nil,
             providerHealthCheckInterval: providerHealthCheck ? GoDuration.parse(providerHealthCheckInterval) : nil,
             heapTrimInterval: GoDuration.parse(heapTrimInterval).flatMap { $0 > .zero ? $0 : nil },
-            releaseCodePages: releaseCodePages
+            releaseCodePages: releaseCodePages,
+            kubeletRegistration: pluginRegistrationDir.isEmpty
+                ? nil
+                : .init(
+                    directory: pluginRegistrationDir,
+                    endpointPath: kubeletRegistrationPath.isEmpty ? try Endpoint.socketPath(from: endpoint) : kubeletRegistrationPath
+                )
         )
     }
 }

@@ -60,13 +60,27 @@ struct DriverProcessTests {
         try await withTemporaryDirectory { (root: String) async throws in
             let api = try await FakeKubernetesAPIServer(requiredToken: "driver-token")
             let socket = root + "/csi.sock"
+            let registry = root + "/plugins_registry"
+            let registrationSocket = registry + "/secrets-store.csi.k8s.io-reg.sock"
+            mkdir(registry, 0o755)
             let arguments = [
                 "-endpoint=unix://" + socket, "--nodeid=node-a", "-v=5", "--enable-secret-rotation=false",
                 "--rotation-poll-interval=2m", "--provider-volume=" + root, "--kubeconfig=" + (try Self.kubeconfig(server: api.url, in: root)),
-                "--log-format-json=true", "--metrics-addr=127.0.0.1:0",
+                "--log-format-json=true", "--metrics-addr=127.0.0.1:0", "--plugin-registration-dir=" + registry,
+                "--kubelet-registration-path=/var/lib/kubelet/plugins/csi-secrets-store/csi.sock",
             ]
             let (process, output) = try Self.start(arguments)
             try await Self.waitForSocket(socket)
+            try await Self.waitForSocket(registrationSocket)
+
+            // The built-in registrar answers kubelet's GetInfo with the path kubelet dials.
+            let info = try await withCSIClient(socketPath: registrationSocket) { client in
+                try await Pluginregistration_Registration.Client(wrapping: client).getInfo(Pluginregistration_InfoRequest())
+            }
+            #expect(info.type == "CSIPlugin" && info.name == "secrets-store.csi.k8s.io")
+            #expect(info.endpoint == "/var/lib/kubelet/plugins/csi-secrets-store/csi.sock")
+            #expect(info.supportedVersions == ["1.0.0"])
+            let registrationInode = Self.inode(registrationSocket)
 
             try await withCSIClient(socketPath: socket) { (client: GRPCClient<HTTP2ClientTransport.Posix>) async throws in
                 let identity = Csi_V1_Identity.Client(wrapping: client)
@@ -89,6 +103,8 @@ struct DriverProcessTests {
             let secondText = String(decoding: secondOutput.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
             #expect(secondText.contains("another driver instance"))
             #expect(FileManager.default.fileExists(atPath: socket))
+            // The refused instance never bound (so never replaced) the running one's registration socket.
+            #expect(Self.inode(registrationSocket) == registrationInode)
 
             // A second after recovery, with nothing in flight, the driver trims its heap and unmaps its code
             // pages (HeapTrimService, --release-code-pages on by default); it goes on serving.
@@ -102,6 +118,7 @@ struct DriverProcessTests {
             #expect(process.terminationReason == .exit)
             #expect(process.terminationStatus == 0)
             #expect(!FileManager.default.fileExists(atPath: socket))
+            #expect(!FileManager.default.fileExists(atPath: registrationSocket), "kubelet learns the plugin is gone")
             let log = earlyLog + String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
             #expect(log.contains("\"msg\":\"listening\""))
             #expect(log.contains("\"msg\":\"stopped\""))
@@ -114,6 +131,12 @@ struct DriverProcessTests {
             #expect(after < before)
             try await api.shutdown()
         }
+    }
+
+    /// The inode of `path`, or `nil` when there is no such file.
+    static func inode(_ path: String) -> UInt? {
+        var status = stat()
+        return stat(path, &status) == 0 ? UInt(status.st_ino) : nil
     }
 
     /// The number in a JSON log line's `"key":"123"`.

@@ -7,6 +7,7 @@ import SecretsStoreTesting
 func withListener<T: Sendable>(
     address: String = "127.0.0.1:0",
     limits: MetricsAndHealthListener.Limits = .init(),
+    healthCheck: MetricsAndHealthListener.HealthCheck? = nil,
     _ body: (MetricsAndHealthListener, Int) async throws -> T
 ) async throws -> T {
     let (ports, continuation) = AsyncStream<Int>.makeStream()
@@ -15,6 +16,7 @@ func withListener<T: Sendable>(
         metrics: PrometheusDriverMetrics(),
         logger: Logger(label: "metrics-listener-test"),
         limits: limits,
+        healthCheck: healthCheck,
         onListening: { continuation.yield($0) }
     )
     let task = Task {

@@ -4,6 +4,7 @@ import NIOPosix
 import SecretsStoreObservability
 import ServiceLifecycle
 import SecretsStoreTesting
+import Synchronization
 import Testing
 
 /// The listener over real sockets on 127.0.0.1. Serialized: the memory tests read the process's RSS.
@@ -53,6 +54,49 @@ struct MetricsAndHealthListenerTests {
                 return [try socket.readResponse().status, try socket.readResponse().status, try socket.readResponse(forHEAD: true).status]
             }
             #expect(statuses == [200, 404, 200])
+        }
+    }
+
+    /// Proves: with a health check, /healthz is 503 with the check's reason while it fails and 200 once it passes.
+    @Test("With a health check, /healthz is 503 with its reason while it fails, 200 once it passes; HEAD has no body")
+    func healthzFollowsTheCheck() async throws {
+        let failing = Mutex(true)
+        let check = MetricsAndHealthListener.HealthCheck {
+            failing.withLock { $0 } ? "CSI Probe on /csi/csi.sock failed: unavailable" : nil
+        }
+        try await withListener(healthCheck: check) { _, port in
+            let (get, head) = try await blocking {
+                let socket = try LoopbackSocket(port: port)
+                try socket.send("GET /healthz HTTP/1.1\r\n\r\n")
+                let get = try socket.readResponse()
+                try socket.send("HEAD /healthz HTTP/1.1\r\n\r\n")
+                return (get, try socket.readResponse(forHEAD: true))
+            }
+            #expect(get.status == 503 && get.text == "CSI Probe on /csi/csi.sock failed: unavailable\n")
+            #expect(head.status == 503 && head.body.isEmpty)
+            failing.withLock { $0 = false }
+            let recovered = try await blocking { try fetch("/healthz", port: port) }
+            #expect(recovered.status == 200 && recovered.text == "ok")
+        }
+    }
+
+    /// Proves: requests pipelined behind a /healthz whose check is still running are answered after it, in order.
+    @Test("Requests pipelined behind a slow health check are answered after it, in order")
+    func pipelinedBehindASlowHealthCheck() async throws {
+        let check = MetricsAndHealthListener.HealthCheck {
+            try? await Task.sleep(for: .milliseconds(200))
+            return nil
+        }
+        try await withListener(healthCheck: check) { _, port in
+            let statuses = try await blocking {
+                let socket = try LoopbackSocket(port: port)
+                try socket.send("GET /healthz HTTP/1.1\r\n\r\nGET /nope HTTP/1.1\r\n\r\nGET /healthz HTTP/1.1\r\n\r\nHEAD /metrics HTTP/1.1\r\n\r\n")
+                return [
+                    try socket.readResponse().status, try socket.readResponse().status, try socket.readResponse().status,
+                    try socket.readResponse(forHEAD: true).status,
+                ]
+            }
+            #expect(statuses == [200, 404, 200, 200])
         }
     }
 
