@@ -1,6 +1,7 @@
 """Chart checks with real Helm 4 (helm-python-sdk) and kubernetes-validate: lint, render, validate every
 manifest for a current Kubernetes version, and assert what matters."""
 import copy
+import json
 import os
 
 import helm_python
@@ -8,23 +9,45 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from helm_python import _native
 
 CHART = os.path.join(os.path.dirname(__file__), "..", "..", "charts", "secrets-store-csi-driver")
+# The Kubernetes version every test renders for (.Capabilities.KubeVersion) and validates against, unless it
+# names another one.
 KUBE = "1.33.0"
 
 
-def render(values=None):
-    chart = helm_python.Chart.load(CHART)
+def render_files(chart_path, values=None, kube=KUBE):
+    """Every file the chart at chart_path renders (path -> text), as `helm template --kube-version v<kube>` would.
+
+    helm-python-sdk's Chart.render takes no Kubernetes version and renders for Helm's built-in one (v1.36.0 in
+    helm-python-sdk 0.2.2). The native helm_render it calls does take kube_version in its options (the same
+    option struct as the SDK's lint), so this calls it directly. If the SDK ever ignored the option, the
+    serviceAccountTokenInSecrets tests for 1.34 would fail.
+    """
+    chart = helm_python.Chart.load(chart_path)
     try:
-        rendered = chart.render(values or {}, name="csi", namespace="kube-system", is_install=True)
+        options = {"name": "csi", "namespace": "kube-system", "is_install": True, "kube_version": "v" + kube}
+        rendered = _native.call_string("helm_render", chart._raw(), json.dumps(values or {}), json.dumps(options))
     finally:
         chart.close()
+    return json.loads(rendered)
+
+
+def render(values=None, kube=KUBE):
     documents = []
-    for path, text in sorted(rendered.items()):
+    for path, text in sorted(render_files(CHART, values, kube).items()):
         if path.endswith("NOTES.txt"):
             continue
         documents += [doc for doc in yaml.safe_load_all(text) if doc]
     return documents
+
+
+def containers_by_name(documents):
+    return {c["name"]: c for c in by_kind(documents, "DaemonSet")[0]["spec"]["template"]["spec"]["containers"]}
+
+
+SIDECARS = {"linux": {"builtinRegistrar": False}}
 
 
 def by_kind(documents, kind):
@@ -36,17 +59,25 @@ def crd(name):
         return yaml.safe_load(file)
 
 
-def test_lint_is_clean():
-    report = helm_python.lint(CHART, strict=True, kube_version="v" + KUBE)
+@pytest.mark.parametrize("kube", [KUBE, "1.36.0"])
+@pytest.mark.parametrize("values", [{}, SIDECARS])
+def test_lint_is_clean(values, kube):
+    report = helm_python.lint(CHART, values, strict=True, kube_version="v" + kube)
     assert report["errors"] == [], report
     assert [m for m in report["messages"] if m["severity"] >= 2] == [], report
 
 
-@pytest.mark.parametrize("values", [{}, {"syncSecret": {"enabled": True}, "enableSecretRotation": True, "rotationPollInterval": "30s", "logVerbosity": 5}])
-def test_every_manifest_validates(values):
-    documents = render(values) + [crd("secretproviderclass.yaml"), crd("secretproviderclasspodstatus.yaml")]
+# 1.36: the CSIDriver has serviceAccountTokenInSecrets, which the schemas of 1.34 and older do not know.
+@pytest.mark.parametrize("kube", [KUBE, "1.36.0"])
+@pytest.mark.parametrize("values", [
+    {},
+    SIDECARS,
+    {"syncSecret": {"enabled": True}, "enableSecretRotation": True, "rotationPollInterval": "30s", "logVerbosity": 5},
+])
+def test_every_manifest_validates(values, kube):
+    documents = render(values, kube) + [crd("secretproviderclass.yaml"), crd("secretproviderclasspodstatus.yaml")]
     for document in documents:
-        kubernetes_validate.validate(document, KUBE, strict=True)
+        kubernetes_validate.validate(document, kube, strict=True)
 
 
 def test_no_secrets_rbac_by_default():
@@ -55,7 +86,7 @@ def test_no_secrets_rbac_by_default():
     synced = render({"syncSecret": {"enabled": True}})
     secret_rules = [rule for role in by_kind(synced, "ClusterRole") for rule in role["rules"] if "secrets" in rule["resources"]]
     assert secret_rules and set(secret_rules[0]["verbs"]) == {"create", "get", "update"}
-    args = by_kind(synced, "DaemonSet")[0]["spec"]["template"]["spec"]["containers"][1]["args"]
+    args = containers_by_name(synced)["secrets-store"]["args"]
     assert "--enable-secret-sync=true" in args
 
 
@@ -63,12 +94,13 @@ def test_no_secrets_rbac_by_default():
 def test_requires_republish_follows_rotation(rotation):
     documents = render({"enableSecretRotation": rotation})
     assert by_kind(documents, "CSIDriver")[0]["spec"]["requiresRepublish"] is rotation
-    args = by_kind(documents, "DaemonSet")[0]["spec"]["template"]["spec"]["containers"][1]["args"]
+    args = containers_by_name(documents)["secrets-store"]["args"]
     assert ("--enable-secret-rotation=true" in args) is rotation
 
 
-def test_csidriver_and_sockets_agree():
-    documents = render()
+@pytest.mark.parametrize("values", [{}, SIDECARS], ids=["builtin-registrar", "sidecars"])
+def test_csidriver_and_sockets_agree(values):
+    documents = render(values)
     driver = by_kind(documents, "CSIDriver")[0]
     assert driver["metadata"]["name"] == "secrets-store.csi.k8s.io"
     assert driver["spec"]["podInfoOnMount"] is True and driver["spec"]["attachRequired"] is False
@@ -78,9 +110,13 @@ def test_csidriver_and_sockets_agree():
     containers = {c["name"]: c for c in pod["containers"]}
     env = {e["name"]: e.get("value") for e in containers["secrets-store"]["env"]}
     assert env["CSI_ENDPOINT"] == "unix:///csi/csi.sock"
-    assert "--csi-address=/csi/csi.sock" in containers["node-driver-registrar"]["args"]
-    assert "--csi-address=/csi/csi.sock" in containers["liveness-probe"]["args"]
-    assert "--kubelet-registration-path=/var/lib/kubelet/plugins/csi-secrets-store/csi.sock" in containers["node-driver-registrar"]["args"]
+    registration = "--kubelet-registration-path=/var/lib/kubelet/plugins/csi-secrets-store/csi.sock"
+    if values:
+        assert "--csi-address=/csi/csi.sock" in containers["node-driver-registrar"]["args"]
+        assert "--csi-address=/csi/csi.sock" in containers["liveness-probe"]["args"]
+        assert registration in containers["node-driver-registrar"]["args"]
+    else:
+        assert registration in containers["secrets-store"]["args"]
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["plugin-dir"]["hostPath"]["path"] == "/var/lib/kubelet/plugins/csi-secrets-store/"
     mounts = {m["name"]: m for m in containers["secrets-store"]["volumeMounts"]}

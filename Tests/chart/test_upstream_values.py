@@ -9,7 +9,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from test_chart import CHART, KUBE, by_kind, render
+from test_chart import CHART, KUBE, by_kind, render, render_files
 
 HERE = os.path.dirname(__file__)
 
@@ -57,6 +57,12 @@ def upstream_keys(chart):
         return [line.split()[1] for line in file if line.startswith(chart + " ")]
 
 
+# The same files with the sidecars (linux.builtinRegistrar: false), the only mode in which the sidecar keys render;
+# in the Azure file's shape the key goes in the driver block, where that file sets the sidecar images.
+DRIVER_SIDECARS = with_changes(DRIVER, "linux.builtinRegistrar", False)
+AZURE_SIDECARS = with_changes(AZURE, "secrets-store-csi-driver.linux.builtinRegistrar", False)
+
+
 # The Azure chart's provider image is refused (tested below), so its file leaves it out.
 REFUSED_IN_AZURE_FILE = {"linux.image.repository", "linux.image.tag", "linux.image.pullPolicy"}
 
@@ -73,19 +79,21 @@ def test_upstream_files_set_every_upstream_key(chart, values):
     assert len(upstream_keys(chart)) > 90 and missing == []
 
 
-@pytest.mark.parametrize("values", [DRIVER, AZURE], ids=["driver-chart", "azure-chart"])
-def test_upstream_files_lint_and_validate(values):
-    report = helm_python.lint(CHART, values, strict=True, kube_version="v" + KUBE)
+@pytest.mark.parametrize("kube", [KUBE, "1.36.0"])
+@pytest.mark.parametrize("values", [DRIVER, AZURE, DRIVER_SIDECARS, AZURE_SIDECARS],
+                         ids=["driver-chart", "azure-chart", "driver-chart-sidecars", "azure-chart-sidecars"])
+def test_upstream_files_lint_and_validate(values, kube):
+    report = helm_python.lint(CHART, values, strict=True, kube_version="v" + kube)
     assert report["errors"] == [], report
     assert [m for m in report["messages"] if m["severity"] >= 2] == [], report
-    for document in render(values):
-        kubernetes_validate.validate(document, KUBE, strict=True)
+    for document in render(values, kube):
+        kubernetes_validate.validate(document, kube, strict=True)
 
 
 # Driver chart shape (secrets-store-csi-driver 1.6.0)
 
 def test_driver_file_images_digest_wins_over_tag():
-    documents = render(DRIVER)
+    documents = render(DRIVER_SIDECARS)
     containers = containers_of(documents)
     assert containers["secrets-store"]["image"] == "registry.example.com/mirror/secrets-store-csi-driver-swift@sha256:" + "1" * 64
     assert containers["secrets-store"]["imagePullPolicy"] == "Always"
@@ -93,6 +101,11 @@ def test_driver_file_images_digest_wins_over_tag():
     assert containers["node-driver-registrar"]["imagePullPolicy"] == "Always"
     assert containers["liveness-probe"]["image"] == "registry.example.com/mirror/livenessprobe:v2.17.0"
     assert containers["liveness-probe"]["imagePullPolicy"] == "Never"
+    # With the built-in registrar (the default) the sidecar images are accepted and pulled nowhere.
+    default = containers_of(render(DRIVER))
+    assert list(default) == ["secrets-store"]
+    assert default["secrets-store"]["image"] == containers["secrets-store"]["image"]
+    assert not any("csi-node-driver-registrar" in text or "livenessprobe" in text for text in render_files(CHART, DRIVER).values())
     hook = job_of(documents)["spec"]["template"]["spec"]["containers"][0]
     assert hook["image"] == "registry.example.com/mirror/secrets-store-csi-driver-crds:v0.1.0-crds"
     assert hook["imagePullPolicy"] == "Always"
@@ -142,7 +155,11 @@ def test_driver_file_pod_volumes_and_scheduling():
     driver = containers["secrets-store"]
     assert driver["resources"] == DRIVER["linux"]["driver"]["resources"]
     assert {"name": "HTTPS_PROXY", "value": "http://proxy.internal:3128"} in driver["env"]
-    assert {p["name"]: p["containerPort"] for p in driver["ports"]} == {"healthz": 9810, "metrics": 9095}
+    # The built-in registrar: the metrics port, the liveness probe's, whatever livenessProbe.port says.
+    assert {p["name"]: p["containerPort"] for p in driver["ports"]} == {"metrics": 9095}
+    assert "--kubelet-registration-path=/var/lib/k0s/kubelet/plugins/csi-secrets-store/csi.sock" in driver["args"]
+    containers = containers_of(render(DRIVER_SIDECARS))
+    assert {p["name"]: p["containerPort"] for p in containers["secrets-store"]["ports"]} == {"healthz": 9810, "metrics": 9095}
     registrar = containers["node-driver-registrar"]
     assert "--v=3" in registrar["args"] and registrar["resources"] == DRIVER["linux"]["registrar"]["resources"]
     assert "--kubelet-registration-path=/var/lib/k0s/kubelet/plugins/csi-secrets-store/csi.sock" in registrar["args"]
@@ -226,6 +243,8 @@ def test_azure_file_names_images_and_driver_block():
     assert daemonset["spec"]["selector"]["matchLabels"] == {"app": "kv"}
     containers = containers_of(documents)
     assert containers["secrets-store"]["image"] == "myacr.azurecr.io/mirror/secrets-store-csi-driver-swift@sha256:" + "3" * 64
+    assert list(containers) == ["secrets-store"]
+    containers = containers_of(render(AZURE_SIDECARS))
     assert containers["node-driver-registrar"]["image"] == "mcr.microsoft.com/oss/v2/kubernetes-csi/csi-node-driver-registrar:v2.14.1"
     assert containers["liveness-probe"]["image"] == "mcr.microsoft.com/oss/v2/kubernetes-csi/livenessprobe@sha256:" + "4" * 64
     assert job_of(documents)["spec"]["template"]["spec"]["containers"][0]["image"] == "myacr.azurecr.io/mirror/secrets-store-csi-driver-swift:v0.1.0"

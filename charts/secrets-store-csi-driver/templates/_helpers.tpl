@@ -41,6 +41,9 @@ now runs in the driver container. The checks that refuse values fail here, so ev
 {{- if $out.enableArcExtension -}}
 {{- fail "enableArcExtension=true: the Azure Arc extension mode (Arc monitoring Deployment, proxy settings) is not provided by this chart; remove enableArcExtension" -}}
 {{- end -}}
+{{- if and (eq (toString $out.serviceAccountTokenInSecrets) "true") (not $out.tokenRequests) -}}
+{{- fail "serviceAccountTokenInSecrets=true with no tokenRequests: the API server refuses the field on a CSIDriver without tokenRequests; set tokenRequests, or serviceAccountTokenInSecrets to auto or false" -}}
+{{- end -}}
 {{- if and (hasKey $sub "install") (not $sub.install) -}}
 {{- fail "secrets-store-csi-driver.install=false: this chart is the driver, with the Azure provider built in, and cannot install the provider alone; uninstall the other driver release, then remove secrets-store-csi-driver.install" -}}
 {{- end -}}
@@ -240,6 +243,33 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- define "sscsi.controllerSelector" -}}
 app: {{ include "sscsi.name" . }}-controller
 app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{/*
+"true" when the driver registers with kubelet itself and the DaemonSet has one container (linux.builtinRegistrar
+true or unset), "false" for the node-driver-registrar and livenessprobe sidecars. Takes the effective values.
+*/}}
+{{- define "sscsi.builtinRegistrar" -}}
+{{- $builtin := index .linux "builtinRegistrar" -}}
+{{- ne (toString $builtin) "false" -}}
+{{- end -}}
+
+{{/*
+"true" when the CSIDriver gets spec.serviceAccountTokenInSecrets (KEP-5538: kubelet passes the tokens in
+NodePublishVolumeRequest.secrets instead of the volume attributes), else "false". .v.serviceAccountTokenInSecrets
+true or "true": always; false or "false": never; auto (also when unset): on Kubernetes 1.35 or newer, the first
+release that knows the field, when tokenRequests is not empty (the API server refuses the field without it).
+*/}}
+{{- define "sscsi.tokenInSecrets" -}}
+{{- $mode := index .v "serviceAccountTokenInSecrets" -}}
+{{- $mode = kindIs "invalid" $mode | ternary "auto" (toString $mode) -}}
+{{- if eq $mode "true" -}}
+true
+{{- else if and (eq $mode "auto") .v.tokenRequests (semverCompare ">=1.35.0-0" .root.Capabilities.KubeVersion.Version) -}}
+true
+{{- else -}}
+false
+{{- end -}}
 {{- end -}}
 
 {{- define "sscsi.socketDir" -}}{{ .linux.kubeletRootDir }}/plugins/csi-secrets-store{{- end -}}
