@@ -5,6 +5,8 @@ azure-keyvault-secrets, azure-keyvault-keys) over HTTPS, unchanged, and checks w
 Options used are the SDKs' own documented ones for private endpoints and emulators:
 verify_challenge_resource=False (the vault host is 127.0.0.1, not *.vault.azure.net),
 authority=<emulator> with disable_instance_discovery=True, and REQUESTS_CA_BUNDLE for the emulator's CA.
+Workload identity assertions are signed RS256 by a key the script makes; the emulator trusts its public half
+through --trust-issuer, as a cluster harness passes the API server's service-account public key.
 
 Usage: check-emulator-with-azure-sdk.py PATH/TO/keyvault-emulator
 Prints one line per check and a final 'N passed, N failed' line; exits non-zero on any failure.
@@ -20,12 +22,21 @@ import time
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 
 
-def jwt(subject, audience="api://AzureADTokenExchange", lifetime=3600):
-    def segment(obj):
-        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+ISSUER = "https://oidc.example"
+
+
+def jwt(key, subject, audience="api://AzureADTokenExchange", lifetime=3600):
+    """A service account token as the API server signs one: RS256 (PKCS#1 v1.5, SHA-256) by `key`."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    def segment(data):
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
     now = int(time.time())
-    claims = {"aud": [audience], "sub": subject, "iss": "https://oidc.example", "iat": now, "exp": now + lifetime}
-    return segment({"alg": "RS256", "typ": "JWT"}) + "." + segment(claims) + ".c2ln"
+    claims = {"aud": [audience], "sub": subject, "iss": ISSUER, "iat": now, "nbf": now, "exp": now + lifetime}
+    signing_input = segment(json.dumps({"alg": "RS256"}).encode()) + "." + segment(json.dumps(claims).encode())
+    signature = key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+    return signing_input + "." + segment(signature)
 
 
 def main():
@@ -33,8 +44,16 @@ def main():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     workdir = tempfile.mkdtemp(prefix="kvemu-")
     ca = os.path.join(workdir, "ca.pem")
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    issuer_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public_key = os.path.join(workdir, "sa.pub")
+    with open(public_key, "wb") as out:
+        out.write(issuer_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
     process = subprocess.Popen(
-        [emulator_binary, "--port", "0", "--seed", os.path.join(root, "examples", "emulator-seed.yaml"), "--ca-out", ca],
+        [emulator_binary, "--port", "0", "--seed", os.path.join(root, "examples", "emulator-seed.yaml"), "--ca-out", ca,
+         "--trust-issuer", f"{ISSUER}={public_key}"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     line = process.stdout.readline().strip()
     if "listening on " not in line:
@@ -83,7 +102,7 @@ def main():
         except ResourceNotFoundError as error:
             check("a missing secret raises ResourceNotFoundError (SecretNotFound)", error.error.code == "SecretNotFound", error.error.code)
 
-        wi = ClientAssertionCredential(TENANT, "5f8b6a9e-demo-workload", lambda: jwt("system:serviceaccount:default:demo"),
+        wi = ClientAssertionCredential(TENANT, "5f8b6a9e-demo-workload", lambda: jwt(issuer_key, "system:serviceaccount:default:demo"),
                                        authority=base, disable_instance_discovery=True)
         keys = KeyClient(vault_url=base, credential=wi, verify_challenge_resource=False)
         key = keys.get_key("signing")
@@ -95,13 +114,20 @@ def main():
             check("a wrong client secret is refused", False)
         except ClientAuthenticationError as error:
             check("a wrong client secret is refused with AADSTS7000215", "AADSTS7000215" in str(error), str(error)[:200])
-        other = ClientAssertionCredential(TENANT, "5f8b6a9e-demo-workload", lambda: jwt("system:serviceaccount:default:other"),
+        other = ClientAssertionCredential(TENANT, "5f8b6a9e-demo-workload", lambda: jwt(issuer_key, "system:serviceaccount:default:other"),
                                           authority=base, disable_instance_discovery=True)
         try:
             KeyClient(vault_url=base, credential=other, verify_challenge_resource=False).get_key("signing")
             check("an unknown federated subject is refused", False)
         except ClientAuthenticationError as error:
             check("an unknown federated subject is refused with AADSTS70021", "AADSTS70021" in str(error), str(error)[:200])
+        forged = ClientAssertionCredential(TENANT, "5f8b6a9e-demo-workload", lambda: jwt(other_key, "system:serviceaccount:default:demo"),
+                                           authority=base, disable_instance_discovery=True)
+        try:
+            KeyClient(vault_url=base, credential=forged, verify_challenge_resource=False).get_key("signing")
+            check("an assertion signed by a key the issuer does not have is refused", False)
+        except ClientAuthenticationError as error:
+            check("an assertion signed by another key is refused with AADSTS50013", "AADSTS50013" in str(error), str(error)[:200])
     except Exception as error:  # noqa: BLE001 - report any SDK failure as a failed check
         check("unexpected exception", False, repr(error))
     finally:

@@ -5,6 +5,9 @@ import Yams
 ///
 /// ```yaml
 /// tenantID: 00000000-0000-0000-0000-000000000001   # optional; any tenant is accepted when unset
+/// issuers:                                         # service account token issuers trusted, with their keys;
+///   - issuer: https://kubernetes.default.svc       # when unset, only the built-in test issuer
+///     publicKeyFile: sa.pub                        # (ServiceAccountToken.testIssuer) is trusted
 /// clients:
 ///   - clientID: app-1
 ///     secret: s3cret                               # client credentials
@@ -24,16 +27,44 @@ import Yams
 ///       web: [{pkcs12: <base64 PFX>}]              # creates the certificate, its secret and its key
 /// ```
 package struct EmulatorSeed: Codable, Sendable {
+    /// An issuer of service account tokens and the RSA public keys its tokens are signed with. Entra finds an
+    /// issuer's keys by OIDC discovery (`<issuer>/.well-known/openid-configuration`, then its `jwks_uri`); the
+    /// emulator is told them instead: the API server's `--service-account-key-file` public key, for a cluster.
+    package struct Issuer: Codable, Sendable {
+        /// The `iss` its tokens carry, compared exactly (`https://kubernetes.default.svc`).
+        package var issuer: String
+        /// A PEM file of its RSA keys, one or more blocks: `PUBLIC KEY` (what `openssl rsa -pubout` writes),
+        /// `RSA PUBLIC KEY` or `CERTIFICATE`; a private key (`PRIVATE KEY`, `RSA PRIVATE KEY`) stands for its
+        /// public half, as in the API server's `--service-account-key-file`. Relative paths are from the seed
+        /// file's directory.
+        package var publicKeyFile: String?
+        /// The same PEM, inline.
+        package var publicKeyPEM: String?
+        /// An issuer; at least one of `publicKeyFile` and `publicKeyPEM` is needed.
+        package init(issuer: String, publicKeyFile: String? = nil, publicKeyPEM: String? = nil) {
+            self.issuer = issuer
+            self.publicKeyFile = publicKeyFile
+            self.publicKeyPEM = publicKeyPEM
+        }
+        /// The built-in test issuer (``ServiceAccountToken/testIssuer``) and its test-only key: trusted when a
+        /// seed names no issuers; a seed naming issuers lists it to keep accepting the tokens of
+        /// ``ServiceAccountToken/make(subject:audience:issuer:expiresIn:validFrom:key:)``.
+        package static var builtInTest: Issuer {
+            Issuer(issuer: ServiceAccountToken.testIssuer, publicKeyPEM: ServiceAccountToken.testPublicKeyPEM)
+        }
+    }
+
     /// An Entra ID application: a client secret, federated credentials, or both.
     package struct Client: Codable, Sendable {
         /// A federated identity credential: assertions with this subject and audience (and issuer, when set)
-        /// are accepted.
+        /// are accepted, once signed by a trusted issuer's key (``EmulatorSeed/issuers``) and within their
+        /// `nbf`/`exp`.
         package struct Federation: Codable, Sendable {
             /// The assertion's `sub` (`system:serviceaccount:<ns>:<sa>`).
             package var subject: String
             /// An `aud` the assertion must carry (`api://AzureADTokenExchange`).
             package var audience: String
-            /// The `iss` the assertion must carry; any when `nil`.
+            /// The `iss` the assertion must carry; any trusted issuer when `nil`.
             package var issuer: String?
             /// A federated credential.
             package init(subject: String, audience: String, issuer: String? = nil) {
@@ -135,6 +166,9 @@ package struct EmulatorSeed: Codable, Sendable {
         }
     }
 
+    /// The issuers whose service account tokens are accepted as assertions, with their keys. `nil`: the
+    /// built-in test issuer only (``Issuer/builtInTest``); `[]`: none, every assertion is refused.
+    package var issuers: [Issuer]?
     /// The tenant accepted (with ``additionalTenantIDs``); any when `nil`.
     package var tenantID: String?
     /// More tenants whose token requests are accepted besides ``tenantID`` (a SecretProviderClass reading
@@ -153,8 +187,10 @@ package struct EmulatorSeed: Codable, Sendable {
         additionalTenantIDs: [String]? = nil,
         clients: [Client]? = nil,
         managedIdentities: [String]? = nil,
-        vaults: [String: Vault]? = nil
+        vaults: [String: Vault]? = nil,
+        issuers: [Issuer]? = nil
     ) {
+        self.issuers = issuers
         self.tenantID = tenantID
         self.additionalTenantIDs = additionalTenantIDs
         self.clients = clients
@@ -162,8 +198,17 @@ package struct EmulatorSeed: Codable, Sendable {
         self.vaults = vaults
     }
 
-    /// Reads a seed file (YAML, which includes JSON).
+    /// Reads a seed file (YAML, which includes JSON); relative `publicKeyFile`s become relative to its directory.
     package static func load(path: String) throws -> EmulatorSeed {
-        try YAMLDecoder().decode(EmulatorSeed.self, from: String(contentsOfFile: path, encoding: .utf8))
+        var seed = try YAMLDecoder().decode(EmulatorSeed.self, from: String(contentsOfFile: path, encoding: .utf8))
+        let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
+        seed.issuers = seed.issuers?.map { issuer in
+            var issuer = issuer
+            if let file = issuer.publicKeyFile, !file.hasPrefix("/") {
+                issuer.publicKeyFile = directory.appendingPathComponent(file).path
+            }
+            return issuer
+        }
+        return seed
     }
 }

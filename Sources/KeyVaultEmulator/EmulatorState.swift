@@ -44,6 +44,8 @@ struct State {
     var additionalTenantIDs: Set<String> = []
     var clients: [String: EmulatorSeed.Client] = [:]
     var managedIdentities: Set<String> = []
+    /// The keys of the issuers whose service account tokens are accepted as client assertions.
+    var trustedIssuers: [String: [TrustedKey]] = [:]
     var vaults: [String: Vault] = [:]
     var tokens: [String: IssuedToken] = [:]
     var counts: [String: Int] = [:]
@@ -59,6 +61,7 @@ struct State {
         additionalTenantIDs = Set(seed.additionalTenantIDs ?? [])
         for client in seed.clients ?? [] { clients[client.clientID] = client }
         managedIdentities = Set(seed.managedIdentities ?? [])
+        trustedIssuers = try TrustedIssuers.load(seed.issuers)
         for (name, vaultSeed) in seed.vaults ?? [:] {
             var vault = Vault()
             vault.allowedClients = vaultSeed.allowedClients.map(Set.init)
@@ -214,21 +217,7 @@ struct State {
             guard form["client_assertion_type"] == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" else {
                 return Self.entraError(400, "invalid_request", code: 50027, "Invalid client_assertion_type.")
             }
-            guard let claims = Self.jwtClaims(assertion) else {
-                return Self.entraError(400, "invalid_request", code: 50027, "JWT token is invalid or malformed.")
-            }
-            let subject = claims["sub"] as? String ?? ""
-            let issuer = claims["iss"] as? String ?? ""
-            let audiences = (claims["aud"] as? [String]) ?? [(claims["aud"] as? String) ?? ""]
-            if let expiry = claims["exp"] as? Double, expiry < Date().timeIntervalSince1970 {
-                return Self.entraError(400, "invalid_client", code: 700024, "Client assertion is not within its valid time range. Current time: \(ISO8601DateFormatter().string(from: Date())), assertion valid from -, expiry time of assertion \(ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: expiry))).")
-            }
-            let matches = (client.federated ?? []).contains { federation in
-                federation.subject == subject && audiences.contains(federation.audience) && (federation.issuer == nil || federation.issuer == issuer)
-            }
-            guard matches else {
-                return Self.entraError(400, "invalid_client", code: 70021, "No matching federated identity record found for presented assertion. Assertion Issuer: '\(issuer)'. Assertion Subject: '\(subject)'. Assertion Audience: '\(audiences.joined(separator: ","))'.")
-            }
+            if let refusal = checkAssertion(assertion, client: client) { return refusal }
         } else if let secret = form["client_secret"] {
             guard let expected = client.secret, expected == secret else {
                 return Self.entraError(401, "invalid_client", code: 7000215, "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '\(clientID)'.")
@@ -279,16 +268,6 @@ struct State {
             "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
             "tenant_region_scope": "NA",
         ])
-    }
-
-    /// The claims of a JWT, without checking its signature (the emulator trusts the audience/subject match).
-    static func jwtClaims(_ jwt: String) -> [String: Any]? {
-        let parts = jwt.split(separator: ".")
-        guard parts.count == 3 else { return nil }
-        var payload = String(parts[1]).replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        while payload.count % 4 != 0 { payload += "=" }
-        guard let data = Data(base64Encoded: payload) else { return nil }
-        return (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
     }
 }
 

@@ -77,6 +77,8 @@ package final class KeyVaultEmulator: Sendable {
     package var keyVaultRequestCount: Int { state.withLock { $0.keyVaultRequests } }
     /// Token requests to Entra and IMDS.
     package var tokenRequestCount: Int { state.withLock { $0.tokenRequests } }
+    /// The issuers whose service account tokens it accepts as client assertions (``EmulatorSeed/issuers``).
+    package var trustedIssuers: [String] { state.withLock { $0.trustedIssuers.keys.sorted() } }
     /// Every access token the emulator has issued (Entra and IMDS), for secrecy checks.
     package var issuedAccessTokens: [String] { state.withLock { Array($0.tokens.keys) } }
     /// Zeroes ``requestCounts``, ``keyVaultRequestCount`` and ``tokenRequestCount``.

@@ -100,7 +100,7 @@ struct Demo {
                     "csi.storage.k8s.io/serviceAccount.name": "demo",
                     "csi.storage.k8s.io/ephemeral": "true",
                     "csi.storage.k8s.io/serviceAccount.tokens": ServiceAccountToken.volumeContextValue(
-                        ServiceAccountToken.make(subject: "system:serviceaccount:default:demo", issuer: "https://oidc.demo")
+                        ServiceAccountToken.make(subject: "system:serviceaccount:default:demo")
                     ),
                 ]
                 let start = ContinuousClock.now

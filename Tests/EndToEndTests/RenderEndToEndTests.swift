@@ -42,7 +42,7 @@ struct RenderEndToEndTests {
     static func options(showValues: Bool = false, out: String? = nil) -> RenderOptions {
         var options = RenderOptions()
         options.serviceAccount = "demo"
-        options.serviceAccountToken = ServiceAccountToken.make(subject: "system:serviceaccount:default:demo", issuer: "https://oidc.demo")
+        options.serviceAccountToken = ServiceAccountToken.make(subject: "system:serviceaccount:default:demo")
         options.showValues = showValues
         options.outputDirectory = out
         return options
@@ -295,7 +295,7 @@ struct RenderEndToEndTests {
         let (emulator, chain) = try await Self.emulator()
         try await withTemporaryDirectory { (directory: String) async throws in
             try emulator.certificates.caCertificatePEM.write(toFile: directory + "/ca.pem", atomically: true, encoding: .utf8)
-            try ServiceAccountToken.make(subject: "system:serviceaccount:default:demo", issuer: "https://oidc.demo")
+            try ServiceAccountToken.make(subject: "system:serviceaccount:default:demo")
                 .write(toFile: directory + "/token", atomically: true, encoding: .utf8)
             let result = try Self.run([
                 "render", "-f", Self.example, "--token-file", directory + "/token", "--service-account=demo",
