@@ -123,8 +123,10 @@ struct ServeCommand: AsyncParsableCommand {
     @OptionGroup var azure: AzureOptions
 
     func validate() throws {
-        guard GoDuration.parse(rotationPollInterval) != nil else {
-            throw ValidationError("--rotation-poll-interval \(rotationPollInterval): not a duration such as 30s or 2m")
+        // 0 would make the rotation loop fetch every volume back to back (no wait, no per-volume gate), as fast as
+        // Key Vault answers; the controller refuses it too.
+        guard let rotationInterval = GoDuration.parse(rotationPollInterval), rotationInterval > .zero else {
+            throw ValidationError("--rotation-poll-interval \(rotationPollInterval): not a positive duration such as 30s or 2m")
         }
         guard metricsBackend.lowercased() == "prometheus" else {
             throw ValidationError("--metrics-backend \(metricsBackend): only Prometheus is supported")

@@ -133,6 +133,21 @@ struct DriverProcessTests {
         }
     }
 
+    @Test("--rotation-poll-interval=0 is refused with a message, as the controller refuses it", .timeLimit(.minutes(1)))
+    func zeroRotationIntervalIsRefused() async throws {
+        try await withTemporaryDirectory { (root: String) async throws in
+            let (process, output) = try Self.start([
+                "--endpoint=unix://" + root + "/csi.sock", "--nodeid=node-a", "--enable-secret-rotation=true",
+                "--rotation-poll-interval=0", "--metrics-addr=127.0.0.1:0",
+            ])
+            process.waitUntilExit()
+            let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            #expect(process.terminationStatus != 0)
+            #expect(text.contains("--rotation-poll-interval 0: not a positive duration"))
+            #expect(!FileManager.default.fileExists(atPath: root + "/csi.sock"), "refused before serving")
+        }
+    }
+
     /// The inode of `path`, or `nil` when there is no such file.
     static func inode(_ path: String) -> UInt? {
         var status = stat()
