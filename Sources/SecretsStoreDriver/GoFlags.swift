@@ -1,6 +1,7 @@
 /// Go's `flag` package accepts forms that swift-argument-parser does not: `-endpoint=x` (one dash),
 /// `--enable-secret-rotation=true|false`, and `-v=5`. The upstream chart and manifests use them, so the
-/// command line is rewritten into the parser's forms before parsing.
+/// command line is rewritten into the parser's forms before parsing. As in Go, the last occurrence of a flag wins
+/// (a chart's flag followed by a user's override).
 package enum GoFlags {
     /// Rewrites `arguments` (without the program name). `booleanFlags` are the names of flags without a value.
     package static func normalize(_ arguments: [String], booleanFlags: Set<String>) -> [String] {
@@ -26,7 +27,8 @@ package enum GoFlags {
             if booleanFlags.contains(name), let value {
                 switch value.lowercased() {
                 case "true", "1", "t": result.append(dashed)
-                case "false", "0", "f": break
+                // Go's flag package lets the last occurrence win: `--x=true … --x=false` is off.
+                case "false", "0", "f": result.removeAll { $0 == dashed }
                 default: result.append(argument)
                 }
             } else if let value {

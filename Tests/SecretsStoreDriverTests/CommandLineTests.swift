@@ -19,6 +19,22 @@ struct CommandLineTests {
         )
     }
 
+    @Test("The last occurrence of a boolean wins, as in Go: a chart's --x=true then a user's --x=false is off")
+    func lastBooleanWins() {
+        #expect(
+            GoFlags.normalize(["--enable-secret-rotation=true", "--nodeid=n", "--enable-secret-rotation=false"], booleanFlags: booleans)
+                == ["--nodeid=n"]
+        )
+        #expect(
+            GoFlags.normalize(["--enable-secret-rotation=false", "--enable-secret-rotation=true"], booleanFlags: booleans)
+                == ["--enable-secret-rotation"]
+        )
+        #expect(
+            GoFlags.normalize(["-log-format-json", "-log-format-json=0", "--", "--log-format-json"], booleanFlags: booleans)
+                == ["--", "--log-format-json"]
+        )
+    }
+
     @Test func keepsSubcommandsAndPositionals() {
         #expect(GoFlags.normalize(["provider", "azure", "--", "-x"], booleanFlags: booleans) == ["provider", "azure", "--", "-x"])
     }
