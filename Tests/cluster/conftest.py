@@ -24,6 +24,19 @@ STATE = {"unavailable": None, "prerequisites": None, "suite": None, "failed": Fa
 def pytest_configure(config):
     config.addinivalue_line("markers", "swaps_release: uninstalls or upgrades the suite's release; run after the others")
 
+    # A SIGTERM (a CI job's timeout) ends the run like Ctrl-C, so the session's finalizers stop every process.
+    def interrupted(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if threading_is_main():
+        signal.signal(signal.SIGTERM, interrupted)
+
+
+def threading_is_main():
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
 
 def pytest_collection_modifyitems(session, config, items):
     ours = [item for item in items if str(item.fspath).startswith(os.path.dirname(__file__))]

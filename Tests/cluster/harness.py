@@ -16,20 +16,16 @@ import base64
 import contextlib
 import ctypes
 import datetime
-import hashlib
 import ipaddress
-import json
 import os
 import re
 import shutil
 import signal
 import socket
-import ssl
 import subprocess
 import tempfile
 import threading
 import time
-import urllib.parse
 import uuid
 
 import requests
@@ -857,6 +853,7 @@ class Release:
         self.values = None
         self.manifest = []
         self.hook_runs = []          # [{"job", "pod", "argv", "exit", "output"}]
+        self.hook_errors = []        # what went wrong while acting as the hook pods' runtime
         self.warnings = []           # API server warnings seen through Helm's log
         self.driver = None           # HostProcess of the node plugin
         self.controllers = {}        # name -> HostProcess
@@ -902,10 +899,10 @@ class Release:
             self._helm = helm_python.Config(kubeconfig_path=self.cluster.admin_kubeconfig, namespace=self.namespace)
         return self._helm
 
-    def install(self, values, timeout=180):
+    def install(self, values, timeout=60):
         return self._helm_action("install", values, timeout)
 
-    def upgrade(self, values, timeout=180):
+    def upgrade(self, values, timeout=60):
         return self._helm_action("upgrade", values, timeout)
 
     def uninstall(self, timeout=120):
@@ -926,6 +923,8 @@ class Release:
                     release = self.helm().install(CHART, self.name, values, namespace=self.namespace, timeout=timeout)
                 else:
                     release = self.helm().upgrade(CHART, self.name, values, namespace=self.namespace, timeout=timeout)
+        except Exception as error:
+            raise AssertionError(f"helm {action} failed: {error}\n{self._hook_pods_report()}") from error
         finally:
             stop.set()
             runner.join(30)
@@ -936,27 +935,32 @@ class Release:
         self.manifest = manifest_documents(release.get("manifest") or self.helm().status(self.name).get("manifest"))
         return release
 
+    def _hook_pods_report(self):
+        """What the hook runtime saw: its errors and the Job pods of the release namespace."""
+        lines = [f"hook runtime errors: {self.hook_errors[-5:]}", f"hook runs: {[(r['pod'], r['exit']) for r in self.hook_runs]}"]
+        with contextlib.suppress(Exception):
+            for pod in self.cluster.core.list_namespaced_pod(self.namespace, label_selector="batch.kubernetes.io/job-name").items:
+                conditions = {c.type: c.status for c in pod.status.conditions or []}
+                lines.append(f"pod {pod.metadata.name}: node {pod.spec.node_name}, phase {pod.status.phase}, conditions {conditions}")
+        return REDACT("\n".join(lines))
+
     def _hook_runtime(self, stop):
-        """Runs every pod of a Helm hook Job of this release that the kubelet started, once."""
+        """Runs every pod of a Job in the release namespace that the kubelet started (Helm's hook Jobs), once.
+        Errors are logged to `hook-runs.log` and kept in `hook_errors`; the pod is tried again."""
         done = set()
         core = self.cluster.core
         while not stop.is_set():
             try:
-                pods = core.list_namespaced_pod(self.namespace, label_selector="batch.kubernetes.io/job-name").items
-            except Exception:
-                pods = []
-            for pod in pods:
-                if pod.metadata.uid in done or pod.spec.node_name != self.cluster.node_name:
-                    continue
-                job = (pod.metadata.labels or {}).get("batch.kubernetes.io/job-name", "")
-                if not job.startswith(self._fullname_prefix()) or pod.status.phase != "Running":
-                    continue
-                done.add(pod.metadata.uid)
-                self._run_hook_pod(pod, job)
+                for pod in core.list_namespaced_pod(self.namespace, label_selector="batch.kubernetes.io/job-name").items:
+                    if pod.metadata.uid in done or pod.spec.node_name != self.cluster.node_name or pod.status.phase != "Running":
+                        continue
+                    self._run_hook_pod(pod, pod.metadata.labels["batch.kubernetes.io/job-name"])
+                    done.add(pod.metadata.uid)
+            except Exception as error:  # keep running: Helm is waiting for this Job
+                self.hook_errors.append(f"{type(error).__name__}: {error}")
+                with open(os.path.join(self.cluster.logs, "hook-runs.log"), "a") as log:
+                    log.write(f"== hook runtime error: {type(error).__name__}: {REDACT(str(error))[:2000]}\n")
             stop.wait(0.3)
-
-    def _fullname_prefix(self):
-        return ""  # any hook Job in the release namespace; names come from the chart
 
     def _run_hook_pod(self, pod, job):
         container = pod.spec.containers[0]

@@ -11,7 +11,7 @@ import pytest
 from expected import digest, files_for
 from harness import DRIVER_NAME, REDACT, eventually, mountinfo
 from workloads import (
-    SPC_GROUP, SPC_VERSION, create_deployment, create_pod, create_spc, no_mounts_for, pod_statuses, pods_of, read_as,
+    create_deployment, create_pod, create_spc, no_mounts_for, pod_statuses, pods_of, read_as,
     read_tree, volume_path, wait_running,
 )
 
@@ -53,6 +53,9 @@ def mounted(suite):
 
 
 def test_deployment_pods_mount_the_providers_bytes_readable_through_fsgroup(suite, mounted):
+    """Every file of both pods has the upstream provider's bytes; the target is a tmpfs with gid=<fsGroup>; uid
+    1000 with only group 2000 reads every file, and without that group not the 0640 one. Seen red with the
+    expected chain left in PFX order (`web` differs) and with gid=2001 expected."""
     cluster, emulator = suite.cluster, suite.emulator
     expected = files_for(emulator, MOUNT_OBJECTS)
     assert len(mounted["pods"]) == 2
@@ -79,7 +82,8 @@ def test_deployment_pods_mount_the_providers_bytes_readable_through_fsgroup(suit
 
 
 def test_service_account_token_reaches_the_driver_in_publish_secrets(suite, mounted):
-    """On this server the chart's CSIDriver asks for the tokens in NodePublishVolumeRequest.secrets; the
+    """Seen red with serviceAccountTokenInSecrets=false in the values. On this server the chart's CSIDriver asks
+    for the tokens in NodePublishVolumeRequest.secrets; the
     driver's trace log of each publish (values stripped) shows the key among `csi.secrets` and not in the
     volume context, and the workload-identity fetch it fed succeeded (the files above)."""
     csidriver = suite.cluster.storage.read_csi_driver(DRIVER_NAME)
@@ -99,6 +103,10 @@ def test_service_account_token_reaches_the_driver_in_publish_secrets(suite, moun
 
 
 def test_pod_statuses_and_synced_secret_are_garbage_collected_with_the_pods(suite, mounted):
+    """One SecretProviderClassPodStatus per pod (node label, owned by the pod), the synced Secret (managed label,
+    owned by the ReplicaSet), all collected by the real garbage collector once the Deployment is deleted, no
+    mount left. Seen red with syncSecret.enabled=false. (The statuses go about 20 s after their pods on the
+    first run: the garbage collector learns the CRD's resource at its next discovery resync.)"""
     cluster, namespace = suite.cluster, mounted["namespace"]
     pods = {p.metadata.name: p for p in mounted["pods"]}
     statuses = pod_statuses(cluster, namespace)
@@ -134,6 +142,9 @@ def test_pod_statuses_and_synced_secret_are_garbage_collected_with_the_pods(suit
 
 
 def test_pod_waits_for_its_missing_class_then_starts_by_kubelet_retry(suite, namespace):
+    """The hollow kubelet records no events: the refusal is read in the driver's log and in the kubelet's
+    (`MountVolume.SetUp failed ... FailedPrecondition ... <ns>/<class>`). Seen red expecting upstream's
+    `Unknown`."""
     cluster, release = suite.cluster, suite.release
     spc = f"late-{uuid.uuid4().hex[:6]}"
     driver_mark, kubelet_mark = release.driver.log_offset(), cluster.kubelet.log_offset()
@@ -166,6 +177,11 @@ def test_pod_waits_for_its_missing_class_then_starts_by_kubelet_retry(suite, nam
 
 
 def test_rotation_reaches_running_pods_and_synced_secret_and_rolls_opted_in_deployment_once(suite, namespace):
+    """A new version reaches a running pod's files and the synced Secret; the kubelet republishes the running
+    volume (RequiresRepublish, fresh tokens); the opted-in Deployment is rolled once by the deployment
+    controller, the other never. With the chart's settings the driver's own rotation loop (same period) usually
+    fetches before the kubelet's next republish; which of the two fetched is not observable. Seen red with the
+    other Deployment annotated too, and with rotationRestart.enabled=false."""
     cluster, emulator, release = suite.cluster, suite.emulator, suite.release
     name = f"rot-{uuid.uuid4().hex[:8]}"
     emulator.set_secret(name, f"first-{uuid.uuid4().hex}")
@@ -200,9 +216,13 @@ def test_rotation_reaches_running_pods_and_synced_secret_and_rolls_opted_in_depl
                30, "the new version in the synced Secret")
     # RequiresRepublish is live: the kubelet calls NodePublishVolume again on the running pod's volume (with
     # fresh tokens in `secrets`), which is what keeps the driver's rotation supplied with valid tokens.
-    eventually(lambda: any("NodePublishVolume request" in l and steady_target in l and "serviceAccount.tokens" in l
-                           for l in release.driver.log_since(publishes_mark).splitlines()),
-               40, "the kubelet to republish the steady pod's volume (RequiresRepublish)")
+    def steady_republished():
+        assert revision("steady") == "1", "the Deployment without the annotation was rolled"
+        assert [p.metadata.uid for p in pods_of(cluster, namespace, "steady")] == [steady.metadata.uid], "the steady pod was replaced"
+        return any("NodePublishVolume request" in l and steady_target in l and "serviceAccount.tokens" in l
+                   for l in release.driver.log_since(publishes_mark).splitlines())
+
+    eventually(steady_republished, 40, "the kubelet to republish the steady pod's volume (RequiresRepublish)")
 
     def rolled():
         assert revision("restarting") == "2", f"revision {revision('restarting')}"

@@ -8,7 +8,7 @@ import pytest
 import requests
 import yaml
 
-from harness import CHART, DRIVER_NAME, REDACT, deep_merge, eventually, manifest_documents
+from harness import DRIVER_NAME, REDACT, deep_merge, eventually, manifest_documents
 
 UPSTREAM_VALUES = os.path.join(os.path.dirname(__file__), "..", "chart")
 CRDS = ["secretproviderclasses.secrets-store.csi.x-k8s.io", "secretproviderclasspodstatuses.secrets-store.csi.x-k8s.io"]
@@ -47,6 +47,7 @@ def dry_run_warnings(cluster, documents):
 
 
 def test_chart_objects_raise_no_api_warnings(suite):
+    """Seen red with a deprecated `beta.kubernetes.io/os` nodeSelector in the values (both checks)."""
     release = suite.release
     assert release.warnings == [], f"Helm's client logged API warnings during install: {release.warnings}"
     documents = release_documents(release)
@@ -62,6 +63,9 @@ def crd_description(cluster, name):
 
 @pytest.mark.swaps_release
 def test_upgrade_reapplies_crds_through_the_hook_and_restarts_the_driver_with_new_flags(suite, namespace):
+    """The CRDs drifted by another field manager come back through the pre-upgrade hook's `crds apply` (run
+    with the hook ServiceAccount's own RBAC); the restarted driver has the new flags and mounts. Seen red with
+    the hook's command replaced by a no-op."""
     cluster, release = suite.cluster, suite.release
     installed = {name: crd_description(cluster, name) for name in CRDS}
     revision = release.helm().status(release.name)["revision"]
@@ -123,7 +127,8 @@ def upstream_values(name):
 def test_upstream_values_shape_installs_and_its_driver_registers(suite, values_file, expected_args, audiences):
     """Uninstalls the suite's release, installs with an upstream chart's values file as is (the node labelled as
     its nodeSelector and affinity ask, so the hook Job can be scheduled), runs the node plugin with that
-    release's flags (its kubeletRootDir mapped to this kubelet's), then puts the suite's release back."""
+    release's flags (its kubeletRootDir mapped to this kubelet's), then puts the suite's release back. Seen red
+    with a wrong expected flag value."""
     cluster, release = suite.cluster, suite.release
     values = upstream_values(values_file)
     release.uninstall()
