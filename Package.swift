@@ -199,9 +199,9 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // Harnesses over real sockets for the tests, the demo and the bench: fake Kubernetes API server (HTTP),
-        // test provider on a Unix socket (gRPC), CSI client helpers, and log capture rendered by the driver's
-        // own log handler.
+        // Harnesses over real sockets for the tests, the demo and the bench: fake Kubernetes API server (HTTP), the
+        // real one (etcd + kube-apiserver, when installed), test provider on a Unix socket (gRPC), CSI client
+        // helpers, and log capture rendered by the driver's own log handler.
         .target(
             name: "SecretsStoreTesting",
             dependencies: [
@@ -209,8 +209,11 @@ let package = Package(
                 "SecretsStoreCSI",
                 "SecretsStoreDriver",
                 "SecretsStoreHTTPServer",
+                "SecretsStoreKubernetes",
                 "CSIProtocol",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                // The real API server's service account signing key (RealKubernetesAPIServer).
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

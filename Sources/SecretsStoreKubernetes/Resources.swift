@@ -292,6 +292,21 @@ package enum Resources {
             self.data = secret.data.mapValues { Data($0).base64EncodedString() }
         }
 
+        private enum CodingKeys: String, CodingKey {
+            case apiVersion, kind, metadata, type, data
+        }
+
+        /// Decodes a Secret; `apiVersion` and `kind` may be missing: the API server leaves them out of each
+        /// item of a list of a built-in type (`GET /api/v1/secrets` gives `items` without them).
+        package init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            apiVersion = try container.decodeIfPresent(String.self, forKey: .apiVersion) ?? "v1"
+            kind = try container.decodeIfPresent(String.self, forKey: .kind) ?? "Secret"
+            metadata = try container.decode(ObjectMeta.self, forKey: .metadata)
+            type = try container.decodeIfPresent(String.self, forKey: .type)
+            data = try container.decodeIfPresent([String: String].self, forKey: .data)
+        }
+
         /// The domain Secret; `namespace` and `name` come from the request when the body lacks them, values that
         /// are not valid base64 are dropped, and a missing `type` reads as `Opaque`.
         package func domainValue(namespace: String, name: String) -> KubernetesSecret {

@@ -5,7 +5,37 @@ import Synchronization
 
 /// A Kubernetes API server stand-in that speaks the real REST protocol (JSON) over HTTP on loopback, with the
 /// semantics the driver and its sync controller rely on, kept honest against the real `kubectl`
-/// (Tests/FakeAPIServerTests):
+/// (Tests/FakeAPIServerTests).
+///
+/// When to use it: a test that only needs an API server that works uses the real one
+/// (``RealKubernetesAPIServer``: etcd + kube-apiserver, our CRDs, HTTPS, RBAC). This fake is for what a real
+/// server cannot be made to do on demand, and for programs that must run without one:
+///
+/// - Injected answers (``injectFailure(status:forPathContaining:)``): 5xx (retries, the `unavailable`
+///   mapping), a 409 at a chosen request (conflict handling), a 403 on one path only, or a 200 standing in for a
+///   write. Used by ControllerWatchFaultTests (403/503 on a watch), RESTKubernetesClientFaultTests (500, 403,
+///   409 during a pod status apply), CRDApplyTests (503 retried `attempts` times) and the end-to-end suites
+///   (FaultTests, UnixSocketTests, RestartOnRotationEndToEndTests, RenderEndToEndTests).
+/// - Watch faults at will: ``closeWatches()`` (a dropped watch), ``expireHistory()`` (compaction: 410 Expired
+///   for any older resourceVersion), bookmarks every few milliseconds (`bookmarkInterval`), and
+///   ``openWatchCount`` (whether a cancelled consumer closed its connection). Used by ControllerWatchFaultTests
+///   and FakeAPIServerTests.
+/// - Request recording (``requests``): what went over the wire (method, path, content type, body, the
+///   `Authorization` header), e.g. that a cached read makes no request, which events were posted, that no
+///   secret value is in any body. Used by CRDApplyTests (request count), the end-to-end suites
+///   (SecrecyAndLeakTests, AzureObjectsAndSyncEndToEndTests, RestartOnRotationEndToEndTests,
+///   SyncControllerEndToEndTests, RotationEndToEndTests) and KubectlTests.
+/// - A bearer token the test chooses, checked on every request (`requiredToken`: a sentinel the leak tests
+///   search logs and bodies for), and TokenRequest tokens it chooses (`tokenIssuer`, with ``tokenRequests``
+///   recorded): SyncControllerEndToEndTests, SecrecyAndLeakTests, FakeAPIServerTests.
+/// - No binaries and no start-up cost: the demo (`secrets-store-csi-demo`), the benchmark (`csi-bench`) and the
+///   in-process end-to-end driver harness (DriverHarness) run against it.
+///
+/// Where it is not the real server: no schema validation, pruning or defaulting, no RBAC, no server-side apply,
+/// strategic merge treated as a merge patch, and list items keep the `apiVersion`/`kind` they were stored with
+/// (the real server leaves them out of the items of a built-in type's list).
+///
+/// What it implements:
 ///
 /// - Storage: objects stored as JSON, `resourceVersion` from one counter bumped on every write and checked on
 ///   update (409 Conflict), 409 AlreadyExists on create, 404 NotFound, `labelSelector` (`k=v,…`) and

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOHTTP1
 import SecretsStoreCore
 import SecretsStoreDriver
 import SecretsStoreKubernetes
@@ -7,8 +8,9 @@ import SecretsStoreTesting
 import Testing
 
 /// `crds apply`: the CRDs built into the binary are the chart's, and each is server-side-applied with the
-/// API server's apply protocol.
-@Suite("crds apply")
+/// API server's apply protocol: against a real API server, and against the fake one for unavailable answers
+/// (retried), which the real one cannot be made to give on demand.
+@Suite("crds apply", .timeLimit(.minutes(3)))
 struct CRDApplyTests {
     let logger = Logger(label: "crds-test")
     static let names = ["secretproviderclasses.secrets-store.csi.x-k8s.io", "secretproviderclasspodstatuses.secrets-store.csi.x-k8s.io"]
@@ -30,23 +32,62 @@ struct CRDApplyTests {
         .configuration(KubernetesConfiguration(server: api.url, credentials: .token("hook-token")))
     }
 
-    @Test("each CRD is PATCHed as application/apply-patch+yaml with its manifest, and reported like kubectl")
-    func appliesEach() async throws {
-        let api = try await FakeKubernetesAPIServer(requiredToken: "hook-token")
-        // The fake has no apply-patch support: it answers these two requests 200, as an API server that applied them.
-        for name in Self.names { api.injectFailure(status: 200, forPathContaining: Self.crdPath + name) }
-        let report = await CRDApply.run(kubernetes: kubernetes(api), logger: logger)
-        try await api.shutdown()
+    /// The embedded CRDs with the group `secrets-store.csi.x-k8s.io` renamed to `group`: CRDs of one test only,
+    /// created fresh on the shared real API server (whose own copies of ours other tests use).
+    static func renamed(group: String) -> [EmbeddedCRD] {
+        EmbeddedCRDs.all.map { EmbeddedCRD(fileName: $0.fileName, yaml: $0.yaml.replacingOccurrences(of: "secrets-store.csi.x-k8s.io", with: group)) }
+    }
 
-        #expect(report.failures == [])
-        #expect(report.exitCode == 0)
-        #expect(report.applied == Self.names.map { "customresourcedefinition.apiextensions.k8s.io/\($0) serverside-applied" })
-        let requests = api.requests
-        #expect(requests.map(\.method) == ["PATCH", "PATCH"])
-        #expect(requests.map(\.path) == Self.names.map { Self.crdPath + $0 })
-        #expect(requests.map(\.contentType) == ["application/apply-patch+yaml", "application/apply-patch+yaml"])
-        #expect(requests.map(\.authorization) == ["Bearer hook-token", "Bearer hook-token"])
-        #expect(requests.map(\.body) == EmbeddedCRDs.all.map(\.yaml))
+    @Test("each CRD is server-side-applied: created, served, owned by the driver's field manager, taken over from another manager, unchanged when applied again", .realAPIServer)
+    func appliesEach() async throws {
+        let api = try await RealKubernetesAPIServer.shared()
+        let group = "t\(RealKubernetesAPIServer.randomName()).example.com"
+        let crds = Self.renamed(group: group)
+        let names = try crds.map { try $0.name() }
+        try await api.withClient { client in
+            // An older manager (a kubectl apply) set the resource policy to something else first: without
+            // force=true the driver's apply would be a 409 conflict.
+            let older = crds[0].yaml.replacingOccurrences(of: "helm.sh/resource-policy: keep", with: "helm.sh/resource-policy: delete")
+            #expect(older != crds[0].yaml)
+            _ = try await client.send(
+                .PATCH, Self.crdPath + names[0] + "?fieldManager=kubectl", body: Array(older.utf8), contentType: "application/apply-patch+yaml", logger: logger
+            )
+
+            let report = await CRDApply.run(kubernetes: .configuration(api.configuration()), crds: crds, logger: logger)
+            #expect(report.failures == [])
+            #expect(report.exitCode == 0)
+            #expect(report.applied == names.map { "customresourcedefinition.apiextensions.k8s.io/\($0) serverside-applied" })
+
+            // Both resources are served (once Established).
+            for resource in ["secretproviderclasses", "secretproviderclasspodstatuses"] {
+                let deadline = ContinuousClock.now + .seconds(30)
+                while (try? await client.send(.GET, "/apis/\(group)/v1/\(resource)", logger: logger)) == nil, ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+                _ = try await client.send(.GET, "/apis/\(group)/v1/\(resource)", logger: logger)
+            }
+            // Read once Established: the API server writes the CRD's status conditions after it is created.
+            var versions: [String] = []
+            for name in names {
+                let crd = try #require(try await client.object(at: Self.crdPath + name))
+                let metadata = try #require(crd["metadata"] as? [String: Any])
+                #expect((metadata["annotations"] as? [String: String])?["helm.sh/resource-policy"] == "keep")
+                let managers = (metadata["managedFields"] as? [[String: Any]] ?? []).map { "\($0["manager"] ?? "") \($0["operation"] ?? "")" }
+                #expect(managers.contains("secrets-store-csi-driver Apply"))
+                #expect((crd["spec"] as? [String: Any])?["group"] as? String == group)
+                let conditions = ((crd["status"] as? [String: Any])?["conditions"] as? [[String: Any]]) ?? []
+                #expect(conditions.contains { $0["type"] as? String == "Established" && $0["status"] as? String == "True" })
+                versions.append(metadata["resourceVersion"] as? String ?? "")
+            }
+
+            let again = await CRDApply.run(kubernetes: .configuration(api.configuration()), crds: crds, logger: logger)
+            #expect(again == report)
+            for (name, version) in zip(names, versions) {
+                let metadata = try await client.object(at: Self.crdPath + name)?["metadata"] as? [String: Any]
+                #expect(metadata?["resourceVersion"] as? String == version)
+            }
+            for name in names { try await client.delete(Self.crdPath + name) }
+        }
     }
 
     @Test("an unreachable API server is retried, then reported with the request's field manager and force")
@@ -65,21 +106,44 @@ struct CRDApplyTests {
         #expect(api.requests.count == CRDApply.attempts + 1)
     }
 
-    @Test("a refusal is final at once and says which permission the service account needs")
+    @Test("a refusal is final at once and says which permission the service account needs", .realAPIServer)
     func forbidden() async throws {
-        let api = try await FakeKubernetesAPIServer()
-        api.injectFailure(status: 403, forPathContaining: Self.crdPath + Self.names[0])
-        api.injectFailure(status: 422, forPathContaining: Self.crdPath + Self.names[1])
-        let report = await CRDApply.run(kubernetes: kubernetes(api), retryDelay: .milliseconds(1), logger: logger)
-        try await api.shutdown()
+        let api = try await RealKubernetesAPIServer.shared()
+        let group = "t\(RealKubernetesAPIServer.randomName()).example.com"
+        let crds = Self.renamed(group: group)
+        // Unavailable answers are retried 30 s apart: a run well under that retried nothing.
+        let started = ContinuousClock.now
+        let refused = await CRDApply.run(
+            kubernetes: .configuration(api.configuration(token: api.unprivilegedToken)), crds: crds, retryDelay: .seconds(30), logger: logger
+        )
+        var invalid = crds[1]
+        invalid.yaml = invalid.yaml.replacingOccurrences(of: "scope: Namespaced", with: "scope: Everywhere")
+        #expect(invalid != crds[1])
+        let rejected = await CRDApply.run(kubernetes: .configuration(api.configuration()), crds: [invalid], retryDelay: .seconds(30), logger: logger)
+        #expect(ContinuousClock.now - started < .seconds(25))
 
-        #expect(report.exitCode == 1)
-        #expect(report.applied.isEmpty)
-        #expect(report.failures.count == 2)
-        #expect(report.failures[0].contains("needs get, create and patch on customresourcedefinitions.apiextensions.k8s.io"))
-        #expect(report.failures[1].contains("the API server rejected the manifest (HTTP 422)"))
-        #expect(api.requests.count == 2)
-        for failure in report.failures { #expect(!failure.contains("hook-token")) }
+        #expect(refused.exitCode == 1)
+        #expect(refused.applied.isEmpty)
+        #expect(refused.failures.count == 2)
+        for failure in refused.failures {
+            #expect(failure.contains("needs get, create and patch on customresourcedefinitions.apiextensions.k8s.io"))
+            #expect(failure.contains("User \"viewer\" cannot patch resource \"customresourcedefinitions\""))
+        }
+        #expect(rejected.exitCode == 1)
+        #expect(rejected.applied.isEmpty)
+        let failure = try #require(rejected.failures.first)
+        #expect(failure.hasPrefix("failed to apply CustomResourceDefinition secretproviderclasspodstatuses.\(group): the API server rejected the manifest (HTTP 422)"))
+        #expect(failure.contains("Everywhere"))
+        // Neither token in any failure (computed apart so that a failing check does not print one).
+        let leaked = (refused.failures + rejected.failures).contains { $0.contains(api.adminToken) || $0.contains(api.unprivilegedToken) }
+        #expect(!leaked)
+        // Nothing was created.
+        try await api.withClient { client in
+            for crd in crds {
+                let name = try crd.name()
+                #expect(try await client.object(at: Self.crdPath + name) == nil)
+            }
+        }
     }
 
     @Test("no API server and no configuration are clear failures")
@@ -98,5 +162,16 @@ struct CRDApplyTests {
         #expect(missing.exitCode == 1)
         #expect(missing.failures.count == 1)
         #expect(missing.failures[0].hasPrefix("cannot load the Kubernetes configuration: "))
+    }
+}
+
+extension Trait where Self == ConditionTrait {
+    /// Runs only where a real API server can be started (``RealKubernetesAPIServer``); otherwise the test is
+    /// skipped with what is missing.
+    static var realAPIServer: Self {
+        .enabled(
+            if: RealKubernetesAPIServer.unavailableReason == nil,
+            Comment(rawValue: RealKubernetesAPIServer.unavailableReason ?? "a real API server can be started")
+        )
     }
 }

@@ -1,15 +1,19 @@
 import Foundation
 import Logging
-import NIOHTTP1
 import SecretsStoreCore
 import SecretsStoreKubernetes
 import SecretsStoreTesting
 import Testing
 
-@Suite("Controller verbs of the REST client against the fake API server")
+/// The sync controller's verbs against a real API server (etcd + kube-apiserver, our CRDs applied): each test
+/// in a namespace of its own.
+@Suite("Controller verbs of the REST client against a real API server", .realAPIServer, .timeLimit(.minutes(3)))
 struct ControllerVerbsTests {
-    static let spcCollection = "/apis/secrets-store.csi.x-k8s.io/v1/namespaces/ns/secretproviderclasses"
     let logger = Logger(label: "test")
+
+    static func spcCollection(_ namespace: String) -> String {
+        "/apis/secrets-store.csi.x-k8s.io/v1/namespaces/\(namespace)/secretproviderclasses"
+    }
 
     static func spc(_ name: String, provider: String = "azure") -> [String: Any] {
         [
@@ -22,12 +26,267 @@ struct ControllerVerbsTests {
         ]
     }
 
+    static func metadata(_ object: [String: Any]?) -> [String: Any] { object?["metadata"] as? [String: Any] ?? [:] }
+
+    func withNamespace(_ body: (RealKubernetesAPIServer, RESTKubernetesClient, String) async throws -> Void) async throws {
+        let api = try await RealKubernetesAPIServer.shared()
+        try await api.withNamespace { client, namespace in try await body(api, client, namespace) }
+    }
+
+    @Test func listsAndReadsTheSyncFields() async throws {
+        try await withNamespace { api, client, ns in
+            let other = try await api.createNamespace(client)
+            let created = try await client.create(Self.spcCollection(ns), Self.spc("a"))
+            try await client.create(Self.spcCollection(other), Self.spc("b"))
+            // Every namespace: other tests' classes too, so only ours are compared.
+            let all = try await client.listSecretProviderClasses(namespace: nil, logger: logger)
+            let ours = all.items.filter { $0.namespace == ns || $0.namespace == other }
+            #expect(ours.map { "\($0.namespace)/\($0.name)" }.sorted() == ["\(ns)/a", "\(other)/b"].sorted())
+            #expect(Int(all.resourceVersion) != nil)
+            let one = try await client.listSecretProviderClasses(namespace: ns, logger: logger)
+            #expect(one.items.map(\.name) == ["a"])
+            #expect(Int(one.resourceVersion) != nil)
+            let spc = try await client.secretProviderClass(namespace: ns, name: "a", logger: logger)
+            #expect(spc.namespace == ns)
+            #expect(spc.refreshInterval == "1m")
+            #expect(spc.sync == .init(serviceAccountName: "sa", nodePublishSecretRefName: "creds"))
+            #expect(spc.uid == Self.metadata(created)["uid"] as? String && !spc.uid.isEmpty)
+            #expect(spc.resourceVersion == Self.metadata(created)["resourceVersion"] as? String)
+            #expect(spc.generation == 1)
+            #expect(one.items.first == spc)
+        }
+    }
+
+    @Test func watchSeesAddedModifiedAndDeleted() async throws {
+        try await withNamespace { _, client, ns in
+            let collection = Self.spcCollection(ns)
+            try await client.create(collection, Self.spc("a"))
+            let listed = try await client.listSecretProviderClasses(namespace: ns, logger: logger)
+            try await client.create(collection, Self.spc("b"))
+            try await client.mergePatch(collection + "/b", ["spec": ["provider": "gcp"]])
+            try await client.delete(collection + "/a")
+            var events: [String] = []
+            for try await event in client.watchSecretProviderClasses(namespace: ns, resourceVersion: listed.resourceVersion, logger: logger) {
+                switch event {
+                case .added(let spc): events.append("added \(spc.name) \(spc.provider)")
+                case .modified(let spc): events.append("modified \(spc.name) \(spc.provider)")
+                case .deleted(let spc): events.append("deleted \(spc.name)")
+                case .bookmark: continue
+                }
+                if events.count == 3 { break }
+            }
+            #expect(events == ["added b azure", "modified b gcp", "deleted a"])
+        }
+    }
+
+    @Test func listsWatchesAndDeletesLabelledSecrets() async throws {
+        try await withNamespace { _, client, ns in
+            let managed = ["secrets-store.csi.k8s.io/managed": "true"]
+            let secrets = "/api/v1/namespaces/\(ns)/secrets"
+            func secret(_ name: String, labels: [String: String]) -> [String: Any] {
+                ["apiVersion": "v1", "kind": "Secret", "metadata": ["name": name, "labels": labels], "type": "Opaque", "data": ["k": "dg=="]]
+            }
+            try await client.create(secrets, secret("kept", labels: managed))
+            try await client.create(secrets, secret("other", labels: [:]))
+            let listed = try await client.listSecrets(namespace: nil, labelSelector: managed, logger: logger)
+            #expect(listed.items.filter { $0.namespace == ns }.map(\.name) == ["kept"])
+            #expect(listed.items.allSatisfy { $0.labels["secrets-store.csi.k8s.io/managed"] == "true" })
+            #expect(listed.items.first { $0.namespace == ns }?.data == ["k": Array("v".utf8)])
+            try await client.deleteSecret(namespace: ns, name: "kept", logger: logger)
+            try await client.deleteSecret(namespace: ns, name: "kept", logger: logger)
+            #expect(try await client.secret(namespace: ns, name: "kept", logger: logger) == nil)
+            try await client.create(secrets, secret("other2", labels: [:]))
+            try await client.create(secrets, secret("new", labels: managed))
+            var seen: [String] = []
+            for try await event in client.watchSecrets(namespace: ns, labelSelector: managed, resourceVersion: listed.resourceVersion, logger: logger) {
+                switch event {
+                case .added(let secret): seen.append("added \(secret.name)")
+                case .modified(let secret): seen.append("modified \(secret.name)")
+                case .deleted(let secret): seen.append("deleted \(secret.name)")
+                case .bookmark: continue
+                }
+                if seen.last == "added new" { break }
+            }
+            #expect(seen == ["deleted kept", "added new"])
+        }
+    }
+
+    @Test func tokenRequestRoundTrip() async throws {
+        try await withNamespace { _, client, ns in
+            await #expect(throws: KubernetesClientError.notFound("serviceaccounts \"sa\" not found")) {
+                _ = try await client.requestToken(namespace: ns, serviceAccount: "sa", audience: "api://x", expirationSeconds: 3600, logger: logger)
+            }
+            #expect(try await client.serviceAccountExists(namespace: ns, name: "sa", logger: logger) == false)
+            try await client.create("/api/v1/namespaces/\(ns)/serviceaccounts", ["apiVersion": "v1", "kind": "ServiceAccount", "metadata": ["name": "sa"]])
+            #expect(try await client.serviceAccountExists(namespace: ns, name: "sa", logger: logger))
+            let before = Int64(Date().timeIntervalSince1970)
+            let token = try await client.requestToken(namespace: ns, serviceAccount: "sa", audience: "api://x", expirationSeconds: 3600, logger: logger)
+            let after = Int64(Date().timeIntervalSince1970)
+            #expect(token.expiresAtSeconds >= before + 3600 - 1 && token.expiresAtSeconds <= after + 3600 + 1)
+            #expect(RFC3339.epochSeconds(token.expirationTimestamp) == token.expiresAtSeconds)
+            // Computed apart, so that a failure shows neither the token nor the description holding it.
+            let described = "\(token)".contains(token.token)
+            #expect(!described)
+            // The API server's own JWT: for the audience asked, as the service account, expiring when it says.
+            let claims = try Self.claims(ofJWT: token.token)
+            #expect(claims["aud"] as? [String] == ["api://x"])
+            #expect(claims["sub"] as? String == "system:serviceaccount:\(ns):sa")
+            #expect((claims["exp"] as? Int).map(Int64.init) == token.expiresAtSeconds)
+        }
+    }
+
+    /// The payload of a JWT (base64url JSON between the first and second dots); never quotes the token.
+    static func claims(ofJWT jwt: String) throws -> [String: Any] {
+        let parts = jwt.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3 else { throw ClaimsError() }
+        var base64 = parts[1].replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
+        guard let data = Data(base64Encoded: base64), let claims = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw ClaimsError()
+        }
+        return claims
+    }
+
+    struct ClaimsError: Error, CustomStringConvertible {
+        var description: String { "the token is not a JWT with a JSON payload" }
+    }
+
+    @Test func readsCSIDriverAudiences() async throws {
+        let api = try await RealKubernetesAPIServer.shared()
+        try await api.withClient { client in
+            // CSIDrivers are cluster-scoped: names of this test only, removed at the end.
+            let name = "t\(RealKubernetesAPIServer.randomName()).csi.example.com"
+            let plain = "p\(RealKubernetesAPIServer.randomName()).csi.example.com"
+            await #expect(throws: KubernetesClientError.notFound("csidrivers.storage.k8s.io \"\(name)\" not found")) {
+                _ = try await client.csiDriverTokenAudiences(driverName: name, logger: logger)
+            }
+            try await client.create(
+                "/apis/storage.k8s.io/v1/csidrivers",
+                [
+                    "apiVersion": "storage.k8s.io/v1", "kind": "CSIDriver", "metadata": ["name": name],
+                    "spec": ["tokenRequests": [["audience": "api://AzureADTokenExchange"], ["audience": "b", "expirationSeconds": 600]]],
+                ]
+            )
+            try await client.create(
+                "/apis/storage.k8s.io/v1/csidrivers",
+                ["apiVersion": "storage.k8s.io/v1", "kind": "CSIDriver", "metadata": ["name": plain], "spec": [String: Any]()]
+            )
+            let audiences = try await client.csiDriverTokenAudiences(driverName: name, logger: logger)
+            #expect(audiences == ["api://AzureADTokenExchange", "b"])
+            #expect(try await client.csiDriverTokenAudiences(driverName: plain, logger: logger) == [])
+            try await client.delete("/apis/storage.k8s.io/v1/csidrivers/\(name)")
+            try await client.delete("/apis/storage.k8s.io/v1/csidrivers/\(plain)")
+        }
+    }
+
+    @Test func leaseCreateUpdateAndConflict() async throws {
+        try await withNamespace { _, client, ns in
+            #expect(try await client.lease(namespace: ns, name: "controller", logger: logger) == nil)
+            let record = LeaseRecord(
+                namespace: ns, name: "controller", holderIdentity: "me", leaseDurationSeconds: 15,
+                acquireTime: "2026-12-01T23:00:00.123456Z", renewTime: "2026-12-01T23:00:00.123456Z", leaseTransitions: 0
+            )
+            let created = try await client.createLease(record, logger: logger)
+            #expect(created.holderIdentity == "me")
+            #expect(created.leaseDurationSeconds == 15)
+            #expect(created.acquireTime == "2026-12-01T23:00:00.123456Z")
+            #expect(created.resourceVersion != nil)
+            await #expect(throws: KubernetesClientError.conflict("leases.coordination.k8s.io \"controller\" already exists")) {
+                _ = try await client.createLease(record, logger: logger)
+            }
+            var renewed = created
+            renewed.renewTime = "2026-12-01T23:00:05.000001Z"
+            let written = try await client.updateLease(renewed, logger: logger)
+            #expect(written.renewTime == "2026-12-01T23:00:05.000001Z")
+            #expect(written.resourceVersion != created.resourceVersion)
+            #expect(try await client.lease(namespace: ns, name: "controller", logger: logger) == written)
+            var stale = created
+            stale.holderIdentity = "someone-else"
+            stale.leaseTransitions = 1
+            await #expect {
+                _ = try await client.updateLease(stale, logger: logger)
+            } throws: { error in
+                guard case .conflict(let message)? = error as? KubernetesClientError else { return false }
+                return message.contains("the object has been modified")
+            }
+            #expect(try await client.lease(namespace: ns, name: "controller", logger: logger)?.holderIdentity == "me")
+        }
+    }
+
+    @Test func patchesTheClassStatusAndRecordsEvents() async throws {
+        try await withNamespace { _, client, ns in
+            let collection = Self.spcCollection(ns)
+            let created = try await client.create(collection, Self.spc("a"))
+            let status = SecretProviderClassStatus(
+                conditions: [.init(type: "Ready", status: "True", reason: "Synced", message: "ok", lastTransitionTime: "2026-01-01T00:00:00Z", observedGeneration: 1)],
+                lastSyncTime: "2026-01-01T00:00:01Z",
+                objects: [ObjectVersion(id: "secret/a", version: "1")],
+                syncedSecrets: ["s"]
+            )
+            try await client.updateSecretProviderClassStatus(namespace: ns, name: "a", status: status, logger: logger)
+            // The CRD has a status subresource: only a write to /status changes .status.
+            let written = try #require(try await client.object(at: collection + "/a"))
+            let stored = try #require(written["status"] as? [String: Any])
+            #expect(stored["lastSyncTime"] as? String == "2026-01-01T00:00:01Z")
+            #expect(stored["syncedSecrets"] as? [String] == ["s"])
+            #expect((stored["objects"] as? [[String: String]]) == [["id": "secret/a", "version": "1"]])
+            let condition = try #require((stored["conditions"] as? [[String: Any]])?.first)
+            #expect(condition["reason"] as? String == "Synced")
+            #expect(condition["observedGeneration"] as? Int == 1)
+            #expect(Self.metadata(written)["generation"] as? Int == 1)
+            try await client.updateSecretProviderClassStatus(
+                namespace: ns, name: "a",
+                status: .init(conditions: [.init(type: "Ready", status: "False", reason: "ProviderError", message: "no", lastTransitionTime: "2026-01-01T00:00:02Z", observedGeneration: 1)]),
+                logger: logger
+            )
+            let replaced = try #require(try await client.object(at: collection + "/a")?["status"] as? [String: Any])
+            #expect(replaced["lastSyncTime"] == nil)
+            #expect(replaced["syncedSecrets"] == nil)
+            #expect(replaced["objects"] == nil)
+            #expect((replaced["conditions"] as? [[String: Any]])?.map { $0["reason"] as? String } == ["ProviderError"])
+            await #expect(throws: KubernetesClientError.notFound("secretproviderclasses.secrets-store.csi.x-k8s.io \"nope\" not found")) {
+                try await client.updateSecretProviderClassStatus(namespace: ns, name: "nope", status: status, logger: logger)
+            }
+
+            let uid = try #require(Self.metadata(created)["uid"] as? String)
+            try await client.recordEvent(
+                SecretProviderClassEvent(namespace: ns, name: "a", uid: uid, kind: .warning, reason: "SecretSyncFailed", message: "provider failed"),
+                logger: logger
+            )
+            let events = try #require(try await client.object(at: "/api/v1/namespaces/\(ns)/events")?["items"] as? [[String: Any]])
+            #expect(events.count == 1)
+            let event = try #require(events.first)
+            let involved = try #require(event["involvedObject"] as? [String: Any])
+            #expect(involved["apiVersion"] as? String == "secrets-store.csi.x-k8s.io/v1")
+            #expect(involved["kind"] as? String == "SecretProviderClass")
+            #expect(involved["name"] as? String == "a" && involved["namespace"] as? String == ns)
+            #expect(involved["uid"] as? String == uid)
+            #expect((event["source"] as? [String: Any])?["component"] as? String == "secrets-store-csi-driver-controller")
+            #expect(event["type"] as? String == "Warning")
+            #expect(event["reason"] as? String == "SecretSyncFailed" && event["message"] as? String == "provider failed")
+            #expect(event["count"] as? Int == 1)
+            #expect((Self.metadata(event)["name"] as? String)?.hasPrefix("a.") == true)
+        }
+    }
+}
+
+/// Watch faults a real API server cannot be made to produce on demand: bookmarks every few milliseconds, a
+/// watch closed by the server at will, history compacted at will (410), injected HTTP errors, and the
+/// server's count of open watches.
+@Suite("Controller verbs of the REST client: watch faults against the fake API server", .timeLimit(.minutes(1)))
+struct ControllerWatchFaultTests {
+    static let spcCollection = "/apis/secrets-store.csi.x-k8s.io/v1/namespaces/ns/secretproviderclasses"
+    let logger = Logger(label: "test")
+
+    static func spc(_ name: String) -> [String: Any] {
+        ControllerVerbsTests.spc(name)
+    }
+
     func withClient(
         bookmarkInterval: Duration = .seconds(60),
-        tokenIssuer: @escaping FakeKubernetesAPIServer.TokenIssuer = { _, _, _, _ in "issued-t0ken" },
         _ body: (FakeKubernetesAPIServer, RESTKubernetesClient) async throws -> Void
     ) async throws {
-        let server = try await FakeKubernetesAPIServer(requiredToken: "t0ken", bookmarkInterval: bookmarkInterval, tokenIssuer: tokenIssuer)
+        let server = try await FakeKubernetesAPIServer(requiredToken: "t0ken", bookmarkInterval: bookmarkInterval)
         let client = try RESTKubernetesClient(configuration: KubernetesConfiguration(server: server.url, credentials: .token("t0ken")))
         do {
             try await body(server, client)
@@ -38,49 +297,6 @@ struct ControllerVerbsTests {
         }
         try await client.shutdown()
         try await server.shutdown()
-    }
-
-    @Test func listsAndReadsTheSyncFields() async throws {
-        try await withClient { server, client in
-            server.seed(path: Self.spcCollection, object: Self.spc("a"))
-            server.seed(path: "/apis/secrets-store.csi.x-k8s.io/v1/namespaces/other/secretproviderclasses", object: Self.spc("b"))
-            let all = try await client.listSecretProviderClasses(namespace: nil, logger: logger)
-            #expect(all.items.map(\.name).sorted() == ["a", "b"])
-            #expect(all.resourceVersion == "2")
-            let one = try await client.listSecretProviderClasses(namespace: "ns", logger: logger)
-            #expect(one.items.map(\.name) == ["a"])
-            let spc = try await client.secretProviderClass(namespace: "ns", name: "a", logger: logger)
-            #expect(spc.refreshInterval == "1m")
-            #expect(spc.sync == .init(serviceAccountName: "sa", nodePublishSecretRefName: "creds"))
-            #expect(!spc.uid.isEmpty)
-            #expect(spc.resourceVersion == "1")
-            #expect(one.items.first == spc)
-            let paths = server.requests.map(\.path)
-            #expect(paths.contains("/apis/secrets-store.csi.x-k8s.io/v1/secretproviderclasses"))
-        }
-    }
-
-    @Test func watchSeesAddedModifiedAndDeleted() async throws {
-        try await withClient { server, client in
-            server.seed(path: Self.spcCollection, object: Self.spc("a"))
-            let listed = try await client.listSecretProviderClasses(namespace: "ns", logger: logger)
-            server.seed(path: Self.spcCollection, object: Self.spc("b"))
-            server.seed(path: Self.spcCollection, object: Self.spc("b", provider: "gcp"))
-            _ = try await client.send(.DELETE, Self.spcCollection + "/a", logger: logger)
-            var events: [String] = []
-            for try await event in client.watchSecretProviderClasses(namespace: "ns", resourceVersion: listed.resourceVersion, logger: logger) {
-                switch event {
-                case .added(let spc): events.append("added \(spc.name) \(spc.provider)")
-                case .modified(let spc): events.append("modified \(spc.name) \(spc.provider)")
-                case .deleted(let spc): events.append("deleted \(spc.name)")
-                case .bookmark: continue
-                }
-                if events.count == 3 { break }
-            }
-            #expect(events == ["added b azure", "modified b gcp", "deleted a"])
-            let watch = try #require(server.requests.last { $0.path.hasSuffix("/secretproviderclasses") && $0.method == "GET" })
-            #expect(watch.authorization == "Bearer t0ken")
-        }
     }
 
     @Test func watchDeliversBookmarksAndEndsWhenTheServerCloses() async throws {
@@ -139,147 +355,6 @@ struct ControllerVerbsTests {
             _ = await consumer.result
             // The server sees the connection go; wait for it (the suite's time limit guards a hang).
             while server.openWatchCount != 0 { try await Task.sleep(for: .milliseconds(5)) }
-        }
-    }
-
-    @Test func listsWatchesAndDeletesLabelledSecrets() async throws {
-        try await withClient { server, client in
-            let managed = ["secrets-store.csi.k8s.io/managed": "true"]
-            func secret(_ name: String, labels: [String: String]) -> [String: Any] {
-                ["apiVersion": "v1", "kind": "Secret", "metadata": ["name": name, "labels": labels], "type": "Opaque", "data": ["k": "dg=="]]
-            }
-            server.seed(path: "/api/v1/namespaces/ns/secrets", object: secret("kept", labels: managed))
-            server.seed(path: "/api/v1/namespaces/ns/secrets", object: secret("other", labels: [:]))
-            let listed = try await client.listSecrets(namespace: nil, labelSelector: managed, logger: logger)
-            #expect(listed.items.map(\.name) == ["kept"])
-            #expect(listed.items.first?.data == ["k": Array("v".utf8)])
-            #expect(server.requests.last?.path == "/api/v1/secrets")
-            try await client.deleteSecret(namespace: "ns", name: "kept", logger: logger)
-            try await client.deleteSecret(namespace: "ns", name: "kept", logger: logger)
-            server.seed(path: "/api/v1/namespaces/ns/secrets", object: secret("other2", labels: [:]))
-            server.seed(path: "/api/v1/namespaces/ns/secrets", object: secret("new", labels: managed))
-            for try await event in client.watchSecrets(namespace: "ns", labelSelector: managed, resourceVersion: listed.resourceVersion, logger: logger) {
-                if case .deleted(let gone) = event {
-                    #expect(gone.name == "kept")
-                } else if case .added(let added) = event {
-                    #expect(added.name == "new")
-                    break
-                }
-            }
-        }
-    }
-
-    @Test func tokenRequestRoundTrip() async throws {
-        try await withClient { server, client in
-            await #expect(throws: KubernetesClientError.self) {
-                _ = try await client.requestToken(namespace: "ns", serviceAccount: "sa", audience: "api://x", expirationSeconds: 3600, logger: logger)
-            }
-            #expect(try await client.serviceAccountExists(namespace: "ns", name: "sa", logger: logger) == false)
-            server.seed(path: "/api/v1/namespaces/ns/serviceaccounts", object: ["apiVersion": "v1", "kind": "ServiceAccount", "metadata": ["name": "sa"]])
-            #expect(try await client.serviceAccountExists(namespace: "ns", name: "sa", logger: logger))
-            let before = Int64(Date().timeIntervalSince1970)
-            let token = try await client.requestToken(namespace: "ns", serviceAccount: "sa", audience: "api://x", expirationSeconds: 3600, logger: logger)
-            #expect(token.token == "issued-t0ken")
-            #expect(token.expiresAtSeconds >= before + 3600 - 1)
-            #expect(RFC3339.epochSeconds(token.expirationTimestamp) == token.expiresAtSeconds)
-            #expect(!"\(token)".contains("issued-t0ken"))
-            #expect(server.tokenRequests == [.init(namespace: "ns", serviceAccount: "sa", audiences: ["api://x"], expirationSeconds: 3600)])
-        }
-    }
-
-    @Test func readsCSIDriverAudiences() async throws {
-        try await withClient { server, client in
-            await #expect(throws: KubernetesClientError.notFound("csidrivers.storage.k8s.io \"secrets-store.csi.k8s.io\" not found")) {
-                _ = try await client.csiDriverTokenAudiences(driverName: "secrets-store.csi.k8s.io", logger: logger)
-            }
-            server.seed(
-                path: "/apis/storage.k8s.io/v1/csidrivers",
-                object: [
-                    "apiVersion": "storage.k8s.io/v1", "kind": "CSIDriver", "metadata": ["name": "secrets-store.csi.k8s.io"],
-                    "spec": ["tokenRequests": [["audience": "api://AzureADTokenExchange"], ["audience": "b", "expirationSeconds": 600]]],
-                ]
-            )
-            let audiences = try await client.csiDriverTokenAudiences(driverName: "secrets-store.csi.k8s.io", logger: logger)
-            #expect(audiences == ["api://AzureADTokenExchange", "b"])
-            server.seed(path: "/apis/storage.k8s.io/v1/csidrivers", object: ["apiVersion": "storage.k8s.io/v1", "kind": "CSIDriver", "metadata": ["name": "plain"], "spec": [:]])
-            #expect(try await client.csiDriverTokenAudiences(driverName: "plain", logger: logger) == [])
-        }
-    }
-
-    @Test func leaseCreateUpdateAndConflict() async throws {
-        try await withClient { _, client in
-            #expect(try await client.lease(namespace: "ns", name: "controller", logger: logger) == nil)
-            let record = LeaseRecord(
-                namespace: "ns", name: "controller", holderIdentity: "me", leaseDurationSeconds: 15,
-                acquireTime: "2026-12-01T23:00:00.123456Z", renewTime: "2026-12-01T23:00:00.123456Z", leaseTransitions: 0
-            )
-            let created = try await client.createLease(record, logger: logger)
-            #expect(created.holderIdentity == "me")
-            #expect(created.acquireTime == "2026-12-01T23:00:00.123456Z")
-            #expect(created.resourceVersion != nil)
-            await #expect(throws: KubernetesClientError.self) { _ = try await client.createLease(record, logger: logger) }
-            var renewed = created
-            renewed.renewTime = "2026-12-01T23:00:05.000001Z"
-            let written = try await client.updateLease(renewed, logger: logger)
-            #expect(written.renewTime == "2026-12-01T23:00:05.000001Z")
-            #expect(written.resourceVersion != created.resourceVersion)
-            #expect(try await client.lease(namespace: "ns", name: "controller", logger: logger) == written)
-            var stale = created
-            stale.holderIdentity = "someone-else"
-            stale.leaseTransitions = 1
-            await #expect {
-                _ = try await client.updateLease(stale, logger: logger)
-            } throws: { error in
-                guard case .conflict? = error as? KubernetesClientError else { return false }
-                return true
-            }
-        }
-    }
-
-    @Test func patchesTheClassStatusAndRecordsEvents() async throws {
-        try await withClient { server, client in
-            server.seed(path: Self.spcCollection, object: Self.spc("a"))
-            let status = SecretProviderClassStatus(
-                conditions: [.init(type: "Ready", status: "True", reason: "Synced", message: "ok", lastTransitionTime: "2026-01-01T00:00:00Z", observedGeneration: 1)],
-                lastSyncTime: "2026-01-01T00:00:01Z",
-                objects: [ObjectVersion(id: "secret/a", version: "1")],
-                syncedSecrets: ["s"]
-            )
-            try await client.updateSecretProviderClassStatus(namespace: "ns", name: "a", status: status, logger: logger)
-            let patch = try #require(server.requests.last)
-            #expect(patch.method == "PATCH")
-            #expect(patch.path == Self.spcCollection + "/a/status")
-            #expect(patch.contentType == "application/merge-patch+json")
-            let stored = try #require(server.object(at: Self.spcCollection + "/a")?["status"] as? [String: Any])
-            #expect(stored["lastSyncTime"] as? String == "2026-01-01T00:00:01Z")
-            #expect(stored["syncedSecrets"] as? [String] == ["s"])
-            #expect((stored["conditions"] as? [[String: Any]])?.first?["reason"] as? String == "Synced")
-            try await client.updateSecretProviderClassStatus(
-                namespace: "ns", name: "a",
-                status: .init(conditions: [.init(type: "Ready", status: "False", reason: "ProviderError", message: "no", lastTransitionTime: "2026-01-01T00:00:02Z", observedGeneration: 1)]),
-                logger: logger
-            )
-            let replaced = try #require(server.object(at: Self.spcCollection + "/a")?["status"] as? [String: Any])
-            #expect(replaced["lastSyncTime"] == nil)
-            #expect(replaced["syncedSecrets"] == nil)
-            #expect(replaced["objects"] == nil)
-            await #expect(throws: KubernetesClientError.notFound("secretproviderclasses.secrets-store.csi.x-k8s.io \"nope\" not found")) {
-                try await client.updateSecretProviderClassStatus(namespace: "ns", name: "nope", status: status, logger: logger)
-            }
-
-            try await client.recordEvent(
-                SecretProviderClassEvent(namespace: "ns", name: "a", uid: "u-1", kind: .warning, reason: "SecretSyncFailed", message: "provider failed"),
-                logger: logger
-            )
-            let post = try #require(server.requests.last)
-            #expect(post.path == "/api/v1/namespaces/ns/events")
-            let event = try #require(try JSONSerialization.jsonObject(with: Data(post.body.utf8)) as? [String: Any])
-            let involved = try #require(event["involvedObject"] as? [String: Any])
-            #expect(involved["apiVersion"] as? String == "secrets-store.csi.x-k8s.io/v1")
-            #expect(involved["kind"] as? String == "SecretProviderClass")
-            #expect(involved["uid"] as? String == "u-1")
-            #expect((event["source"] as? [String: Any])?["component"] as? String == "secrets-store-csi-driver-controller")
-            #expect(event["type"] as? String == "Warning")
         }
     }
 }

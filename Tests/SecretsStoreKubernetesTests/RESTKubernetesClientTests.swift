@@ -6,30 +6,160 @@ import SecretsStoreKubernetes
 import SecretsStoreTesting
 import Testing
 
-@Suite("Kubernetes REST client against the fake API server")
+extension Trait where Self == ConditionTrait {
+    /// Runs only where a real API server can be started (``RealKubernetesAPIServer``); otherwise the test is
+    /// skipped with what is missing.
+    static var realAPIServer: Self {
+        .enabled(
+            if: RealKubernetesAPIServer.unavailableReason == nil,
+            Comment(rawValue: RealKubernetesAPIServer.unavailableReason ?? "a real API server can be started")
+        )
+    }
+}
+
+/// The node plugin's verbs against a real API server (etcd + kube-apiserver, our CRDs applied): each test in a
+/// namespace of its own.
+@Suite("Kubernetes REST client against a real API server", .realAPIServer, .timeLimit(.minutes(3)))
 struct RESTKubernetesClientTests {
-    static let spcPath = "/apis/secrets-store.csi.x-k8s.io/v1/namespaces/ns/secretproviderclasses"
+    let logger = Logger(label: "test")
+
+    static func podStatus(namespace: String) -> SecretProviderClassPodStatus {
+        SecretProviderClassPodStatus(
+            namespace: namespace,
+            podName: "pod",
+            podUID: "uid-1",
+            nodeName: "node-1",
+            secretProviderClassName: "spc",
+            targetPath: "/var/lib/kubelet/pods/uid-1/volumes/kubernetes.io~csi/v/mount",
+            objects: [ObjectVersion(id: "secret/b", version: "2"), ObjectVersion(id: "secret/a", version: "1")]
+        )
+    }
+
+    func withNamespace(_ body: (RealKubernetesAPIServer, RESTKubernetesClient, String) async throws -> Void) async throws {
+        let api = try await RealKubernetesAPIServer.shared()
+        try await api.withNamespace { client, namespace in try await body(api, client, namespace) }
+    }
+
+    @Test func readsASecretProviderClass() async throws {
+        try await withNamespace { _, client, ns in
+            try await client.create(
+                "/apis/secrets-store.csi.x-k8s.io/v1/namespaces/\(ns)/secretproviderclasses",
+                [
+                    "apiVersion": "secrets-store.csi.x-k8s.io/v1", "kind": "SecretProviderClass",
+                    "metadata": ["name": "spc"],
+                    "spec": [
+                        "provider": "azure", "parameters": ["keyvaultName": "kv", "objects": "array: []"],
+                        "secretObjects": [["secretName": "s", "type": "Opaque", "data": [["objectName": "a", "key": "k"]]]],
+                    ],
+                ]
+            )
+            let spc = try await client.secretProviderClass(namespace: ns, name: "spc", logger: logger)
+            #expect(spc.namespace == ns && spc.name == "spc")
+            #expect(spc.provider == "azure")
+            #expect(spc.parameters == ["keyvaultName": "kv", "objects": "array: []"])
+            #expect(spc.secretObjects.first?.secretName == "s")
+            #expect(spc.secretObjects.first?.data?.first?.key == "k")
+            #expect(spc.generation == 1)
+            #expect(spc.refreshInterval == nil && spc.sync == nil)
+        }
+    }
+
+    @Test("the API server's Status messages: not found, forbidden (RBAC), unauthorized (unknown token)")
+    func mapsStatusErrors() async throws {
+        try await withNamespace { api, client, ns in
+            await #expect(throws: KubernetesClientError.notFound("secretproviderclasses.secrets-store.csi.x-k8s.io \"nope\" not found")) {
+                try await client.secretProviderClass(namespace: ns, name: "nope", logger: logger)
+            }
+            try await api.withClient(token: api.unprivilegedToken) { viewer in
+                await #expect(
+                    throws: KubernetesClientError.forbidden(
+                        "secretproviderclasses.secrets-store.csi.x-k8s.io \"x\" is forbidden: User \"viewer\" cannot get resource \"secretproviderclasses\" in API group \"secrets-store.csi.x-k8s.io\" in the namespace \"\(ns)\""
+                    )
+                ) {
+                    try await viewer.secretProviderClass(namespace: ns, name: "x", logger: logger)
+                }
+            }
+            try await api.withClient(token: "not-a-token-of-this-server") { stranger in
+                await #expect(throws: KubernetesClientError.forbidden("Unauthorized")) {
+                    try await stranger.secretProviderClass(namespace: ns, name: "x", logger: logger)
+                }
+            }
+        }
+    }
+
+    @Test("a server certificate from a CA the configuration does not name is refused")
+    func untrustedServerIsUnavailable() async throws {
+        let api = try await RealKubernetesAPIServer.shared()
+        // No CA in the configuration: the system roots, which do not include the API server's own CA.
+        let client = try RESTKubernetesClient(configuration: KubernetesConfiguration(server: api.url, credentials: .token("unused")))
+        let error = await #expect(throws: KubernetesClientError.self) {
+            try await client.secretProviderClass(namespace: "default", name: "x", logger: logger)
+        }
+        try await client.shutdown()
+        guard case .unavailable(let message)? = error else {
+            Issue.record("expected unavailable, got \(String(describing: error))")
+            return
+        }
+        #expect(message.contains("CERTIFICATE_VERIFY_FAILED"))
+    }
+
+    @Test func createsThenUpdatesThePodStatus() async throws {
+        try await withNamespace { _, client, ns in
+            let path = "/apis/secrets-store.csi.x-k8s.io/v1/namespaces/\(ns)/secretproviderclasspodstatuses/pod-\(ns)-spc"
+            let status = Self.podStatus(namespace: ns)
+            let uid = try await client.applyPodStatus(status, logger: logger)
+            let created = try #require(try await client.object(at: path))
+            let metadata = try #require(created["metadata"] as? [String: Any])
+            #expect(metadata["uid"] as? String == uid && !uid.isEmpty)
+            #expect((metadata["labels"] as? [String: String]) == ["internal.secrets-store.csi.k8s.io/node-name": "node-1"])
+            let owners = try #require(metadata["ownerReferences"] as? [[String: Any]])
+            #expect(owners.count == 1)
+            #expect(owners[0]["kind"] as? String == "Pod")
+            #expect(owners[0]["apiVersion"] as? String == "v1")
+            #expect(owners[0]["name"] as? String == "pod")
+            #expect(owners[0]["uid"] as? String == "uid-1")
+            #expect(owners[0]["controller"] == nil)
+            let stored = try #require(created["status"] as? [String: Any])
+            #expect(stored["podName"] as? String == "pod")
+            #expect(stored["secretProviderClassName"] as? String == "spc")
+            #expect(stored["mounted"] as? Bool == true)
+            #expect(stored["targetPath"] as? String == status.targetPath)
+            #expect((stored["objects"] as? [[String: String]])?.map { $0["id"]! } == ["secret/a", "secret/b"])
+            #expect(created["kind"] as? String == "SecretProviderClassPodStatus")
+            let firstVersion = metadata["resourceVersion"] as? String
+
+            // Someone else's label and annotation on the object survive the update.
+            try await client.mergePatch(path, ["metadata": ["labels": ["team": "a"], "annotations": ["note": "kept"]]])
+            var moved = status
+            moved.nodeName = "node-2"
+            moved.objects = [ObjectVersion(id: "secret/a", version: "9")]
+            #expect(try await client.applyPodStatus(moved, logger: logger) == uid)
+            let updated = try #require(try await client.object(at: path))
+            let updatedMeta = try #require(updated["metadata"] as? [String: Any])
+            #expect(updatedMeta["labels"] as? [String: String] == ["internal.secrets-store.csi.k8s.io/node-name": "node-2", "team": "a"])
+            #expect(updatedMeta["annotations"] as? [String: String] == ["note": "kept"])
+            #expect(updatedMeta["resourceVersion"] as? String != firstVersion)
+            #expect(updatedMeta["uid"] as? String == uid)
+            #expect(((updated["status"] as? [String: Any])?["objects"] as? [[String: String]]) == [["id": "secret/a", "version": "9"]])
+
+            let listed = try await client.podStatuses(nodeName: "node-2", logger: logger).filter { $0.namespace == ns }
+            #expect(listed == [moved])
+        }
+    }
+}
+
+/// Faults a real API server cannot be made to produce on demand: injected 500, 403 and 409 answers (through the
+/// fake API server), and no server at all.
+@Suite("Kubernetes REST client: faults", .timeLimit(.minutes(1)))
+struct RESTKubernetesClientFaultTests {
     static let statusPath = "/apis/secrets-store.csi.x-k8s.io/v1/namespaces/ns/secretproviderclasspodstatuses"
     let logger = Logger(label: "test")
 
-    static let status = SecretProviderClassPodStatus(
-        namespace: "ns",
-        podName: "pod",
-        podUID: "uid-1",
-        nodeName: "node-1",
-        secretProviderClassName: "spc",
-        targetPath: "/var/lib/kubelet/pods/uid-1/volumes/kubernetes.io~csi/v/mount",
-        objects: [ObjectVersion(id: "secret/b", version: "2"), ObjectVersion(id: "secret/a", version: "1")]
-    )
+    static let status = RESTKubernetesClientTests.podStatus(namespace: "ns")
 
-    func withClient(
-        token: String? = "t0ken",
-        _ body: (FakeKubernetesAPIServer, RESTKubernetesClient) async throws -> Void
-    ) async throws {
-        let server = try await FakeKubernetesAPIServer(requiredToken: token)
-        let client = try RESTKubernetesClient(
-            configuration: KubernetesConfiguration(server: server.url, credentials: token.map { .token($0) } ?? .none)
-        )
+    func withClient(_ body: (FakeKubernetesAPIServer, RESTKubernetesClient) async throws -> Void) async throws {
+        let server = try await FakeKubernetesAPIServer(requiredToken: "t0ken")
+        let client = try RESTKubernetesClient(configuration: KubernetesConfiguration(server: server.url, credentials: .token("t0ken")))
         do {
             try await body(server, client)
         } catch {
@@ -41,33 +171,8 @@ struct RESTKubernetesClientTests {
         try await server.shutdown()
     }
 
-    @Test func readsASecretProviderClass() async throws {
+    @Test func mapsInjectedStatusErrors() async throws {
         try await withClient { server, client in
-            server.seed(
-                path: Self.spcPath,
-                object: [
-                    "apiVersion": "secrets-store.csi.x-k8s.io/v1", "kind": "SecretProviderClass",
-                    "metadata": ["name": "spc"],
-                    "spec": [
-                        "provider": "azure", "parameters": ["keyvaultName": "kv", "objects": "array: []"],
-                        "secretObjects": [["secretName": "s", "type": "Opaque", "data": [["objectName": "a", "key": "k"]]]],
-                    ],
-                ]
-            )
-            let spc = try await client.secretProviderClass(namespace: "ns", name: "spc", logger: logger)
-            #expect(spc.provider == "azure")
-            #expect(spc.parameters == ["keyvaultName": "kv", "objects": "array: []"])
-            #expect(spc.secretObjects.first?.data?.first?.key == "k")
-            #expect(spc.generation == 1)
-            #expect(server.requests.last?.authorization == "Bearer t0ken")
-        }
-    }
-
-    @Test func mapsStatusErrors() async throws {
-        try await withClient { server, client in
-            await #expect(throws: KubernetesClientError.notFound("secretproviderclasses.secrets-store.csi.x-k8s.io \"nope\" not found")) {
-                try await client.secretProviderClass(namespace: "ns", name: "nope", logger: logger)
-            }
             server.injectFailure(status: 500, forPathContaining: "secretproviderclasses")
             await #expect(throws: KubernetesClientError.unavailable(
                 "GET /apis/secrets-store.csi.x-k8s.io/v1/namespaces/ns/secretproviderclasses/x: HTTP 500: injected failure"
@@ -79,16 +184,6 @@ struct RESTKubernetesClientTests {
                 try await client.secretProviderClass(namespace: "ns", name: "x", logger: logger)
             }
         }
-    }
-
-    @Test func wrongTokenIsForbidden() async throws {
-        let server = try await FakeKubernetesAPIServer(requiredToken: "right")
-        let client = try RESTKubernetesClient(configuration: KubernetesConfiguration(server: server.url, credentials: .token("wrong")))
-        await #expect(throws: KubernetesClientError.forbidden("Unauthorized")) {
-            try await client.secretProviderClass(namespace: "ns", name: "x", logger: logger)
-        }
-        try await client.shutdown()
-        try await server.shutdown()
     }
 
     @Test func unreachableServerIsUnavailable() async throws {
@@ -104,41 +199,6 @@ struct RESTKubernetesClientTests {
         try await client.shutdown()
     }
 
-    @Test func createsThenUpdatesThePodStatus() async throws {
-        try await withClient { server, client in
-            try await client.applyPodStatus(Self.status, logger: logger)
-            let created = try #require(server.object(at: Self.statusPath + "/pod-ns-spc"))
-            let metadata = try #require(created["metadata"] as? [String: Any])
-            #expect((metadata["labels"] as? [String: String]) == ["internal.secrets-store.csi.k8s.io/node-name": "node-1"])
-            let owners = try #require(metadata["ownerReferences"] as? [[String: Any]])
-            #expect(owners.count == 1)
-            #expect(owners[0]["kind"] as? String == "Pod")
-            #expect(owners[0]["apiVersion"] as? String == "v1")
-            #expect(owners[0]["name"] as? String == "pod")
-            #expect(owners[0]["uid"] as? String == "uid-1")
-            #expect(owners[0]["controller"] == nil)
-            let status = try #require(created["status"] as? [String: Any])
-            #expect(status["podName"] as? String == "pod")
-            #expect(status["secretProviderClassName"] as? String == "spc")
-            #expect(status["mounted"] as? Bool == true)
-            #expect((status["objects"] as? [[String: String]])?.map { $0["id"]! } == ["secret/a", "secret/b"])
-            #expect(created["kind"] as? String == "SecretProviderClassPodStatus")
-            let firstVersion = metadata["resourceVersion"] as? String
-
-            var moved = Self.status
-            moved.nodeName = "node-2"
-            moved.objects = [ObjectVersion(id: "secret/a", version: "9")]
-            try await client.applyPodStatus(moved, logger: logger)
-            let updated = try #require(server.object(at: Self.statusPath + "/pod-ns-spc"))
-            let updatedMeta = try #require(updated["metadata"] as? [String: Any])
-            #expect((updatedMeta["labels"] as? [String: String])?["internal.secrets-store.csi.k8s.io/node-name"] == "node-2")
-            #expect(updatedMeta["resourceVersion"] as? String != firstVersion)
-            #expect(updatedMeta["uid"] as? String == metadata["uid"] as? String)
-            #expect(((updated["status"] as? [String: Any])?["objects"] as? [[String: String]])?.first?["version"] == "9")
-            #expect(server.requests.map(\.method) == ["POST", "POST", "GET", "PUT"])
-        }
-    }
-
     @Test("a conflict while reading the status back surfaces, and the next apply succeeds")
     func conflictSurfacesThenRecovers() async throws {
         try await withClient { server, client in
@@ -150,7 +210,7 @@ struct RESTKubernetesClientTests {
     }
 }
 
-@Suite("Kubernetes client configuration")
+@Suite("Kubernetes client configuration", .timeLimit(.minutes(3)))
 struct KubernetesConfigurationTests {
     @Test func kubeconfigWithTokenAndInlineCA() throws {
         let ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
@@ -223,18 +283,20 @@ struct KubernetesConfigurationTests {
         }
     }
 
-    @Test func tokenFileIsReadForRequests() async throws {
+    @Test("a kubeconfig with a token file (relative to it) and inline CA reaches the real API server", .realAPIServer)
+    func tokenFileIsReadForRequests() async throws {
+        let api = try await RealKubernetesAPIServer.shared()
         try await withTemporaryDirectory { (directory: String) async throws in
-            try "file-token\n".write(toFile: directory + "/token", atomically: true, encoding: .utf8)
-            let server = try await FakeKubernetesAPIServer(requiredToken: "file-token")
-            let client = try RESTKubernetesClient(
-                configuration: KubernetesConfiguration(server: server.url, credentials: .tokenFile(directory + "/token"))
-            )
+            try (api.adminToken + "\n").write(toFile: directory + "/token", atomically: true, encoding: .utf8)
+            try api.kubeconfig(user: "tokenFile: token").write(toFile: directory + "/config", atomically: true, encoding: .utf8)
+            let configuration = try KubernetesConfiguration.kubeconfig(at: directory + "/config")
+            #expect(configuration.credentials == .tokenFile(directory + "/token"))
+            let client = try RESTKubernetesClient(configuration: configuration)
+            // Found or not, an answer past authentication and RBAC: the file's token was sent.
             await #expect(throws: KubernetesClientError.notFound("secretproviderclasses.secrets-store.csi.x-k8s.io \"x\" not found")) {
-                try await client.secretProviderClass(namespace: "ns", name: "x", logger: Logger(label: "t"))
+                try await client.secretProviderClass(namespace: "default", name: "x", logger: Logger(label: "t"))
             }
             try await client.shutdown()
-            try await server.shutdown()
         }
     }
 }

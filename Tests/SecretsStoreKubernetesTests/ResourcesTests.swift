@@ -6,23 +6,9 @@ import SecretsStoreKubernetes
 import SecretsStoreTesting
 import Testing
 
-@Suite("Owner references, TLS settings and path escaping of the Kubernetes client")
+@Suite("Owner references, TLS settings and path escaping of the Kubernetes client", .timeLimit(.minutes(3)))
 struct ResourcesTests {
     let logger = Logger(label: "test")
-
-    func withClient(_ body: (FakeKubernetesAPIServer, RESTKubernetesClient) async throws -> Void) async throws {
-        let server = try await FakeKubernetesAPIServer()
-        let client = try RESTKubernetesClient(configuration: KubernetesConfiguration(server: server.url))
-        do {
-            try await body(server, client)
-        } catch {
-            try? await client.shutdown()
-            try? await server.shutdown()
-            throw error
-        }
-        try await client.shutdown()
-        try await server.shutdown()
-    }
 
     @Test("an owner reference converts to the wire form and back; controller and blockOwnerDeletion are dropped")
     func ownerReferenceConversion() throws {
@@ -38,42 +24,63 @@ struct ResourcesTests {
         #expect(controlling.domainValue == domain)
     }
 
-    @Test("pod owners and Secret owners read and written through the API keep kind, name and UID")
+    @Test("pod owners and Secret owners read and written through a real API server keep kind, name and UID", .realAPIServer)
     func ownerReferencesOverTheAPI() async throws {
-        try await withClient { server, client in
-            server.seed(
-                path: "/api/v1/namespaces/ns/pods",
-                object: [
+        let api = try await RealKubernetesAPIServer.shared()
+        try await api.withNamespace { client, ns in
+            try await client.create(
+                "/api/v1/namespaces/\(ns)/pods",
+                [
+                    "apiVersion": "v1", "kind": "Pod",
                     "metadata": [
                         "name": "web-1-abc",
                         "ownerReferences": [
                             ["apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-1", "uid": "uid-rs", "controller": true, "blockOwnerDeletion": true]
                         ],
-                    ]
+                    ],
+                    "spec": ["containers": [["name": "app", "image": "nginx"]]],
                 ]
             )
             let owners = [OwnerReference(apiVersion: "apps/v1", kind: "ReplicaSet", name: "web-1", uid: "uid-rs")]
-            let pod = try await client.pod(namespace: "ns", name: "web-1-abc", logger: logger)
+            let pod = try await client.pod(namespace: ns, name: "web-1-abc", logger: logger)
             #expect(pod.ownerReferences == owners)
+            #expect(!pod.uid.isEmpty && !pod.terminating)
 
-            let secret = KubernetesSecret(namespace: "ns", name: "s", type: "Opaque", data: ["k": Array("v".utf8)], ownerReferences: owners)
+            let secret = KubernetesSecret(namespace: ns, name: "s", type: "Opaque", data: ["k": Array("v".utf8)], ownerReferences: owners)
             try await client.createSecret(secret, logger: logger)
-            let stored = try #require(server.object(at: "/api/v1/namespaces/ns/secrets/s"))
+            let stored = try #require(try await client.object(at: "/api/v1/namespaces/\(ns)/secrets/s"))
             let written = try #require((stored["metadata"] as? [String: Any])?["ownerReferences"] as? [[String: Any]])
             #expect(written.count == 1)
             #expect(written[0]["uid"] as? String == "uid-rs")
             #expect(written[0]["controller"] == nil)
-            #expect(try await client.secret(namespace: "ns", name: "s", logger: logger)?.ownerReferences == owners)
+            #expect(written[0]["blockOwnerDeletion"] == nil)
+            let read = try await client.secret(namespace: ns, name: "s", logger: logger)
+            #expect(read?.ownerReferences == owners)
+            #expect(read?.data == ["k": Array("v".utf8)])
         }
     }
 
-    @Test("names are percent-encoded in paths, `~` and spaces included")
+    @Test("names are percent-encoded in paths (`~`, space, `?`, `#` included): the API server gets them whole", .realAPIServer)
     func pathEscaping() async throws {
-        try await withClient { server, client in
-            let found = try await client.secret(namespace: "ns", name: "a~b c", logger: logger)
+        let api = try await RealKubernetesAPIServer.shared()
+        try await api.withNamespace { client, ns in
+            let found = try await client.secret(namespace: ns, name: "a~b c?d#e", logger: logger)
             #expect(found == nil)
-            #expect(server.requests.last?.path == "/api/v1/namespaces/ns/secrets/a%7Eb%20c")
+            // The API server's NotFound names the object as it decoded the path.
+            await #expect(throws: KubernetesClientError.notFound("secretproviderclasses.secrets-store.csi.x-k8s.io \"a~b c?d#e\" not found")) {
+                try await client.secretProviderClass(namespace: ns, name: "a~b c?d#e", logger: logger)
+            }
         }
+    }
+
+    @Test("a Secret list's items decode without apiVersion and kind, which the API server leaves out of them")
+    func secretListItemsWithoutTypeMeta() throws {
+        let body = #"{"kind":"SecretList","apiVersion":"v1","metadata":{"resourceVersion":"7"},"items":[{"metadata":{"name":"s","namespace":"ns"},"type":"Opaque","data":{"k":"dg=="}}]}"#
+        let list = try JSONDecoder().decode(Resources.List<Resources.Secret>.self, from: Data(body.utf8))
+        #expect(list.metadata?.resourceVersion == "7")
+        let secret = try #require(list.items.first)
+        #expect(secret.apiVersion == "v1" && secret.kind == "Secret")
+        #expect(secret.domainValue(namespace: "", name: "") == KubernetesSecret(namespace: "ns", name: "s", type: "Opaque", data: ["k": Array("v".utf8)]))
     }
 
     @Test("TLS settings: only the cluster CA when one is set, the client certificate, insecure-skip-tls-verify")
