@@ -135,8 +135,24 @@ def measure_layout(suite, layout, settle, samples):
     for name in names:
         GROUPS[name] = MemoryGroup(name)
     started = time.monotonic()
-    release.start_driver()
+    def size(name):
+        path = os.path.join(suite.cluster.logs, name + ".log")
+        return os.path.getsize(path) if os.path.exists(path) else 0
+
+    driver_offset, registrar_offset = size("node-plugin"), size("node-driver-registrar")
+    release.start_driver(wait_registered=False)
     processes = {"node-plugin": release.driver}
+
+    def registered():
+        # The kubelet's verdict, as each layout's registrar logs it, and the CSINode entry.
+        if layout == "sidecars":
+            assert "plugin_registered:true" in release.registrar.log_since(registrar_offset), "no verdict yet"
+        else:
+            assert "registered with kubelet" in release.driver.log_since(driver_offset), "no verdict yet"
+        drivers = suite.cluster.storage.read_csi_node(suite.cluster.node_name).spec.drivers or []
+        return any(d.name == harness.DRIVER_NAME for d in drivers)
+
+    harness.eventually(registered, 60, f"registration in the {layout} layout")
     if layout == "sidecars":
         processes["node-driver-registrar"] = release.registrar
         port = harness.free_port()
