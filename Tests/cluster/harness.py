@@ -1000,7 +1000,7 @@ class Release:
         containers = {c["name"]: c for c in pod["containers"]}
         return workloads[0], pod, containers[container_name]
 
-    def host_command(self, kind, container_name, metrics_port):
+    def host_command(self, kind, container_name, metrics_port, binary=None):
         """The container's command as a host process: `$(VAR)` expanded from its env (fieldRef spec.nodeName →
         the node), every path under a hostPath volumeMount translated to the host path, `--metrics-addr` on a
         loopback port, and a kubeconfig. Returns (argv, env, service account)."""
@@ -1050,7 +1050,7 @@ class Release:
                     return replacement.rstrip("/") + value[len(prefix):]
             return value
 
-        argv = [self.binary] + list(container.get("command", [])[1:])
+        argv = [binary or self.binary] + list(container.get("command", [])[1:])
         for arg in container.get("args") or []:
             arg = re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), arg)
             if arg.startswith("-") and "=" in arg:
@@ -1090,22 +1090,35 @@ class Release:
         self.driver_metrics = f"http://127.0.0.1:{port}"
         self.builtin_registrar = builtin_registrar
         if not builtin_registrar:
-            self._start_upstream_registrar()
+            self._start_registrar_sidecar()
         if wait_registered:
             self.wait_driver_registered()
         return self.driver
 
-    def _start_upstream_registrar(self):
-        """Only until the binary registers itself: upstream's registrar as a host process (temporary)."""
-        binary = os.path.expanduser("~/.cache/upstream-sscsi/csi-node-driver-registrar")
+    def _start_registrar_sidecar(self):
+        """With `linux.builtinRegistrar: false` the DaemonSet has upstream's node-driver-registrar sidecar: run it
+        the same way (its container args translated; the image's binary from $SSCSI_REGISTRAR_BIN or
+        ~/.cache/upstream-sscsi, see /work/shared/upstream), registering in the kubelet's plugins_registry."""
         if self.registrar and self.registrar.running:
             return
+        binary = os.environ.get("SSCSI_REGISTRAR_BIN") or os.path.expanduser("~/.cache/upstream-sscsi/csi-node-driver-registrar")
+        assert _executable(binary), f"the chart runs the registrar sidecar, and its binary is missing: {binary}"
+        argv, env, _ = self.host_command("DaemonSet", "node-driver-registrar", 0, binary=binary)
+        _, pod, container = self.container("DaemonSet", "node-driver-registrar")
+        volumes = {v["name"]: v for v in pod.get("volumes") or []}
+        registration = [volumes[m["name"]]["hostPath"]["path"] for m in container.get("volumeMounts") or [] if m["mountPath"] == "/registration"]
+        assert registration, "the registrar sidecar mounts no /registration"
+        argv.append(f"--plugin-registration-path={self._map_host_path(registration[0])}")
         self._registrar_offset = os.path.getsize(os.path.join(self.cluster.logs, "node-driver-registrar.log")) if self.registrar else 0
-        self.registrar = HostProcess("node-driver-registrar", [
-            binary, "--csi-address", self.socket_path(), "--kubelet-registration-path", self.socket_path(),
-            "--plugin-registration-path", os.path.join(self.cluster.kubelet_root, "plugins_registry"),
-            "--http-endpoint", "127.0.0.1:0", "--v=5",
-        ], self.cluster.logs).start()
+        self.registrar = HostProcess("node-driver-registrar", argv, self.cluster.logs, env=env).start()
+
+    def _map_host_path(self, path):
+        path = path.rstrip("/")
+        for prefix, replacement in sorted(self.host_path_map.items(), key=lambda p: len(p[0]), reverse=True):
+            prefix = prefix.rstrip("/")
+            if path == prefix or path.startswith(prefix + "/"):
+                return replacement.rstrip("/") + path[len(prefix):]
+        return path
 
     def stop_driver(self, timeout=10.0, sig=signal.SIGTERM):
         if self.registrar:
@@ -1129,7 +1142,8 @@ class Release:
             if self.builtin_registrar:
                 verdict = "registered with kubelet" in self.driver.log_since(self._driver_offset)
             else:
-                verdict = "PluginRegistered:true" in self.registrar.log_since(self._registrar_offset)
+                log = self.registrar.log_since(self._registrar_offset)
+                verdict = "plugin_registered:true" in log or "PluginRegistered:true" in log
             assert verdict, "no registration verdict from the kubelet yet"
             node = storage.read_csi_node(self.cluster.node_name)
             names = [d.name for d in node.spec.drivers or []]
