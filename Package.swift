@@ -337,6 +337,7 @@ let package = Package(
             name: "SecretsStoreObservabilityTests",
             dependencies: [
                 "SecretsStoreObservability",
+                "SecretsStoreCoreTesting",
                 "SecretsStoreTesting",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -406,7 +407,7 @@ let package = Package(
         // The fake Kubernetes API server's promises over its REST wire protocol, and against the real kubectl.
         .testTarget(
             name: "FakeAPIServerTests",
-            dependencies: ["SecretsStoreTesting"],
+            dependencies: ["SecretsStoreCoreTesting", "SecretsStoreTesting"],
             swiftSettings: swiftSettings
         ),
     ]

@@ -246,13 +246,3 @@ package func raiseOpenFileLimit(to wanted: Int) -> Int {
     return Int(limits.rlim_cur)
 }
 
-/// Polls `condition` every 10 ms for at most `limit`; whether it became true.
-package func eventually(within limit: Duration = .seconds(10), _ condition: () -> Bool) async -> Bool {
-    let deadline = ContinuousClock.now + limit
-    while ContinuousClock.now < deadline {
-        if condition() { return true }
-        try? await Task.sleep(for: .milliseconds(10))
-    }
-    return condition()
-}
-

@@ -33,13 +33,10 @@ struct DriverHarness {
     static let statusPath = "/apis/secrets-store.csi.x-k8s.io/v1/namespaces/ns/secretproviderclasspodstatuses"
 
     /// The SecretProviderClassPodStatus `name` once the fake API server has it: the driver writes it after
-    /// answering the publish, so it may land a moment later. `nil` after 10 s without it.
+    /// answering the publish, so it may land a moment later. Throws if it is not there within 20 s.
     func podStatus(_ name: String) async throws -> [String: Any]? {
-        for _ in 0..<1000 {
-            if let status = api.object(at: Self.statusPath + "/" + name) { return status }
-            try await Task.sleep(for: .milliseconds(10))
-        }
-        return nil
+        try await eventually("the pod status \(name)") { api.object(at: Self.statusPath + "/" + name) != nil }
+        return api.object(at: Self.statusPath + "/" + name)
     }
 
     /// A request as kubelet sends it for an inline volume of a pod with podInfoOnMount.

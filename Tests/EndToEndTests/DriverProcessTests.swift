@@ -37,9 +37,7 @@ struct DriverProcessTests {
     }
 
     static func waitForSocket(_ path: String) async throws {
-        for _ in 0..<500 where !FileManager.default.fileExists(atPath: path) {
-            try await Task.sleep(for: .milliseconds(10))
-        }
+        try await eventually("the socket at \(path)") { FileManager.default.fileExists(atPath: path) }
     }
 
     static func kubeconfig(server: String, in directory: String) throws -> String {
@@ -286,7 +284,7 @@ struct DriverProcessTests {
                         _ = try await Csi_V1_Node.Client(wrapping: client).nodePublishVolume(request)
                     }
                 }
-                for _ in 0..<1000 where provider.requests.count == before { try await Task.sleep(for: .milliseconds(10)) }
+                try await eventually("the provider asked") { provider.requests.count != before }
                 #expect(provider.requests.count == before + 1)
                 #expect(try Self.mountCount(target) == 1, "the tmpfs is mounted before the provider is asked")
                 kill(process.processIdentifier, SIGKILL)
@@ -303,10 +301,7 @@ struct DriverProcessTests {
                     process.terminate()
                     process.waitUntilExit()
                 }
-                for _ in 0..<500 {
-                    if (try? await probeCSI(socketPath: socket)) == true { break }
-                    try await Task.sleep(for: .milliseconds(10))
-                }
+                try await eventually("the restarted driver answering Probe") { (try? await probeCSI(socketPath: socket)) == true }
                 try await withCSIClient(socketPath: socket) { (client: GRPCClient<HTTP2ClientTransport.Posix>) async throws in
                     try await body(Csi_V1_Node.Client(wrapping: client))
                 }

@@ -38,13 +38,8 @@ struct FaultTests {
         }
         // After a client-side deadline the server finishes its compensation on its own; wait for the log line
         // that marks the end of the attempt rather than for a fixed time.
-        var failureLine: String?
-        for _ in 0..<500 {
-            failureLine = driver.logs.all.first { $0.contains("publish failed") }
-            if failureLine != nil { break }
-            try await Task.sleep(for: .milliseconds(10))
-        }
-        let line = try #require(failureLine, "no 'publish failed' log line", sourceLocation: sourceLocation)
+        try await eventually("a 'publish failed' log line") { driver.logs.all.contains { $0.contains("publish failed") } }
+        let line = try #require(driver.logs.all.first { $0.contains("publish failed") }, sourceLocation: sourceLocation)
         #expect(line.contains(logged), "\(line)", sourceLocation: sourceLocation)
         let target = request.targetPath
         #expect(try !driver.isMounted(target), "stray mount at the target", sourceLocation: sourceLocation)
@@ -247,12 +242,9 @@ struct FaultTests {
             let retries = driver.logs.all.filter { $0.contains("failed to write pod status; retrying") }
             #expect(retries.first?.contains("conflict") == true, "\(retries)")
             // The line follows the write that landed; it may come a moment after the fake server has the object.
-            var landedLine: String?
-            for _ in 0..<500 where landedLine == nil {
-                landedLine = driver.logs.all.first { $0.contains("pod status written after retries") }
-                if landedLine == nil { try await Task.sleep(for: .milliseconds(10)) }
+            try await eventually("the 'pod status written after retries' line") {
+                driver.logs.all.contains { $0.contains("pod status written after retries") }
             }
-            #expect(landedLine != nil)
         }
     }
 

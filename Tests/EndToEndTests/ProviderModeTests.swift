@@ -153,7 +153,7 @@ struct ProviderModeTests {
                         }
                     }
                 }
-                for _ in 0..<1000 where seen.all.isEmpty { try await Task.sleep(for: .milliseconds(10)) }
+                try await eventually("a first health status") { !seen.all.isEmpty }
                 await group.triggerGracefulShutdown()
                 try await tasks.waitForAll()  // the Watch ended: the stop was not held up by it
             }

@@ -112,7 +112,7 @@ struct SyncControllerEndToEndTests {
 
     /// Runs the assembly in this process while `body` runs.
     static func withController(_ world: World, logs: LogCapture, _ body: () async throws -> Void) async throws {
-        let assembly = try ControllerAssembly(
+        let assembly = try await ControllerAssembly(
             configuration: configuration(world, leaderElection: .init(namespace: "kube-system", name: "secrets-store-csi-driver-controller")),
             logger: logs.logger(level: .trace)
         )
@@ -123,17 +123,6 @@ struct SyncControllerEndToEndTests {
             await assembly.triggerGracefulShutdown()
             try await group.waitForAll()
             if let failure { throw failure }
-        }
-    }
-
-    static func eventually(_ what: String, limit: Duration = .seconds(30), _ condition: () -> Bool) async throws {
-        let deadline = ContinuousClock.now + limit
-        while !condition() {
-            if ContinuousClock.now > deadline {
-                Issue.record("never happened: \(what)")
-                throw CancellationError()
-            }
-            try await Task.sleep(for: .milliseconds(20))
         }
     }
 
@@ -156,7 +145,7 @@ struct SyncControllerEndToEndTests {
             let api = world.api
             try await Self.withController(world, logs: logs) {
                 api.seed(path: Self.spcs, object: Self.spc())
-                try await Self.eventually("secret synced") { Self.password(api) == "first-password" }
+                try await eventually("secret synced", within: .seconds(30)) { Self.password(api) == "first-password" }
                 let secret = try #require(api.object(at: Self.secretPath))
                 let metadata = try #require(secret["metadata"] as? [String: Any])
                 let labels = try #require(metadata["labels"] as? [String: String])
@@ -167,7 +156,7 @@ struct SyncControllerEndToEndTests {
                 // Nothing was published: no pod status exists.
                 #expect(!api.requests.contains { $0.path.contains("secretproviderclasspodstatuses") })
 
-                try await Self.eventually("status Ready") { Self.ready(api)?["status"] as? String == "True" }
+                try await eventually("status Ready", within: .seconds(30)) { Self.ready(api)?["status"] as? String == "True" }
                 let ready = try #require(Self.ready(api))
                 #expect(ready["reason"] as? String == "Synced")
                 #expect(ready["observedGeneration"] as? Int == 1)
@@ -180,15 +169,15 @@ struct SyncControllerEndToEndTests {
 
                 // A new version in the vault reaches the Secret within refreshInterval (5 s).
                 world.emulator.setSecret(vault: "kv1", name: "db-pass", value: "second-password")
-                try await Self.eventually("refreshed", limit: .seconds(20)) { Self.password(api) == "second-password" }
+                try await eventually("refreshed", within: .seconds(20)) { Self.password(api) == "second-password" }
 
                 // A deleted Secret is put back (the controller watches managed Secrets).
                 try await Self.delete(api, Self.secretPath)
-                try await Self.eventually("restored", limit: .seconds(5)) { Self.password(api) == "second-password" }
+                try await eventually("restored", within: .seconds(5)) { Self.password(api) == "second-password" }
 
                 // Deleting the SPC garbage-collects its Secret.
                 try await Self.delete(api, Self.spcs + "/db")
-                try await Self.eventually("collected") { api.object(at: Self.secretPath) == nil }
+                try await eventually("collected", within: .seconds(30)) { api.object(at: Self.secretPath) == nil }
                 try await Task.sleep(for: .milliseconds(300))
                 #expect(api.object(at: Self.secretPath) == nil)
             }
@@ -217,7 +206,7 @@ struct SyncControllerEndToEndTests {
                     "fast": ("InvalidSpec", "spec.refreshInterval"),
                 ]
                 for (name, (reason, field)) in expected {
-                    try await Self.eventually("status of \(name)") { Self.ready(api, name) != nil }
+                    try await eventually("status of \(name)", within: .seconds(30)) { Self.ready(api, name) != nil }
                     let ready = try #require(Self.ready(api, name))
                     #expect(ready["status"] as? String == "False", "\(name)")
                     #expect(ready["reason"] as? String == reason, "\(name)")
@@ -267,12 +256,12 @@ struct SyncControllerEndToEndTests {
             let kubeconfig = try DriverProcessTests.kubeconfig(server: api.url, in: world.root)
             let first = try Self.startController(world, kubeconfig: kubeconfig, log: world.root + "/first.log")
             defer { if first.isRunning { kill(first.processIdentifier, SIGKILL); first.waitUntilExit() } }
-            try await Self.eventually("first leads") { Self.holder(api) != nil }
+            try await eventually("first leads", within: .seconds(30)) { Self.holder(api) != nil }
             let firstHolder = try #require(Self.holder(api))
             let second = try Self.startController(world, kubeconfig: kubeconfig, log: world.root + "/second.log")
             defer { if second.isRunning { second.terminate(); second.waitUntilExit() } }
             api.seed(path: Self.spcs, object: Self.spc())
-            try await Self.eventually("synced by the leader") { Self.password(api) == "first-password" }
+            try await eventually("synced by the leader", within: .seconds(30)) { Self.password(api) == "first-password" }
             try await Task.sleep(for: .seconds(1))
             #expect(Self.holder(api) == firstHolder)
             let secondLog = try String(contentsOfFile: world.root + "/second.log", encoding: .utf8)
@@ -281,13 +270,13 @@ struct SyncControllerEndToEndTests {
             kill(first.processIdentifier, SIGKILL)
             first.waitUntilExit()
             let killed = ContinuousClock.now
-            try await Self.eventually("second leads", limit: .seconds(40)) { (Self.holder(api) ?? firstHolder) != firstHolder }
+            try await eventually("second leads", within: .seconds(40)) { (Self.holder(api) ?? firstHolder) != firstHolder }
             let takeover = ContinuousClock.now - killed
             print("leader takeover after SIGKILL: \(takeover) (lease 15 s + retry 2 s)")
             // The new leader does the work: a vault change reaches the Secret through it.
             world.emulator.setSecret(vault: "kv1", name: "db-pass", value: "after-failover")
             try await Self.delete(api, Self.secretPath)
-            try await Self.eventually("new leader restores and refreshes") { Self.password(api) == "after-failover" }
+            try await eventually("new leader restores and refreshes", within: .seconds(30)) { Self.password(api) == "after-failover" }
             second.terminate()
             second.waitUntilExit()
             #expect(second.terminationStatus == 0)

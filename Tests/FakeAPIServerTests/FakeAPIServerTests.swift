@@ -1,4 +1,5 @@
 import Foundation
+import SecretsStoreCoreTesting
 import SecretsStoreTesting
 import Testing
 
@@ -31,14 +32,14 @@ struct FakeAPIServerTests {
             server.seed(path: Self.spcs, object: Self.spc("a"))
             server.seed(path: Self.spcs, object: Self.spc("b"))
             let watch = try await WatchConnection(port: port, path: Self.spcs + "?watch=true&resourceVersion=0")
-            #expect(await watch.receive { $0.types.count >= 2 })
+            try await watch.receive("$0.types.count >= 2") { $0.types.count >= 2 }
             #expect(watch.text.lowercased().contains("transfer-encoding: chunked"))
             #expect(watch.types == ["ADDED", "ADDED"], "\(watch.text)")
             var a = jsonObject(try await call("GET", Self.spcs + "/a", port: port))
             a["spec"] = ["provider": "gcp"]
             #expect(try await call("PUT", Self.spcs + "/a", port: port, body: jsonText(a)).status == 200)
             #expect(try await call("DELETE", Self.spcs + "/b", port: port).status == 200)
-            #expect(await watch.receive { $0.types.count >= 4 })
+            try await watch.receive("$0.types.count >= 4") { $0.types.count >= 4 }
             #expect(watch.types == ["ADDED", "ADDED", "MODIFIED", "DELETED"])
             let deleted = watch.events.dropFirst(3).first?["object"] as? [String: Any]
             #expect((deleted?["metadata"] as? [String: Any])?["name"] as? String == "b")
@@ -58,13 +59,13 @@ struct FakeAPIServerTests {
                 port: port,
                 path: "/apis/secrets-store.csi.x-k8s.io/v1/secretproviderclasses?watch=1&resourceVersion=\(version)&allowWatchBookmarks=true&labelSelector=app%3Dx"
             )
-            #expect(await watch.receive { $0.types.contains("BOOKMARK") })
+            try await watch.receive("$0.types.contains(\"BOOKMARK\")") { $0.types.contains("BOOKMARK") }
             #expect(watch.types.filter { $0 != "BOOKMARK" } == ["ADDED"])
             let bookmark = watch.events.first { $0["type"] as? String == "BOOKMARK" }?["object"] as? [String: Any]
             #expect(bookmark?["kind"] as? String == "SecretProviderClass")
             #expect((bookmark?["metadata"] as? [String: Any])?["resourceVersion"] != nil)
             server.closeWatches()
-            #expect(await watch.receive { $0.text.contains("\r\n0\r\n\r\n") })
+            try await watch.receive("$0.text.contains(\"\\r\\n0\\r\\n\\r\\n\")") { $0.text.contains("\r\n0\r\n\r\n") }
             #expect(server.openWatchCount == 0)
         }
     }
@@ -78,7 +79,7 @@ struct FakeAPIServerTests {
             #expect(expired.status == 410)
             #expect(jsonObject(expired)["reason"] as? String == "Expired")
             let timed = try await WatchConnection(port: port, path: Self.spcs + "?watch=true&timeoutSeconds=0")
-            #expect(await timed.receive { $0.text.contains("\r\n0\r\n\r\n") })
+            try await timed.receive("$0.text.contains(\"\\r\\n0\\r\\n\\r\\n\")") { $0.text.contains("\r\n0\r\n\r\n") }
         }
     }
 
@@ -121,7 +122,7 @@ struct FakeAPIServerTests {
             let version = (list["metadata"] as? [String: Any])?["resourceVersion"] as? String ?? ""
             let watch = try await WatchConnection(port: port, path: Self.secrets + "?watch=true&resourceVersion=\(version)")
             #expect(try await call("DELETE", Self.spcs + "/owner", port: port).status == 200)
-            #expect(await watch.receive { $0.types.count >= 3 })
+            try await watch.receive("$0.types.count >= 3") { $0.types.count >= 3 }
             #expect(server.object(at: Self.secrets + "/child") == nil)
             #expect(server.object(at: Self.secrets + "/grandchild") == nil)
             #expect(server.object(at: Self.secrets + "/two-owners") == nil)  // "alive" is a name, not a UID

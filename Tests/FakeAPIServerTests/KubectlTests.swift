@@ -1,4 +1,5 @@
 import Foundation
+import SecretsStoreCoreTesting
 import SecretsStoreTesting
 import Testing
 
@@ -6,13 +7,16 @@ import Testing
 import Glibc
 #endif
 
+/// kubectl from PATH (or /usr/bin, /usr/local/bin), if there is one.
+private let kubectlOnPath: String? = {
+    let directories = (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map(String.init) + ["/usr/bin", "/usr/local/bin"]
+    return directories.map { $0 + "/kubectl" }.first { FileManager.default.isExecutableFile(atPath: $0) }
+}()
+
 /// The real kubectl against the fake: discovery, apply (create, then patch), get, get --watch, create token.
-@Suite("kubectl against the fake API server")
+@Suite("kubectl against the fake API server", .enabled(if: kubectlOnPath != nil, "kubectl is not on PATH"), .timeLimit(.minutes(3)))
 struct KubectlTests {
-    static let kubectl: String? = {
-        let directories = (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map(String.init) + ["/usr/bin", "/usr/local/bin"]
-        return directories.map { $0 + "/kubectl" }.first { FileManager.default.isExecutableFile(atPath: $0) }
-    }()
+    static var kubectl: String? { kubectlOnPath }
 
     /// A kubectl run: pid and the files its output goes to.
     struct Run {
@@ -55,10 +59,7 @@ struct KubectlTests {
     }
 
     @Test func kubectlAppliesGetsWatchesAndCreatesTokens() async throws {
-        guard let kubectl = Self.kubectl else {
-            print("kubectl is not on PATH: skipping the kubectl honesty test")
-            return
-        }
+        let kubectl = try #require(Self.kubectl)
         // No required token: this kubectl build (v1.32.4-dispatcher) sent no Authorization header over plain http.
         let server = try await FakeKubernetesAPIServer(tokenIssuer: { ns, sa, audiences, _ in
             "issued.\(ns).\(sa).\(audiences.joined(separator: ","))"
@@ -111,14 +112,18 @@ struct KubectlTests {
             #expect(get.1.contains("\"provider\": \"vault\""), "\(get.1)")
 
             let watch = try Self.spawn(kubectl, ["--kubeconfig", kubeconfig, "--cache-dir", directory + "/cache", "get", "secretproviderclasses", "-n", "ns", "--watch", "-o", "json"], directory: directory)
-            let listed = await eventually(within: .seconds(30)) { server.openWatchCount > 0 }
-            server.seed(path: "/apis/secrets-store.csi.x-k8s.io/v1/namespaces/ns/secretproviderclasses", object: [
-                "apiVersion": "secrets-store.csi.x-k8s.io/v1", "kind": "SecretProviderClass",
-                "metadata": ["name": "watched"], "spec": ["provider": "gcp"],
-            ])
-            let seen = await eventually(within: .seconds(30)) { () -> Bool in watch.text.contains("\"watched\"") }
+            do {
+                try await eventually("kubectl's watch open", within: .seconds(30)) { server.openWatchCount > 0 }
+                server.seed(path: "/apis/secrets-store.csi.x-k8s.io/v1/namespaces/ns/secretproviderclasses", object: [
+                    "apiVersion": "secrets-store.csi.x-k8s.io/v1", "kind": "SecretProviderClass",
+                    "metadata": ["name": "watched"], "spec": ["provider": "gcp"],
+                ])
+                try await eventually("the watched class in kubectl's output", within: .seconds(30)) { watch.text.contains("\"watched\"") }
+            } catch {
+                watch.kill()
+                throw error
+            }
             watch.kill()
-            #expect(listed && seen, "\(watch.text)")
 
             server.seed(path: "/api/v1/namespaces/ns/serviceaccounts", object: ["metadata": ["name": "sa"]])
             let token = try await run(["create", "token", "sa", "-n", "ns", "--audience=x"])

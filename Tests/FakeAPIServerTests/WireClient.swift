@@ -1,4 +1,5 @@
 import Foundation
+import SecretsStoreCoreTesting
 import SecretsStoreTesting
 
 #if canImport(Glibc)
@@ -50,14 +51,11 @@ final class WatchConnection {
 
     var types: [String] { events.compactMap { $0["type"] as? String } }
 
-    /// Receives until `condition` holds (polling, at most ~20 s so a failure does not hang the suite).
-    @discardableResult
-    func receive(until condition: (WatchConnection) -> Bool) async -> Bool {
-        for _ in 0..<2_000 {
-            if case .data(let bytes) = socket.receiveNow() { received += bytes; continue }
-            if condition(self) { return true }
-            try? await Task.sleep(for: .milliseconds(10))
+    /// Receives until `condition` holds; throws (naming `what`) if it does not within 20 s.
+    func receive(_ what: String, until condition: (WatchConnection) -> Bool) async throws {
+        try await eventually(what) {
+            while case .data(let bytes) = socket.receiveNow() { received += bytes }
+            return condition(self)
         }
-        return condition(self)
     }
 }

@@ -173,11 +173,6 @@ extension InProcessNode where Transport == HTTP2ClientTransport.Posix {
     }
 }
 
-/// Waits (bounded) until `condition` holds.
-func eventually(_ condition: () -> Bool) async {
-    for _ in 0..<2000 where !condition() { try? await Task.sleep(for: .milliseconds(5)) }
-}
-
 
 @Suite struct NodeServiceTests {
     @Test func answersInfoCapabilitiesAndUnimplemented() async throws {
@@ -224,16 +219,16 @@ func eventually(_ condition: () -> Bool) async {
         let provider = GatedProvider()
         try await InProcessNode.runOverUnixSocket(provider: provider) { harness in
             let call = Task { try await harness.node.nodePublishVolume(harness.publishRequest()) }
-            await eventually { provider.started == 1 }
+            try await eventually("provider.started == 1") { provider.started == 1 }
             #expect(harness.mounter.mounted == [harness.target])
             call.cancel()
             _ = await call.result
-            await eventually { provider.sawCancellation && harness.mounter.mounted.isEmpty }
+            try await eventually("provider.sawCancellation && harness.mounter.mounted.isEmpty") { provider.sawCancellation && harness.mounter.mounted.isEmpty }
             #expect(provider.sawCancellation)
             #expect(harness.mounter.mounted.isEmpty)
             #expect(harness.mounter.calls == [.mount(harness.target), .unmount(harness.target)])
             #expect(harness.kubernetes.podStatuses.isEmpty)
-            await eventually { harness.logs.all.contains { $0.contains("publish failed") } }
+            try await eventually("harness.logs.all.contains { $0.contains(\"publish failed\") }") { harness.logs.all.contains { $0.contains("publish failed") } }
             #expect(harness.logs.all.contains { $0.contains("publish failed") && $0.contains("cancelled") })
         }
     }
@@ -246,7 +241,7 @@ func eventually(_ condition: () -> Bool) async {
             options.timeout = .milliseconds(300)
             let result = await statusCode { _ = try await harness.node.nodePublishVolume(harness.publishRequest(), options: options) }
             #expect(result == .deadlineExceeded)
-            await eventually { provider.sawCancellation && harness.mounter.mounted.isEmpty }
+            try await eventually("provider.sawCancellation && harness.mounter.mounted.isEmpty") { provider.sawCancellation && harness.mounter.mounted.isEmpty }
             #expect(provider.sawCancellation)
             #expect(harness.mounter.mounted.isEmpty)
             #expect(harness.kubernetes.podStatuses.isEmpty)
@@ -259,19 +254,19 @@ func eventually(_ condition: () -> Bool) async {
         let provider = GatedProvider()
         try await InProcessNode.run(provider: provider) { harness in
             let patient = Task { try await harness.node.nodePublishVolume(harness.publishRequest(uid: "uid-1")) }
-            await eventually { provider.started == 1 }
+            try await eventually("provider.started == 1") { provider.started == 1 }
             var short = CallOptions.defaults
             short.timeout = .milliseconds(300)
             let hasty = await statusCode { _ = try await harness.node.nodePublishVolume(harness.publishRequest(uid: "uid-2"), options: short) }
             #expect(hasty == .deadlineExceeded)
-            await eventually { !harness.mounter.mounted.contains(harness.target(uid: "uid-2")) }
+            try await eventually("!harness.mounter.mounted.contains(harness.target(uid: \"uid-2\"))") { !harness.mounter.mounted.contains(harness.target(uid: "uid-2")) }
             #expect(!harness.mounter.mounted.contains(harness.target(uid: "uid-2")))
             #expect(!provider.sawCancellation)
             provider.release()
             _ = try await patient.value
             #expect(provider.started == 1)
             #expect(harness.mounter.mounted == [harness.target(uid: "uid-1")])
-            await eventually { harness.kubernetes.podStatuses.count == 1 }
+            try await eventually("harness.kubernetes.podStatuses.count == 1") { harness.kubernetes.podStatuses.count == 1 }
             #expect(harness.kubernetes.podStatuses.count == 1)
         }
     }

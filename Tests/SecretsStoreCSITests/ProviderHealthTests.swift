@@ -69,11 +69,11 @@ struct ProviderHealthTests {
                             for try await message in response.messages { unknown.withLock { $0.append(message.status) } }
                         }
                     }
-                    try await Self.eventually { seen.withLock { $0 } == [.serving] && unknown.withLock { $0 } == [.serviceUnknown] }
+                    try await eventually("seen.withLock { $0 } == [.serving] && unknown.withLock { $0 } == [.serviceUnknown]") { seen.withLock { $0 } == [.serving] && unknown.withLock { $0 } == [.serviceUnknown] }
                     board.setStatus(.notServing, for: "svc.A")
-                    try await Self.eventually { seen.withLock { $0 }.last == .notServing }
+                    try await eventually("seen.withLock { $0 }.last == .notServing") { seen.withLock { $0 }.last == .notServing }
                     board.setStatus(.serving, for: "svc.A")
-                    try await Self.eventually { seen.withLock { $0 }.last == .serving }
+                    try await eventually("seen.withLock { $0 }.last == .serving") { seen.withLock { $0 }.last == .serving }
                     board.setStatus(.serving, for: "svc.A")  // no change: nothing sent
                     board.shutDown()
                     try await group.waitForAll()  // both streams end
@@ -109,7 +109,7 @@ struct ProviderHealthTests {
             #expect(logs.all.contains { $0.hasPrefix("INFO provider is healthy") && $0.contains("provider=test") && $0.contains("provider.runtime=test-provider") })
 
             provider.shutdown()
-            try await Self.eventually { (try? await ExternalProvider(name: "test", socketPath: path, maxReceiveMessageBytes: 1 << 20).version(timeout: .seconds(1))) == nil }
+            try await eventually("(try? await ExternalProvider(name: \"test\", socketPath: path, maxReceiveMessageBytes: 1 << 20).version(timeout: .seconds(1))) == nil") { (try? await ExternalProvider(name: "test", socketPath: path, maxReceiveMessageBytes: 1 << 20).version(timeout: .seconds(1))) == nil }
             states = await service.checkRound(previous: states)
             #expect(states["test"]?.healthy == false)
             states = await service.checkRound(previous: states)
@@ -138,7 +138,7 @@ struct ProviderHealthTests {
             #expect(Set(states.keys) == ["test"])
             provider.shutdown()
             azure.shutdown()
-            try await Self.eventually { (try? await ExternalProvider(name: "t", socketPath: root + "/test.sock", maxReceiveMessageBytes: 1 << 20).version(timeout: .seconds(1))) == nil }
+            try await eventually("(try? await ExternalProvider(name: \"t\", socketPath: root + \"/test.sock\", maxReceiveMessageBytes: 1 << 20).version(timeout: .seconds(1))) == nil") { (try? await ExternalProvider(name: "t", socketPath: root + "/test.sock", maxReceiveMessageBytes: 1 << 20).version(timeout: .seconds(1))) == nil }
             unlink(root + "/test.sock")
             states = await service.checkRound(previous: states)
             #expect(states["test"] == .init(socketPath: root + "/test.sock", healthy: false))
@@ -202,7 +202,7 @@ struct ProviderHealthTests {
             let group = ServiceGroup(services: [service], logger: Logger(label: "test"))
             try await withThrowingTaskGroup(of: Void.self) { tasks in
                 tasks.addTask { try await group.run() }
-                try await Self.eventually { reports.withLock { $0 } >= 2 }
+                try await eventually("reports.withLock { $0 } >= 2") { reports.withLock { $0 } >= 2 }
                 await group.triggerGracefulShutdown()
                 try await tasks.waitForAll()
             }
@@ -246,12 +246,4 @@ struct ProviderHealthTests {
         return descriptor
     }
 
-    /// Polls `condition` every 10 ms, at most 1000 times (a bounded loop, no time assertion).
-    static func eventually(_ condition: () async throws -> Bool) async throws {
-        for _ in 0..<1000 {
-            if try await condition() { return }
-            try await Task.sleep(for: .milliseconds(10))
-        }
-        Issue.record("condition never became true")
-    }
 }

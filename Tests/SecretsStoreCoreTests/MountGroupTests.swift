@@ -193,7 +193,7 @@ struct MountGroupTests {
         #expect(pipeline.mounter.mountGroup(of: MountGroupTests.target) == 2000)
         #expect(pipeline.publisher.volumes.volume(at: MountGroupTests.target)?.request?.mountGroup == 2000)
         let before = try pipeline.files()
-        #expect(before.values.allSatisfy { $0.group == 2000 && $0.mode & 0o040 != 0 })
+        #expect(!before.isEmpty && before.values.allSatisfy { $0.group == 2000 && $0.mode & 0o040 != 0 })
         #expect(before["password"]?.mode == 0o640)
 
         var rotated = PipelineHarness.files
@@ -205,7 +205,7 @@ struct MountGroupTests {
         #expect(outcomes[MountGroupTests.target] == .refreshed(changed: true))
         #expect(try pipeline.fileSystem.readFile(at: MountGroupTests.target + "/password") == Array("rotated-value".utf8))
         let after = try pipeline.files()
-        #expect(after.values.allSatisfy { $0.group == 2000 && $0.mode & 0o040 != 0 })
+        #expect(after.keys.sorted() == before.keys.sorted() && after.values.allSatisfy { $0.group == 2000 && $0.mode & 0o040 != 0 })
         #expect(after["password"]?.mode == 0o640)
         let data = try #require(try pipeline.fileSystem.symbolicLinkDestination(at: MountGroupTests.target + "/..data"))
         #expect(pipeline.fileSystem.entry(at: MountGroupTests.target + "/" + data)?.group == 2000)

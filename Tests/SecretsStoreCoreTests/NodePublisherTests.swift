@@ -288,7 +288,7 @@ struct NodePublisherTests {
             let request = harness.request()
             let logger = harness.logs.logger()
             async let first: NodePublisher.PublishOutcome = publisher.publish(request, logger: logger)
-            await gate.waitUntilCalled()
+            try await eventually("the provider called") { gate.called }
             await #expect(throws: PublishError.operationPending(targetPath: harness.target)) {
                 try await publisher.publish(request, logger: logger)
             }
@@ -404,9 +404,7 @@ struct NodePublisherTests {
 final class GatedProvider: SecretsProvider {
     private let state = Mutex<(called: Bool, released: Bool)>((false, false))
 
-    func waitUntilCalled() async {
-        while !state.withLock({ $0.called }) { try? await Task.sleep(for: .milliseconds(5)) }
-    }
+    var called: Bool { state.withLock { $0.called } }
 
     func release() { state.withLock { $0.released = true } }
 

@@ -7,15 +7,6 @@ import Testing
 
 @Suite("Pod status written after the answer (fakes, no root)")
 struct PodStatusWriterTests {
-    /// Polls `condition` every 5 ms, for at most 10 s.
-    static func eventually(_ what: String, _ condition: () -> Bool) async throws {
-        for _ in 0..<2000 {
-            if condition() { return }
-            try await Task.sleep(for: .milliseconds(5))
-        }
-        Issue.record("timed out waiting for \(what)")
-    }
-
     @Test("the publish answers before its pod status lands, and a failed write is retried until it does")
     func publishDoesNotWaitForThePodStatus() async throws {
         try await withTemporaryDirectory { (root: String) async throws in
@@ -23,7 +14,7 @@ struct PodStatusWriterTests {
             harness.kubernetes.failPodStatusWrites(with: .unavailable("api server restarting"))
             #expect(try await harness.publish() == .published)
             #expect(try harness.read("username") == "admin")
-            try await Self.eventually("a retry") { harness.kubernetes.podStatusWriteAttempts >= 2 }
+            try await eventually("a retry") { harness.kubernetes.podStatusWriteAttempts >= 2 }
             #expect(harness.kubernetes.podStatuses.isEmpty)
             #expect(harness.publisher.volumes.volume(at: harness.target)?.podStatusUID == "")
             #expect(harness.publisher.podStatusWrites.pendingTargets == [harness.target])
@@ -59,7 +50,7 @@ struct PodStatusWriterTests {
             let harness = PipelineHarness(root: root)
             harness.kubernetes.failPodStatusWrites(with: .unavailable("api down"))
             try await harness.publish()
-            try await Self.eventually("a first attempt") { harness.kubernetes.podStatusWriteAttempts >= 1 }
+            try await eventually("a first attempt") { harness.kubernetes.podStatusWriteAttempts >= 1 }
             try harness.publisher.unpublish(UnpublishRequest(volumeID: "csi-123", targetPath: harness.target), logger: harness.logs.logger())
             #expect(harness.publisher.podStatusWrites.pendingTargets.isEmpty)
             harness.kubernetes.failPodStatusWrites(with: nil)
@@ -82,13 +73,53 @@ struct PodStatusWriterTests {
             )
         }
         writer.submit(status(version: "1"), target: "/t", logger: Logger(label: "test")) { uids.add("1:" + $0) }
-        try await Self.eventually("a first attempt") { kubernetes.podStatusWriteAttempts >= 1 }
+        try await eventually("a first attempt") { kubernetes.podStatusWriteAttempts >= 1 }
         writer.submit(status(version: "2"), target: "/t", logger: Logger(label: "test")) { uids.add("2:" + $0) }
         #expect(writer.pendingTargets == ["/t"])
         kubernetes.failPodStatusWrites(with: nil)
         await writer.settle()
         #expect(kubernetes.podStatuses["ns/pod-ns-spc"]?.objects.first?.version == "2")
         #expect(uids.all == ["2:uid-spcps-pod-ns-spc"])
+    }
+
+    @Test("shutdown lets a pending write land within its bound, then refuses new writes")
+    func shutdownDrainsThenRefuses() async throws {
+        let kubernetes = FakeKubernetesClient()
+        kubernetes.failPodStatusWrites(with: .unavailable("api down"))
+        let writer = PodStatusWriter(kubernetes: kubernetes, firstRetry: .milliseconds(20), maxRetry: .milliseconds(40))
+        let logs = LogCapture()
+        let status = SecretProviderClassPodStatus(
+            namespace: "ns", podName: "pod", podUID: "uid-1", nodeName: "node-1", secretProviderClassName: "spc",
+            targetPath: "/t", objects: [ObjectVersion(id: "secret/a", version: "1")]
+        )
+        writer.submit(status, target: "/t", logger: logs.logger()) { _ in }
+        try await eventually("a first attempt") { kubernetes.podStatusWriteAttempts >= 1 }
+        kubernetes.failPodStatusWrites(with: nil)
+        await writer.shutdown(drainingFor: .seconds(30))
+        #expect(kubernetes.podStatuses["ns/pod-ns-spc"] != nil)
+        #expect(writer.pendingTargets.isEmpty)
+        let attempts = kubernetes.podStatusWriteAttempts
+        writer.submit(status, target: "/t", logger: logs.logger()) { _ in }
+        #expect(writer.pendingTargets.isEmpty)
+        #expect(kubernetes.podStatusWriteAttempts == attempts)
+        #expect(logs.all.contains { $0.contains("pod status not written: the driver is shutting down") })
+    }
+
+    @Test("shutdown cancels a write still failing at its bound and returns only once it has ended")
+    func shutdownCancelsBeyondTheBound() async throws {
+        let kubernetes = FakeKubernetesClient()
+        kubernetes.failPodStatusWrites(with: .unavailable("api down"))
+        let writer = PodStatusWriter(kubernetes: kubernetes, firstRetry: .milliseconds(20), maxRetry: .milliseconds(40))
+        let status = SecretProviderClassPodStatus(
+            namespace: "ns", podName: "pod", podUID: "uid-1", nodeName: "node-1", secretProviderClassName: "spc",
+            targetPath: "/t", objects: [ObjectVersion(id: "secret/a", version: "1")]
+        )
+        writer.submit(status, target: "/t", logger: Logger(label: "test")) { _ in }
+        try await eventually("a first attempt") { kubernetes.podStatusWriteAttempts >= 1 }
+        await writer.shutdown(drainingFor: .milliseconds(100))
+        // A write task leaves `pendingTargets` as its last step: none is left to call the client.
+        #expect(writer.pendingTargets.isEmpty)
+        #expect(kubernetes.podStatuses.isEmpty)
     }
 
     @Test("with Secrets to sync, the status is written before the answer, and its failure fails the publish")

@@ -1,4 +1,5 @@
 import SecretsStoreCore
+import SecretsStoreCoreTesting
 import Synchronization
 import Testing
 
@@ -34,17 +35,13 @@ import Testing
         }
     }
 
-    static func waitUntil(_ condition: () -> Bool) async {
-        for _ in 0..<2000 where !condition() { try? await Task.sleep(for: .milliseconds(5)) }
-    }
-
     @Test func aCancelledJoinerLeavesWhileTheOtherGetsTheAnswer() async throws {
         let shared = SharedFetches()
         let gate = GatedFetch()
         let first = Task { await gate.join(shared) }
-        await Self.waitUntil { gate.started == 1 }
+        try await eventually("gate.started == 1") { gate.started == 1 }
         let joiner = Task { await gate.join(shared) }
-        await Self.waitUntil { shared.joinedCount == 1 }
+        try await eventually("shared.joinedCount == 1") { shared.joinedCount == 1 }
 
         // The joiner's deadline comes first: it leaves at once, the work goes on for the first caller.
         joiner.cancel()
@@ -60,9 +57,9 @@ import Testing
         let shared = SharedFetches()
         let gate = GatedFetch()
         let first = Task { await gate.join(shared) }
-        await Self.waitUntil { gate.started == 1 }
+        try await eventually("gate.started == 1") { gate.started == 1 }
         let joiner = Task { await gate.join(shared) }
-        await Self.waitUntil { shared.joinedCount == 1 }
+        try await eventually("shared.joinedCount == 1") { shared.joinedCount == 1 }
 
         // The caller that started the fetch has the shorter deadline.
         first.cancel()
@@ -76,14 +73,14 @@ import Testing
         let shared = SharedFetches()
         let gate = GatedFetch()
         let first = Task { await gate.join(shared) }
-        await Self.waitUntil { gate.started == 1 }
+        try await eventually("gate.started == 1") { gate.started == 1 }
         let joiner = Task { await gate.join(shared) }
-        await Self.waitUntil { shared.joinedCount == 1 }
+        try await eventually("shared.joinedCount == 1") { shared.joinedCount == 1 }
         first.cancel()
         joiner.cancel()
         #expect(await first.value.failure == .cancelled)
         #expect(await joiner.value.failure == .cancelled)
-        await Self.waitUntil { gate.sawCancellation }
+        try await eventually("gate.sawCancellation") { gate.sawCancellation }
         #expect(gate.sawCancellation)
         #expect(shared.inFlightCount == 0)
 
@@ -95,7 +92,7 @@ import Testing
         #expect(gate2.started == 1)
     }
 
-    @Test func aCallerCancelledBeforeItAsksGetsCancelled() async {
+    @Test func aCallerCancelledBeforeItAsksGetsCancelled() async throws {
         let shared = SharedFetches()
         let gate = GatedFetch()
         let task = Task { () async -> Result<ProviderResponse, PublishError> in
@@ -103,8 +100,7 @@ import Testing
             return await gate.join(shared)
         }
         #expect(await task.value.failure == .cancelled)
-        await Self.waitUntil { shared.inFlightCount == 0 }
-        #expect(shared.inFlightCount == 0)
+        try await eventually("shared.inFlightCount == 0") { shared.inFlightCount == 0 }
     }
 }
 

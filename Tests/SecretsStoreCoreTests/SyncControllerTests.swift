@@ -75,18 +75,6 @@ struct SyncControllerTests {
 
     private static let start = ContinuousClock.now
 
-    /// Polls `condition` every 10 ms until it holds; fails after `limit` (a hang guard, not a timing assertion).
-    static func eventually(_ what: String, limit: Duration = .seconds(20), _ condition: () -> Bool) async throws {
-        let deadline = ContinuousClock.now + limit
-        while !condition() {
-            if ContinuousClock.now > deadline {
-                Issue.record("never happened: \(what)")
-                return
-            }
-            try await Task.sleep(for: .milliseconds(10))
-        }
-    }
-
     static let secretKey = "\(namespace)/db-secret"
     static let classKey = "\(namespace)/db"
 
@@ -94,13 +82,13 @@ struct SyncControllerTests {
     func secretBeforeAnyPod() async throws {
         try await Self.withController { api, provider, _ in
             api.apply(Self.spc())
-            try await Self.eventually("secret synced") { api.storedSecrets[Self.secretKey] != nil }
+            try await eventually("secret synced") { api.storedSecrets[Self.secretKey] != nil }
             let secret = try #require(api.storedSecrets[Self.secretKey])
             #expect(secret.data["pw"] == Array("s3cret".utf8))
             #expect(secret.labels == ["app": "db", KubernetesSecret.managedLabel: "true"])
             let spc = try #require(api.storedClass(namespace: Self.namespace, name: "db"))
             #expect(secret.ownerReferences == [OwnerReference(apiVersion: "secrets-store.csi.x-k8s.io/v1", kind: "SecretProviderClass", name: "db", uid: spc.uid)])
-            try await Self.eventually("status written") { api.statuses[Self.classKey]?.ready?.status == "True" }
+            try await eventually("status written") { api.statuses[Self.classKey]?.ready?.status == "True" }
             let status = try #require(api.statuses[Self.classKey])
             #expect(status.ready?.reason == "Synced")
             #expect(status.ready?.observedGeneration == 1)
@@ -133,7 +121,7 @@ struct SyncControllerTests {
     func badInput(spc: SecretProviderClass, reason: String, field: String) async throws {
         try await Self.withController { api, provider, _ in
             api.apply(spc)
-            try await Self.eventually("status written") { api.statuses[Self.classKey] != nil }
+            try await eventually("status written") { api.statuses[Self.classKey] != nil }
             let ready = try #require(api.statuses[Self.classKey]?.ready)
             #expect(ready.status == "False")
             #expect(ready.reason == reason)
@@ -149,7 +137,7 @@ struct SyncControllerTests {
         try await Self.withController { api, _, _ in
             api.putSecret(KubernetesSecret(namespace: Self.namespace, name: "db-secret", type: "Opaque", data: ["pw": [1]], labels: [:], annotations: [:], ownerReferences: []))
             api.apply(Self.spc())
-            try await Self.eventually("status written") { api.statuses[Self.classKey] != nil }
+            try await eventually("status written") { api.statuses[Self.classKey] != nil }
             #expect(api.statuses[Self.classKey]?.ready?.reason == "SecretConflict")
             #expect(api.storedSecrets[Self.secretKey]?.data["pw"] == [1])
         }
@@ -159,17 +147,17 @@ struct SyncControllerTests {
     func providerFailureKeepsLastGood() async throws {
         try await Self.withController(defaultInterval: .seconds(3600)) { api, provider, controller in
             api.apply(Self.spc())
-            try await Self.eventually("first sync") { api.statuses[Self.classKey]?.ready?.status == "True" }
+            try await eventually("first sync") { api.statuses[Self.classKey]?.ready?.status == "True" }
             provider.fail(with: .unavailable("vault down"))
             // An edit of the spec triggers a sync at once.
             api.apply(Self.spc(parameters: ["objects": "y"]))
-            try await Self.eventually("failure recorded") { api.statuses[Self.classKey]?.ready?.reason == "ProviderError" }
+            try await eventually("failure recorded") { api.statuses[Self.classKey]?.ready?.reason == "ProviderError" }
             #expect(api.storedSecrets[Self.secretKey]?.data["pw"] == Array("s3cret".utf8))
             #expect(api.statuses[Self.classKey]?.ready?.observedGeneration == 2)
             // Back-off retries (1 s, then 2 s) until the provider answers again.
             provider.respond(with: Self.response("n3w", version: "2"))
-            try await Self.eventually("recovered") { api.storedSecrets[Self.secretKey]?.data["pw"] == Array("n3w".utf8) }
-            try await Self.eventually("status back to synced") { api.statuses[Self.classKey]?.ready?.reason == "Synced" }
+            try await eventually("recovered") { api.storedSecrets[Self.secretKey]?.data["pw"] == Array("n3w".utf8) }
+            try await eventually("status back to synced") { api.statuses[Self.classKey]?.ready?.reason == "Synced" }
             #expect(controller.fullSyncsStarted >= 3)
         }
     }
@@ -178,14 +166,14 @@ struct SyncControllerTests {
     func restoresDeletedAndEdited() async throws {
         try await Self.withController { api, provider, _ in
             api.apply(Self.spc())
-            try await Self.eventually("synced") { api.storedSecrets[Self.secretKey] != nil }
+            try await eventually("synced") { api.storedSecrets[Self.secretKey] != nil }
             let fetches = provider.requests.count
             api.removeSecret(namespace: Self.namespace, name: "db-secret")
-            try await Self.eventually("restored after delete") { api.storedSecrets[Self.secretKey] != nil }
+            try await eventually("restored after delete") { api.storedSecrets[Self.secretKey] != nil }
             var edited = try #require(api.storedSecrets[Self.secretKey])
             edited.data["pw"] = Array("tampered".utf8)
             api.putSecret(edited)
-            try await Self.eventually("restored after edit") { api.storedSecrets[Self.secretKey]?.data["pw"] == Array("s3cret".utf8) }
+            try await eventually("restored after edit") { api.storedSecrets[Self.secretKey]?.data["pw"] == Array("s3cret".utf8) }
             #expect(provider.requests.count == fetches)
         }
     }
@@ -195,9 +183,9 @@ struct SyncControllerTests {
         try await Self.withController(defaultInterval: .seconds(3600)) { api, provider, controller in
             api.apply(Self.spc(name: "fast", refreshInterval: "5s", secretName: "fast-secret"))
             api.apply(Self.spc(name: "slow", secretName: "slow-secret"))
-            try await Self.eventually("both synced") { api.storedSecrets.count == 2 }
+            try await eventually("both synced") { api.storedSecrets.count == 2 }
             provider.respond(with: Self.response("rotated", version: "2"))
-            try await Self.eventually("fast refreshed", limit: .seconds(30)) {
+            try await eventually("fast refreshed", within: .seconds(30)) {
                 api.storedSecrets["\(Self.namespace)/fast-secret"]?.data["pw"] == Array("rotated".utf8)
             }
             #expect(api.storedSecrets["\(Self.namespace)/slow-secret"]?.data["pw"] == Array("s3cret".utf8))
@@ -211,9 +199,9 @@ struct SyncControllerTests {
     func deletionCollects() async throws {
         try await Self.withController { api, _, controller in
             api.apply(Self.spc())
-            try await Self.eventually("synced") { api.storedSecrets[Self.secretKey] != nil }
+            try await eventually("synced") { api.storedSecrets[Self.secretKey] != nil }
             api.deleteClass(namespace: Self.namespace, name: "db")
-            try await Self.eventually("forgotten") { controller.trackedClasses.isEmpty }
+            try await eventually("forgotten") { controller.trackedClasses.isEmpty }
             try await Task.sleep(for: .milliseconds(200))
             #expect(api.storedSecrets.isEmpty)
         }
@@ -223,7 +211,7 @@ struct SyncControllerTests {
     func nodeSyncDoesNotFight() async throws {
         try await Self.withController { api, _, _ in
             api.apply(Self.spc())
-            try await Self.eventually("synced") { api.storedSecrets[Self.secretKey] != nil }
+            try await eventually("synced") { api.storedSecrets[Self.secretKey] != nil }
             let writes = api.secretWrites
             var fromNode = try #require(api.storedSecrets[Self.secretKey])
             fromNode.ownerReferences = [OwnerReference(apiVersion: "apps/v1", kind: "ReplicaSet", name: "web-1", uid: "rs-uid")]
@@ -241,7 +229,7 @@ struct SyncControllerTests {
         try await Self.withController { api, provider, controller in
             api.apply(Self.spc(sync: nil))
             api.apply(Self.spc(name: "other"))
-            try await Self.eventually("the other synced") { api.storedSecrets[Self.secretKey] != nil }
+            try await eventually("the other synced") { api.storedSecrets[Self.secretKey] != nil }
             #expect(controller.trackedClasses == ["\(Self.namespace)/other"])
             #expect(provider.requests.count == 1)
         }
@@ -252,7 +240,7 @@ struct SyncControllerTests {
         let logs = LogCapture()
         try await Self.withController(logs: logs) { api, _, _ in
             api.apply(Self.spc())
-            try await Self.eventually("synced") { api.statuses[Self.classKey]?.ready?.status == "True" }
+            try await eventually("synced") { api.statuses[Self.classKey]?.ready?.status == "True" }
         }
         #expect(!logs.all.isEmpty)
         for line in logs.all {
@@ -377,7 +365,7 @@ struct SyncControllerPartsTests {
                 leading.withLock { $0["a"] = false }
             }
         }
-        try await SyncControllerTests.eventually("a leads") { leading.withLock { $0["a"] == true } }
+        try await eventually("a leads") { leading.withLock { $0["a"] == true } }
         let b = Task {
             await elector("b").run(logger: logger) {
                 leading.withLock { $0["b"] = true }
@@ -389,11 +377,11 @@ struct SyncControllerPartsTests {
         #expect(leading.withLock { $0["b"] } == nil)
         // The API refuses a's renewals (and b's reads): a stops leading before its lease expires.
         api.failLeases(with: .unavailable("partition"))
-        try await SyncControllerTests.eventually("a stepped down") { leading.withLock { $0["a"] == false } }
+        try await eventually("a stepped down") { leading.withLock { $0["a"] == false } }
         api.failLeases(with: nil)
         a.cancel()
         await a.value
-        try await SyncControllerTests.eventually("b leads") { leading.withLock { $0["b"] == true } }
+        try await eventually("b leads") { leading.withLock { $0["b"] == true } }
         #expect(api.storedLease(namespace: "ns", name: "lease")?.holderIdentity == "b")
         b.cancel()
         await b.value

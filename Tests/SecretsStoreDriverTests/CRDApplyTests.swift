@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOHTTP1
 import SecretsStoreCore
+import SecretsStoreCoreTesting
 import SecretsStoreDriver
 import SecretsStoreKubernetes
 import SecretsStoreTesting
@@ -60,11 +61,9 @@ struct CRDApplyTests {
 
             // Both resources are served (once Established).
             for resource in ["secretproviderclasses", "secretproviderclasspodstatuses"] {
-                let deadline = ContinuousClock.now + .seconds(30)
-                while (try? await client.send(.GET, "/apis/\(group)/v1/\(resource)", logger: logger)) == nil, ContinuousClock.now < deadline {
-                    try await Task.sleep(for: .milliseconds(50))
+                try await eventually("\(resource) served", within: .seconds(30), every: .milliseconds(50)) {
+                    (try? await client.send(.GET, "/apis/\(group)/v1/\(resource)", logger: logger)) != nil
                 }
-                _ = try await client.send(.GET, "/apis/\(group)/v1/\(resource)", logger: logger)
             }
             // Read once Established: the API server writes the CRD's status conditions after it is created.
             var versions: [String] = []

@@ -97,9 +97,7 @@ struct DriverAssemblyTests {
                 logger: logs.logger()
             )
             try await driver.withRunning { _ in
-                for _ in 0..<500 where !logs.all.contains(where: { $0.contains("rotation cycle finished") }) {
-                    try await Task.sleep(for: .milliseconds(10))
-                }
+                try await eventually("a finished rotation cycle") { logs.all.contains { $0.contains("rotation cycle finished") } }
             }
             #expect(logs.all.filter { $0.contains("rotation cycle finished") }.count == 1)
             #expect(sleeps.withLock { $0 } == 2)

@@ -50,8 +50,7 @@ struct KubeletRegistrarTests {
             let logs = LogCapture()
             let driver = try await Self.driver(root: root, registration: true, logs: logs)
             try await driver.withRunning { _ in
-                let listening = await eventually { Self.isSocket(socket) }
-                #expect(listening, "the registration socket replaced the stale file")
+                try await eventually("the registration socket replacing the stale file") { Self.isSocket(socket) }
                 try await withCSIClient(socketPath: socket) { client in
                     let registration = Pluginregistration_Registration.Client(wrapping: client)
                     let info = try await registration.getInfo(Pluginregistration_InfoRequest())
@@ -91,11 +90,10 @@ struct KubeletRegistrarTests {
                 // The socket file gone: kubelet (and the check, which dials afresh) can no longer reach the driver.
                 unlink(listening.socketPath)
                 var last: TestResponse?
-                for _ in 0..<100 where last?.status != 503 {
+                try await eventually("/healthz answering 503", every: .milliseconds(100)) {
                     last = try await blocking { try fetch("/healthz", port: port) }
-                    if last?.status != 503 { try await Task.sleep(for: .milliseconds(100)) }
+                    return last?.status == 503
                 }
-                #expect(last?.status == 503, "last answer within 10 s: \(last?.status ?? 0) \(last?.text ?? "")")
                 #expect(last?.text.contains("CSI Probe on \(listening.socketPath) failed") == true)
             }
             #expect(logs.all.contains { $0.hasPrefix("WARNING health check failed") })

@@ -38,11 +38,11 @@ struct ProviderHealthCheckAssemblyTests {
                 logger: logs.logger(level: .info)
             )
             try await driver.withRunning { _ in
-                try await Self.eventually { driver.metrics.render().contains("provider_health_check_healthy{provider=\"test\"} 1.0") }
+                try await eventually("driver.metrics.render().contains(\"provider_health_check_healthy{provider=\\\"test\\\"} 1.0\")") { driver.metrics.render().contains("provider_health_check_healthy{provider=\"test\"} 1.0") }
                 provider.shutdown()
-                try await Self.eventually { driver.metrics.render().contains("provider_health_check_healthy{provider=\"test\"} 0.0") }
+                try await eventually("driver.metrics.render().contains(\"provider_health_check_healthy{provider=\\\"test\\\"} 0.0\")") { driver.metrics.render().contains("provider_health_check_healthy{provider=\"test\"} 0.0") }
                 provider = try await TestProviderServer(socketPath: path, behaviour: .hang)
-                try await Self.eventually { driver.metrics.render().contains("provider_health_check_healthy{provider=\"test\"} 1.0") }
+                try await eventually("driver.metrics.render().contains(\"provider_health_check_healthy{provider=\\\"test\\\"} 1.0\")") { driver.metrics.render().contains("provider_health_check_healthy{provider=\"test\"} 1.0") }
             }
             provider.shutdown()
             let lines = logs.all
@@ -70,12 +70,4 @@ struct ProviderHealthCheckAssemblyTests {
         }
     }
 
-    /// Polls `condition` every 10 ms, at most 1000 times (a bounded loop, no time assertion).
-    static func eventually(_ condition: () async throws -> Bool) async throws {
-        for _ in 0..<1000 {
-            if try await condition() { return }
-            try await Task.sleep(for: .milliseconds(10))
-        }
-        Issue.record("condition never became true")
-    }
 }

@@ -46,7 +46,7 @@ struct RenderDryRunTests {
             rendered += 1
             let outcome = await dryRun(text)
             #expect(outcome.exitCode == 0, "\(name): \(outcome.text())")
-            #expect(outcome.reports.allSatisfy { $0.problems.isEmpty && !$0.files.isEmpty })
+            #expect(!outcome.reports.isEmpty && outcome.reports.allSatisfy { $0.problems.isEmpty && !$0.files.isEmpty })
         }
         #expect(rendered >= 1)
 

@@ -65,9 +65,7 @@ struct SecretProviderClassCacheAssemblyTests {
             #expect(mkdir(target, 0o750) == 0)
             try await driver.withRunning { (_: DriverAssembly.Listening) async throws in
                 // The reflector watches only after it has applied its first list.
-                for _ in 0..<500 where api.counts.watches == 0 {
-                    try await Task.sleep(for: .milliseconds(10))
-                }
+                try await eventually("the reflector watching") { api.counts.watches != 0 }
                 #expect(try await driver.publisher.publish(Self.request(target: target), logger: Logger(label: "test")) == .published)
             }
             #expect(api.counts.lists >= 1)

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import SecretsStoreCore
+import SecretsStoreCoreTesting
 import SecretsStoreKubernetes
 import SecretsStoreTesting
 import Testing
@@ -350,11 +351,11 @@ struct ControllerWatchFaultTests {
             let consumer = Task {
                 for try await _ in stream {}
             }
-            while server.openWatchCount == 0 { try await Task.sleep(for: .milliseconds(5)) }
+            try await eventually("the watch open") { server.openWatchCount != 0 }
             consumer.cancel()
             _ = await consumer.result
-            // The server sees the connection go; wait for it (the suite's time limit guards a hang).
-            while server.openWatchCount != 0 { try await Task.sleep(for: .milliseconds(5)) }
+            // The server sees the connection go.
+            try await eventually("the server seeing the watch closed") { server.openWatchCount == 0 }
         }
     }
 }
