@@ -17,6 +17,9 @@ import Foundation
 /// their own `keyvaultName` and `tenantID`; tokens stay cached per tenant and resource (see
 /// ``TokenProvider``), so several vaults of one tenant cost one token.
 package final class AzureKeyVaultProvider: SecretsProvider {
+    /// The provider's name, as a SecretProviderClass's `spec.provider` and `provider <name>` spell it.
+    package static let name = "azure"
+
     private let http: AzureHTTP
     private let tokens: TokenProvider
     private let overrides: AzureEndpointOverrides

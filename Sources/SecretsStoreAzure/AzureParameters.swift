@@ -118,9 +118,9 @@ package struct AzureMountParameters: Sendable, Equatable {
     package init(attributes: [String: String], secrets: [String: String], defaultFilePermission: UInt32) throws(Invalid) {
         func value(_ key: String) -> String { (attributes[key] ?? "").trimmingWhitespace() }
 
-        podName = value("csi.storage.k8s.io/pod.name")
+        podName = value(VolumeContextKey.podName)
         guard !podName.isEmpty else { throw Invalid("pod name is not provided") }
-        podNamespace = value("csi.storage.k8s.io/pod.namespace")
+        podNamespace = value(VolumeContextKey.podNamespace)
         guard !podNamespace.isEmpty else { throw Invalid("pod namespace is not provided") }
 
         let usePodIdentity = try Self.parseBool(value("usePodIdentity"), flag: "usePodIdentity")
@@ -154,7 +154,7 @@ package struct AzureMountParameters: Sendable, Equatable {
         if !clientID.isEmpty {
             do {
                 workloadToken = try Self.serviceAccountToken(
-                    attributes["csi.storage.k8s.io/serviceAccount.tokens"] ?? "",
+                    attributes[VolumeContextKey.serviceAccountTokens] ?? "",
                     audience: Self.workloadIdentityAudience
                 )
             } catch {

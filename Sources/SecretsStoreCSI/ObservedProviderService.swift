@@ -50,12 +50,14 @@ package struct GRPCCallObserver: Sendable {
         self.report = report
     }
 
-    /// Runs `handler` as the call `method` and reports it.
+    /// Runs `handler` as the call `descriptor` and reports it under its full method with a leading slash
+    /// (`/v1alpha1.CSIDriverProvider/Mount`, Go's `info.FullMethod`).
     package func observe<Response: Sendable>(
-        _ method: String,
+        _ descriptor: MethodDescriptor,
         isolation: isolated (any Actor)? = #isolation,
         _ handler: () async throws -> Response
     ) async throws -> Response {
+        let method = "/" + descriptor.fullyQualifiedMethod
         let start = ContinuousClock.now
         do {
             let response = try await handler()
@@ -85,14 +87,14 @@ package struct ObservedProviderService: V1alpha1_CSIDriverProvider.SimpleService
 
     /// `/v1alpha1.CSIDriverProvider/Version`, observed.
     package func version(request: V1alpha1_VersionRequest, context: ServerContext) async throws -> V1alpha1_VersionResponse {
-        try await observer.observe("/v1alpha1.CSIDriverProvider/Version") {
+        try await observer.observe(V1alpha1_CSIDriverProvider.Method.Version.descriptor) {
             try await wrapped.version(request: request, context: context)
         }
     }
 
     /// `/v1alpha1.CSIDriverProvider/Mount`, observed.
     package func mount(request: V1alpha1_MountRequest, context: ServerContext) async throws -> V1alpha1_MountResponse {
-        try await observer.observe("/v1alpha1.CSIDriverProvider/Mount") {
+        try await observer.observe(V1alpha1_CSIDriverProvider.Method.Mount.descriptor) {
             try await wrapped.mount(request: request, context: context)
         }
     }
@@ -115,7 +117,7 @@ package struct ObservedHealthService: Grpc_Health_V1_Health.SimpleServiceProtoco
         request: Grpc_Health_V1_HealthCheckRequest,
         context: ServerContext
     ) async throws -> Grpc_Health_V1_HealthCheckResponse {
-        try await observer.observe("/grpc.health.v1.Health/Check") {
+        try await observer.observe(Grpc_Health_V1_Health.Method.Check.descriptor) {
             try await wrapped.check(request: request, context: context)
         }
     }

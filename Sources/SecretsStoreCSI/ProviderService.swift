@@ -12,6 +12,9 @@ import Foundation
 /// Serves any ``SecretsProvider`` over the v1alpha1 `CSIDriverProvider` API, so a driver that speaks it (the
 /// upstream Go driver, or this one with the built-in provider turned off) can use it from a Unix socket.
 package struct ProviderService: V1alpha1_CSIDriverProvider.SimpleServiceProtocol {
+    /// The service's full name, `v1alpha1.CSIDriverProvider`, as health clients ask for it.
+    package static let serviceName = V1alpha1_CSIDriverProvider.descriptor.fullyQualifiedService
+
     private let provider: any SecretsProvider
     private let runtimeName: String
     private let logger: Logger

@@ -1,5 +1,7 @@
+import CSIProtocol
 import GRPCCore
 import Logging
+import SecretsStoreCore
 import SwiftProtobuf
 
 /// Logs every call with its method, duration and status code, and reads the call's deadline for the handler.
@@ -24,7 +26,7 @@ package struct RequestLogInterceptor: ServerInterceptor {
         next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
     ) async throws -> StreamingServerResponse<Output> {
         let method = context.descriptor.fullyQualifiedMethod
-        let quiet = context.descriptor.method == "Probe"
+        let quiet = context.descriptor == Csi_V1_Identity.Method.Probe.descriptor
         let level: Logger.Level = quiet ? .trace : .debug
         let deadline = request.metadata[stringValues: "grpc-timeout"].first(where: { _ in true })
             .flatMap(RequestDeadline.parseTimeout)
@@ -79,8 +81,8 @@ package enum RequestSanitizer {
     /// A copy of a volume_context with the service account tokens replaced.
     package static func sanitized(volumeContext: [String: String]) -> [String: String] {
         var context = volumeContext
-        if context["csi.storage.k8s.io/serviceAccount.tokens"] != nil {
-            context["csi.storage.k8s.io/serviceAccount.tokens"] = stripped
+        if context[VolumeContextKey.serviceAccountTokens] != nil {
+            context[VolumeContextKey.serviceAccountTokens] = stripped
         }
         return context
     }

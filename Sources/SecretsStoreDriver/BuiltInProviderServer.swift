@@ -22,8 +22,8 @@ import UnixSignals
 package enum BuiltInProviderServer {
     /// The runtime name the provider API reports.
     package static let azureRuntimeName = "secrets-store-csi-driver-swift-azure"
-    /// The provider service's full name, as health clients ask for it.
-    package static let providerServiceName = "v1alpha1.CSIDriverProvider"
+    /// The provider service's full name, as health clients ask for it (from the generated descriptor).
+    package static let providerServiceName = ProviderService.serviceName
 
     /// The HTTP side of `provider azure`: the upstream Azure provider's flags and defaults.
     package struct Options: Sendable {

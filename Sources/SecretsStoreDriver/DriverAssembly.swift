@@ -428,7 +428,7 @@ struct InProcessProviders {
         providers = [:]
         if let azure {
             let (provider, http) = try azure.makeProvider(onKeyVaultResponse: { metrics.keyVaultResponded(status: $0) })
-            providers["azure"] = provider
+            providers[AzureKeyVaultProvider.name] = provider
             azureHTTP = http
         }
         providers.merge(injected) { _, injected in injected }

@@ -360,7 +360,7 @@ package enum Render {
 
         // The provider's own checks.
         var plan: AzureRenderCheck.Plan?
-        if spc.provider == "azure" {
+        if spc.provider == AzureKeyVaultProvider.name {
             let azure = environment.builtInAzure ?? .init()
             let azureCheck = AzureRenderCheck.check(
                 attributes: providerRequest.attributes,
@@ -480,7 +480,7 @@ package enum Render {
         logger: Logger
     ) async throws(PublishError) -> ProviderResponse {
         let outcome: Result<ProviderResponse, ProviderFailure>
-        if spc.provider == "azure", let azure = environment.builtInAzure {
+        if spc.provider == AzureKeyVaultProvider.name, let azure = environment.builtInAzure {
             let made: (provider: AzureKeyVaultProvider, http: AzureHTTP)
             do {
                 made = try azure.makeProvider()

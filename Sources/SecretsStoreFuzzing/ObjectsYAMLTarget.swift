@@ -66,12 +66,12 @@ extension FuzzTarget {
 enum ObjectsYAMLSeeds {
     /// Everything but `objects` that a workload-identity volume sends.
     static let attributes: [String: String] = [
-        "csi.storage.k8s.io/pod.name": "web-7d9c6b5f4-x2x9q",
-        "csi.storage.k8s.io/pod.namespace": "default",
+        VolumeContextKey.podName: "web-7d9c6b5f4-x2x9q",
+        VolumeContextKey.podNamespace: "default",
         "keyvaultName": "kv-fuzz-01",
         "tenantID": "72f988bf-86f1-41af-91ab-2d7cd011db47",
         "clientID": "5c2a1f8e-0b7d-4a0e-9f65-3c1d2b4e6a70",
-        "csi.storage.k8s.io/serviceAccount.tokens":
+        VolumeContextKey.serviceAccountTokens:
             #"{"api://AzureADTokenExchange":{"token":"eyJhbGciOiJSUzI1NiJ9.e30.c2ln","expirationTimestamp":"2030-01-01T00:00:00Z"}}"#,
     ]
 

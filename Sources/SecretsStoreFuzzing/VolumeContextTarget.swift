@@ -124,9 +124,10 @@ enum VolumeContextSeeds {
     }
 
     static let tokens: [String] = [
-        "\"secretProviderClass\"", "\"csi.storage.k8s.io/pod.name\"", "\"csi.storage.k8s.io/pod.namespace\"",
-        "\"csi.storage.k8s.io/pod.uid\"", "\"csi.storage.k8s.io/serviceAccount.name\"",
-        "\"csi.storage.k8s.io/serviceAccount.tokens\"", "\"csi.storage.k8s.io/ephemeral\"",
+        VolumeContextKey.secretProviderClass, VolumeContextKey.podName, VolumeContextKey.podNamespace,
+        VolumeContextKey.podUID, VolumeContextKey.serviceAccountName, VolumeContextKey.serviceAccountTokens,
+        VolumeContextKey.ephemeral,
+    ].map { "\"\($0)\"" } + [
         "\"api://AzureADTokenExchange\"", "\\\"token\\\"", "\\\"api://AzureADTokenExchange\\\"", "\\\"\\\"",
         "\\\"expirationTimestamp\\\"", "\"token\"", "\":\"", "\",\"", "{\\\"", "\\\":{", "}}",
     ]

@@ -111,7 +111,7 @@ enum ControllerBench {
 
     static func spc(name: String, secret: String, refreshInterval: String?) -> [String: Any] {
         var spec: [String: Any] = [
-            "provider": "azure",
+            "provider": AzureKeyVaultProvider.name,
             "parameters": [
                 "keyvaultName": "kv1", "tenantId": Bench.tenant,
                 "objects": "array:\n  - |\n    objectName: \(secret)\n    objectType: secret\n    objectAlias: value\n",

@@ -4,6 +4,7 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import KeyVaultEmulator
 import SecretsStoreAzure
+import SecretsStoreCore
 import SecretsStoreTesting
 import SwiftProtobuf
 
@@ -95,7 +96,7 @@ final class DriverBench {
             let yaml = "array:\n" + (0..<objects).map { "  - |\n    objectName: s\($0)\n    objectType: secret\n" }.joined()
             api.seed(
                 path: "/apis/secrets-store.csi.x-k8s.io/v1/namespaces/ns/secretproviderclasses",
-                object: ["metadata": ["name": "obj\(objects)"], "spec": ["provider": "azure", "parameters": ["keyvaultName": "kv1", "tenantId": Bench.tenant, "objects": yaml]]]
+                object: ["metadata": ["name": "obj\(objects)"], "spec": ["provider": AzureKeyVaultProvider.name, "parameters": ["keyvaultName": "kv1", "tenantId": Bench.tenant, "objects": yaml]]]
             )
         }
         try emulator.certificates.caCertificatePEM.write(toFile: root + "/ca.pem", atomically: true, encoding: .utf8)
@@ -248,9 +249,9 @@ final class DriverBench {
         request.readonly = true
         request.volumeCapability.mount = .init()
         request.volumeContext = [
-            "secretProviderClass": "obj\(objects)", "csi.storage.k8s.io/pod.name": "pod-\(podCounter)",
-            "csi.storage.k8s.io/pod.namespace": "ns", "csi.storage.k8s.io/pod.uid": "uid-\(podCounter)",
-            "csi.storage.k8s.io/serviceAccount.name": "default",
+            VolumeContextKey.secretProviderClass: "obj\(objects)", VolumeContextKey.podName: "pod-\(podCounter)",
+            VolumeContextKey.podNamespace: "ns", VolumeContextKey.podUID: "uid-\(podCounter)",
+            VolumeContextKey.serviceAccountName: "default",
         ]
         request.secrets = ["clientid": "sp", "clientsecret": "pw"]
         return request

@@ -29,7 +29,7 @@ enum RotationBench {
         )
         let objectsYAML = "array:\n" + (0..<objects).map { "  - |\n    objectName: s\($0)\n    objectType: secret\n" }.joined()
         let kubernetes = FakeKubernetesClient([
-            SecretProviderClass(namespace: "ns", name: "spc", provider: "azure", parameters: ["keyvaultName": "kv1", "tenantId": tenant, "objects": objectsYAML])
+            SecretProviderClass(namespace: "ns", name: "spc", provider: AzureKeyVaultProvider.name, parameters: ["keyvaultName": "kv1", "tenantId": tenant, "objects": objectsYAML])
         ])
         let fileSystem = PosixFileSystem()
         let mounter: any Mounter = runningAsRoot ? LinuxMounter() : RecordingMounter(fileSystem: fileSystem)
@@ -48,7 +48,7 @@ enum RotationBench {
             ),
             seams: DriverAssembly.Seams(
                 kubernetes: kubernetes,
-                builtInProviders: ["azure": azure],
+                builtInProviders: [AzureKeyVaultProvider.name: azure],
                 mounter: mounter,
                 fileSystem: fileSystem,
                 monotonicNow: clock.now,
@@ -66,9 +66,9 @@ enum RotationBench {
                     PublishRequest(
                         volumeID: "v\(index)", targetPath: target, accessType: .mount, readOnly: true,
                         volumeContext: [
-                            "secretProviderClass": "spc", "csi.storage.k8s.io/pod.name": "p\(index)",
-                            "csi.storage.k8s.io/pod.namespace": "ns", "csi.storage.k8s.io/pod.uid": "uid-\(index)",
-                            "csi.storage.k8s.io/serviceAccount.name": "default",
+                            VolumeContextKey.secretProviderClass: "spc", VolumeContextKey.podName: "p\(index)",
+                            VolumeContextKey.podNamespace: "ns", VolumeContextKey.podUID: "uid-\(index)",
+                            VolumeContextKey.serviceAccountName: "default",
                         ],
                         secrets: ["clientid": "sp", "clientsecret": "pw"]
                     ),

@@ -93,13 +93,13 @@ struct Demo {
                 request.readonly = true
                 request.volumeCapability.mount = .init()
                 request.volumeContext = [
-                    "secretProviderClass": spc.name,
-                    "csi.storage.k8s.io/pod.name": "demo-app",
-                    "csi.storage.k8s.io/pod.namespace": spc.namespace,
-                    "csi.storage.k8s.io/pod.uid": "0f3c-demo-uid",
-                    "csi.storage.k8s.io/serviceAccount.name": "demo",
-                    "csi.storage.k8s.io/ephemeral": "true",
-                    "csi.storage.k8s.io/serviceAccount.tokens": ServiceAccountToken.volumeContextValue(
+                    VolumeContextKey.secretProviderClass: spc.name,
+                    VolumeContextKey.podName: "demo-app",
+                    VolumeContextKey.podNamespace: spc.namespace,
+                    VolumeContextKey.podUID: "0f3c-demo-uid",
+                    VolumeContextKey.serviceAccountName: "demo",
+                    VolumeContextKey.ephemeral: "true",
+                    VolumeContextKey.serviceAccountTokens: ServiceAccountToken.volumeContextValue(
                         ServiceAccountToken.make(subject: "system:serviceaccount:default:demo")
                     ),
                 ]

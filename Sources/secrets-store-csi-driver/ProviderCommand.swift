@@ -1,5 +1,6 @@
 import ArgumentParser
 import Logging
+import SecretsStoreAzure
 import SecretsStoreCore
 import SecretsStoreDriver
 import UnixSignals
@@ -45,7 +46,9 @@ struct ProviderCommand: AsyncParsableCommand {
     @OptionGroup var azure: AzureOptions
 
     func validate() throws {
-        guard name == "azure" else { throw ValidationError("unknown provider \(name): only azure is built in") }
+        guard name == AzureKeyVaultProvider.name else {
+            throw ValidationError("unknown provider \(name): only \(AzureKeyVaultProvider.name) is built in")
+        }
         guard (0...65535).contains(healthzPort) else { throw ValidationError("--healthz-port \(healthzPort): not a port (0-65535)") }
         guard (0...65535).contains(prometheusPort) else {
             throw ValidationError("--prometheus-port \(prometheusPort): not a port (0-65535)")
