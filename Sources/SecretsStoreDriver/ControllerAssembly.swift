@@ -140,8 +140,9 @@ package final class ControllerAssembly: Sendable {
     private let logger: Logger
     private let running = RunningController()
 
-    /// Makes the clients and the controller; nothing runs yet.
-    package init(configuration: ControllerConfiguration, seams: Seams = Seams(), logger: Logger) throws {
+    /// Makes the clients and the controller; nothing runs yet. Nothing is left open when it throws: a client
+    /// it made is shut down before the error is thrown.
+    package init(configuration: ControllerConfiguration, seams: Seams = Seams(), logger: Logger) async throws {
         self.configuration = configuration
         self.logger = logger
         let metrics = PrometheusDriverMetrics()
@@ -158,7 +159,7 @@ package final class ControllerAssembly: Sendable {
         do {
             inProcess = try InProcessProviders(azure: configuration.builtInAzure, injected: seams.builtInProviders, metrics: metrics)
         } catch {
-            if let rest = ownedClient { Task { try? await rest.shutdown() } }
+            try? await ownedClient?.shutdown()
             throw error
         }
         azureHTTP = inProcess.azureHTTP

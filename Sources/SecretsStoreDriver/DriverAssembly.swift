@@ -115,6 +115,9 @@ package final class DriverAssembly: Sendable {
     /// client cannot watch or ``DriverConfiguration/watchSecretProviderClasses`` is off.
     private let secretProviderClassCache: Reflector<SecretProviderClass>?
     private let listeningSignal = ListeningSignal()
+    /// How long pod status writes still pending at a graceful shutdown may take to land before they are
+    /// cancelled (a later publish or restart recovery writes the status again).
+    private static let podStatusDrainBound: Duration = .seconds(5)
     private let runState = Mutex(RunState())
 
     /// What ``run(gracefulShutdownSignals:maximumGracefulShutdownDuration:)``, ``triggerGracefulShutdown()``
@@ -269,6 +272,8 @@ package final class DriverAssembly: Sendable {
             logger.warning("--enable-rotation-restart has no effect without --enable-secret-rotation: volumes are never refreshed")
         }
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            // First, so shut down last: the writes the CSI server's calls submitted end before the group does.
+            .init(service: PodStatusWriterService(writer: publisher.podStatusWrites, drainBound: Self.podStatusDrainBound)),
             .init(service: server),
             .init(
                 service: try MetricsAndHealthListener(

@@ -31,7 +31,7 @@ enum ControllerDemo {
             path: "/apis/storage.k8s.io/v1/csidrivers",
             object: ["metadata": ["name": "secrets-store.csi.k8s.io"], "spec": ["tokenRequests": [["audience": "api://AzureADTokenExchange"]]]]
         )
-        let controller = try ControllerAssembly(
+        let controller = try await ControllerAssembly(
             configuration: ControllerConfiguration(
                 kubernetes: .configuration(KubernetesConfiguration(server: api.url)),
                 providerDirectories: [],

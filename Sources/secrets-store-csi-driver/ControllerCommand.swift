@@ -90,16 +90,15 @@ struct ControllerCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = bootstrapLogging(verbosity: verbosity, json: logFormatJSON)
-        let assembly = try makeAssembly(logger: logger)
+        let assembly = try await makeAssembly(logger: logger)
         try await assembly.run(gracefulShutdownSignals: [.sigterm, .sigint])
         logger.info("stopped")
     }
 
-    /// The assembly the flags describe. Synchronous on purpose: the release compiler has crashed on throwing
-    /// initialisers inside async functions (see ``ProviderCommand``).
-    func makeAssembly(logger: Logger) throws -> ControllerAssembly {
+    /// The assembly the flags describe.
+    func makeAssembly(logger: Logger) async throws -> ControllerAssembly {
         do {
-            return try ControllerAssembly(configuration: try controllerConfiguration(), logger: logger)
+            return try await ControllerAssembly(configuration: try controllerConfiguration(), logger: logger)
         } catch let error as KubernetesConfiguration.LoadError {
             throw ValidationError(error.description)
         }

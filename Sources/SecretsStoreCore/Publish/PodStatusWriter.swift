@@ -12,7 +12,10 @@ import Synchronization
 ///   written after the older write has ended, so the newest status always wins;
 /// - a failed write is retried with back-off (`firstRetry`, doubling, at most `maxRetry`) until it lands or
 ///   the target's write is cancelled (``cancel(_:)``, on unpublish);
-/// - `written` runs with the status's UID once the write landed (the caller keeps it in the volume record).
+/// - `written` runs with the status's UID once the write landed (the caller keeps it in the volume record);
+/// - after ``shutdown(drainingFor:)`` has returned, no write is running or will start: it ends every pending
+///   write (landed within the bound, else cancelled) before the Kubernetes client it uses may be shut down. The
+///   driver calls it from a service of its group, so the writes end with the group.
 package final class PodStatusWriter: Sendable {
     private struct Pending {
         let generation: UInt64
@@ -21,6 +24,7 @@ package final class PodStatusWriter: Sendable {
     private struct State {
         var nextGeneration: UInt64 = 0
         var pending: [String: Pending] = [:]
+        var closed = false
     }
 
     private let kubernetes: any KubernetesClient
@@ -41,7 +45,8 @@ package final class PodStatusWriter: Sendable {
         logger: Logger,
         written: @escaping @Sendable (_ uid: String) -> Void
     ) {
-        state.withLock { state in
+        let refused = state.withLock { state in
+            guard !state.closed else { return true }
             let previous = state.pending[target]?.task
             previous?.cancel()
             state.nextGeneration += 1
@@ -52,6 +57,13 @@ package final class PodStatusWriter: Sendable {
                 self.finished(target, generation: generation)
             }
             state.pending[target] = Pending(generation: generation, task: task)
+            return false
+        }
+        if refused {
+            logger.warning(
+                "pod status not written: the driver is shutting down",
+                metadata: ["k8s.spcps": "\(status.namespace)/\(status.name)"]
+            )
         }
     }
 
@@ -64,6 +76,28 @@ package final class PodStatusWriter: Sendable {
     package func settle() async {
         while let task = state.withLock({ $0.pending.values.first?.task }) {
             await task.value
+        }
+    }
+
+    /// Refuses new writes, gives the pending ones up to `bound` to land, cancels those still pending (a request
+    /// in flight is cancelled too) and returns once every write has ended. Cancelling the calling task ends the
+    /// wait as the bound would.
+    package func shutdown(drainingFor bound: Duration) async {
+        state.withLock { $0.closed = true }
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                await self.settle()
+                return true
+            }
+            group.addTask {
+                try? await Task.sleep(for: bound)
+                return false
+            }
+            if await group.next() == false {
+                let tasks = self.state.withLock { $0.pending.values.map(\.task) }
+                for task in tasks { task.cancel() }
+            }
+            group.cancelAll()
         }
     }
 
