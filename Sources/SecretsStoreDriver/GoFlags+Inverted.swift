@@ -1,7 +1,7 @@
 extension GoFlags {
     /// ``normalize(_:booleanFlags:)`` plus booleans whose default is `true` (`--construct-pem-chain`), which
-    /// the parser declares with an inversion (`--no-<name>`): Go's `--name=false` (or `-name=0`, `f`, `F`,
-    /// `FALSE`, `False`) becomes `--no-<name>` and `--name=true` becomes `--name`, where dropping the argument,
+    /// the parser declares with an inversion (`--no-<name>`): Go's `--name=false` (or any false spelling of
+    /// ``parseBool(_:)``) becomes `--no-<name>` and `--name=true` becomes `--name`, where dropping the argument,
     /// as for a default-`false` flag, would leave the default in force. A bare `--name` stays `--name`, and
     /// anything after `--` is left alone.
     package static func normalize(
@@ -22,10 +22,10 @@ extension GoFlags {
                 rewritten.append(argument)
                 continue
             }
-            switch argument[argument.index(after: equals)...] {
-            case "true", "TRUE", "True", "t", "T", "1": rewritten.append("--" + name)
-            case "false", "FALSE", "False", "f", "F", "0": rewritten.append("--no-" + name)
-            default: rewritten.append(argument)
+            switch parseBool(argument[argument.index(after: equals)...]) {
+            case true?: rewritten.append("--" + name)
+            case false?: rewritten.append("--no-" + name)
+            case nil: rewritten.append(argument)
             }
         }
         return normalize(rewritten, booleanFlags: booleanFlags)

@@ -25,11 +25,11 @@ package enum GoFlags {
             // Single-letter flags keep one dash unless they carry a value: `-v=5` becomes `--v=5`.
             let dashed = name.count == 1 && value == nil ? "-" + name : "--" + name
             if booleanFlags.contains(name), let value {
-                switch value.lowercased() {
-                case "true", "1", "t": result.append(dashed)
+                switch parseBool(value) {
+                case true?: result.append(dashed)
                 // Go's flag package lets the last occurrence win: `--x=true … --x=false` is off.
-                case "false", "0", "f": result.removeAll { $0 == dashed }
-                default: result.append(argument)
+                case false?: result.removeAll { $0 == dashed }
+                case nil: result.append(argument)
                 }
             } else if let value {
                 result.append(dashed + "=" + value)
@@ -38,5 +38,16 @@ package enum GoFlags {
             }
         }
         return result
+    }
+
+    /// A boolean flag's value as Go's `strconv.ParseBool` (which the `flag` package uses) reads it: `1`, `t`,
+    /// `T`, `TRUE`, `true`, `True` are true; `0`, `f`, `F`, `FALSE`, `false`, `False` are false; anything else
+    /// (`tRuE`, `yes`) is `nil`. The one reading of a Go boolean on the command line.
+    package static func parseBool<Text: StringProtocol>(_ text: Text) -> Bool? {
+        switch text {
+        case "1", "t", "T", "TRUE", "true", "True": true
+        case "0", "f", "F", "FALSE", "false", "False": false
+        default: nil
+        }
     }
 }

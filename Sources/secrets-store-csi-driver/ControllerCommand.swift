@@ -46,7 +46,7 @@ struct ControllerCommand: AsyncParsableCommand {
         name: .customLong("rotation-poll-interval"),
         help: "Refresh interval of SecretProviderClasses without spec.refreshInterval (Go duration: 30s, 2m, 1h)."
     )
-    var rotationPollInterval = "2m"
+    var rotationPollInterval = GoDurationArgument(argument: "2m")
 
     @Option(help: "Watch SecretProviderClasses of this namespace only; all namespaces when empty.")
     var namespace = ""
@@ -82,9 +82,7 @@ struct ControllerCommand: AsyncParsableCommand {
     var verbosity = 0
 
     func validate() throws {
-        guard let interval = GoDuration.parse(rotationPollInterval), interval > .zero else {
-            throw ValidationError("--rotation-poll-interval \(rotationPollInterval): not a positive duration such as 30s or 2m")
-        }
+        _ = try defaultInterval()
         guard maxCallRecvMsgSize > 0 else { throw ValidationError("--max-call-recv-msg-size must be positive") }
     }
 
@@ -104,6 +102,11 @@ struct ControllerCommand: AsyncParsableCommand {
         }
     }
 
+    /// `--rotation-poll-interval`, greater than zero.
+    private func defaultInterval() throws -> Duration {
+        try rotationPollInterval.positive("rotation-poll-interval", example: "30s or 2m")
+    }
+
     /// What the flags ask for.
     func controllerConfiguration() throws -> ControllerConfiguration {
         func list(_ text: String) -> [String] {
@@ -114,7 +117,7 @@ struct ControllerCommand: AsyncParsableCommand {
             providerDirectories: list(additionalProviderVolumePaths) + [providerVolume],
             maxReceiveMessageBytes: maxCallRecvMsgSize,
             builtInAzure: builtinAzureProvider ? try azure.builtInAzure() : nil,
-            defaultInterval: GoDuration.parse(rotationPollInterval)!,
+            defaultInterval: try defaultInterval(),
             namespace: namespace.isEmpty ? nil : namespace,
             driverName: drivername,
             tokenAudiences: tokenRequests.map(list),

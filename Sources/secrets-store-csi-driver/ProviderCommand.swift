@@ -35,7 +35,7 @@ struct ProviderCommand: AsyncParsableCommand {
         name: .customLong("healthz-timeout"),
         help: "Limit of the gRPC health check behind each health request (Go duration)."
     )
-    var healthzTimeout = "5s"
+    var healthzTimeout = GoDurationArgument(argument: "5s")
 
     @Option(name: .customLong("metrics-backend"), help: "Metrics backend (only Prometheus).")
     var metricsBackend = "Prometheus"
@@ -56,12 +56,15 @@ struct ProviderCommand: AsyncParsableCommand {
         guard healthzPath.hasPrefix("/") else {
             throw ValidationError("--healthz-path \(healthzPath): expected an absolute path such as /healthz")
         }
-        guard let timeout = GoDuration.parse(healthzTimeout), timeout > .zero else {
-            throw ValidationError("--healthz-timeout \(healthzTimeout): not a positive duration such as 5s")
-        }
+        _ = try checkTimeout()
         guard metricsBackend.lowercased() == "prometheus" else {
             throw ValidationError("--metrics-backend \(metricsBackend): only Prometheus is supported")
         }
+    }
+
+    /// `--healthz-timeout`, greater than zero.
+    private func checkTimeout() throws -> Duration {
+        try healthzTimeout.positive("healthz-timeout", example: "5s")
     }
 
     func run() async throws {
@@ -73,7 +76,7 @@ struct ProviderCommand: AsyncParsableCommand {
             options: BuiltInProviderServer.Options(
                 healthzAddress: ":\(healthzPort)",
                 healthzPath: healthzPath,
-                healthzTimeout: GoDuration.parse(healthzTimeout)!,
+                healthzTimeout: try checkTimeout(),
                 metricsAddress: ":\(prometheusPort)"
             ),
             gracefulShutdownSignals: [.sigterm, .sigint],

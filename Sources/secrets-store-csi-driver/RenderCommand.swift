@@ -56,7 +56,7 @@ struct RenderCommand: AsyncParsableCommand {
     var showValues = false
 
     @Option(name: .customLong("timeout"), help: "How long the provider may take (Go duration).")
-    var timeout = "1m"
+    var timeout = GoDurationArgument(argument: "1m")
 
     @Option(name: .customLong("provider-volume"), help: "Directory of provider sockets, searched last.")
     var providerVolume = "/var/run/secrets-store-csi-providers"
@@ -79,10 +79,13 @@ struct RenderCommand: AsyncParsableCommand {
         guard RenderOptions.Format(rawValue: output) != nil else {
             throw ValidationError("--output \(output): use text or json")
         }
-        guard let duration = GoDuration.parse(timeout), duration > .zero else {
-            throw ValidationError("--timeout \(timeout): not a positive duration such as 30s or 2m")
-        }
+        _ = try providerTimeout()
         guard maxCallRecvMsgSize > 0 else { throw ValidationError("--max-call-recv-msg-size must be positive") }
+    }
+
+    /// `--timeout`, greater than zero.
+    private func providerTimeout() throws -> Duration {
+        try timeout.positive("timeout", example: "30s or 2m")
     }
 
     func run() async throws {
@@ -96,7 +99,7 @@ struct RenderCommand: AsyncParsableCommand {
         options.outputDirectory = out
         options.format = RenderOptions.Format(rawValue: output) ?? .text
         options.showValues = showValues
-        options.timeout = GoDuration.parse(timeout) ?? .seconds(60)
+        options.timeout = try providerTimeout()
         do {
             if let secretsFile { options.secrets = try Render.secrets(fromFile: secretsFile) }
             if let tokenFile { options.serviceAccountToken = try Render.token(fromFile: tokenFile) }

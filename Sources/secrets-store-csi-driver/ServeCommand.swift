@@ -14,8 +14,8 @@ struct ServeCommand: AsyncParsableCommand {
 
     /// Flags that take no value; Go-style `--flag=true|false` is rewritten for them.
     static let booleanFlagNames: Set<String> = [
-        "enable-secret-rotation", "log-format-json", "version", "provider-health-check", "enable-pprof",
-        "enable-secret-sync", "enable-rotation-restart",
+        "enable-secret-rotation", "log-format-json", "version", "provider-health-check", "enable-secret-sync",
+        "enable-rotation-restart",
     ]
 
     @Option(help: "CSI endpoint (unix:// socket path).")
@@ -61,7 +61,7 @@ struct ServeCommand: AsyncParsableCommand {
         name: .customLong("rotation-poll-interval"),
         help: "Least time between two fetches of one volume (Go duration: 30s, 2m, 1h)."
     )
-    var rotationPollInterval = "2m"
+    var rotationPollInterval = GoDurationArgument(argument: "2m")
 
     @Option(name: .customLong("metrics-addr"), help: "Address of the /metrics and /healthz listener.")
     var metricsAddr = ":8095"
@@ -88,13 +88,13 @@ struct ServeCommand: AsyncParsableCommand {
         name: .customLong("provider-health-check-interval"),
         help: "Period of the provider health check (Go duration: 30s, 2m)."
     )
-    var providerHealthCheckInterval = "2m"
+    var providerHealthCheckInterval = GoDurationArgument(argument: "2m")
 
     @Option(
         name: .customLong("heap-trim-interval"),
         help: "How often to check whether a burst of volume operations has ended and hand the heap memory it freed back to the system (Go duration; 0 turns it off)."
     )
-    var heapTrimInterval = "1s"
+    var heapTrimInterval = GoDurationArgument(argument: "1s")
 
     @Option(
         name: .customLong("release-code-pages"),
@@ -125,21 +125,28 @@ struct ServeCommand: AsyncParsableCommand {
     func validate() throws {
         // 0 would make the rotation loop fetch every volume back to back (no wait, no per-volume gate), as fast as
         // Key Vault answers; the controller refuses it too.
-        guard let rotationInterval = GoDuration.parse(rotationPollInterval), rotationInterval > .zero else {
-            throw ValidationError("--rotation-poll-interval \(rotationPollInterval): not a positive duration such as 30s or 2m")
-        }
+        _ = try rotationInterval()
         guard metricsBackend.lowercased() == "prometheus" else {
             throw ValidationError("--metrics-backend \(metricsBackend): only Prometheus is supported")
         }
         guard maxCallRecvMsgSize > 0 else { throw ValidationError("--max-call-recv-msg-size must be positive") }
-        guard GoDuration.parse(heapTrimInterval) != nil else {
-            throw ValidationError("--heap-trim-interval \(heapTrimInterval): not a duration such as 1s or 500ms (0 turns it off)")
-        }
-        guard let healthInterval = GoDuration.parse(providerHealthCheckInterval), healthInterval > .zero else {
-            throw ValidationError(
-                "--provider-health-check-interval \(providerHealthCheckInterval): not a positive duration such as 30s or 2m"
-            )
-        }
+        _ = try heapTrimPeriod()
+        _ = try providerHealthCheckPeriod()
+    }
+
+    /// `--rotation-poll-interval`, greater than zero.
+    private func rotationInterval() throws -> Duration {
+        try rotationPollInterval.positive("rotation-poll-interval", example: "30s or 2m")
+    }
+
+    /// `--heap-trim-interval`; 0 turns trimming off.
+    private func heapTrimPeriod() throws -> Duration {
+        try heapTrimInterval.nonNegative("heap-trim-interval", example: "1s or 500ms (0 turns it off)")
+    }
+
+    /// `--provider-health-check-interval`, checked whether or not `--provider-health-check` is on.
+    private func providerHealthCheckPeriod() throws -> Duration {
+        try providerHealthCheckInterval.positive("provider-health-check-interval", example: "30s or 2m")
     }
 
     func run() async throws {
@@ -161,7 +168,8 @@ struct ServeCommand: AsyncParsableCommand {
     /// What the flags ask for. Reads `--azure-ca-bundle` and `$AZURE_AUTHORITY_HOST` when the built-in Azure
     /// provider is on.
     func driverConfiguration() throws -> DriverConfiguration {
-        DriverConfiguration(
+        let heapTrim = try heapTrimPeriod()
+        return DriverConfiguration(
             socketPath: try Endpoint.socketPath(from: endpoint),
             nodeID: nodeid,
             driverName: drivername,
@@ -169,14 +177,14 @@ struct ServeCommand: AsyncParsableCommand {
                 .filter { !$0.isEmpty } + [providerVolume],
             maxReceiveMessageBytes: maxCallRecvMsgSize,
             kubernetes: kubeconfig.isEmpty ? .inCluster : .kubeconfig(path: kubeconfig),
-            rotation: RotationPolicy(enabled: enableSecretRotation, interval: GoDuration.parse(rotationPollInterval)!),
-            rotationIntervalText: rotationPollInterval,
+            rotation: RotationPolicy(enabled: enableSecretRotation, interval: try rotationInterval()),
+            rotationIntervalText: rotationPollInterval.text,
             syncSecrets: enableSecretSync,
             restartOnRotation: enableRotationRestart,
             metricsAddress: metricsAddr,
             builtInAzure: builtinAzureProvider ? try azure.builtInAzure() : nil,
-            providerHealthCheckInterval: providerHealthCheck ? GoDuration.parse(providerHealthCheckInterval) : nil,
-            heapTrimInterval: GoDuration.parse(heapTrimInterval).flatMap { $0 > .zero ? $0 : nil },
+            providerHealthCheckInterval: providerHealthCheck ? try providerHealthCheckPeriod() : nil,
+            heapTrimInterval: heapTrim > .zero ? heapTrim : nil,
             releaseCodePages: releaseCodePages,
             kubeletRegistration: pluginRegistrationDir.isEmpty
                 ? nil

@@ -35,6 +35,21 @@ struct CommandLineTests {
         )
     }
 
+    @Test("Go booleans are strconv.ParseBool's exact spellings, read the same by both rewrites")
+    func goBooleanSpellings() {
+        for text in ["1", "t", "T", "TRUE", "true", "True"] { #expect(GoFlags.parseBool(text) == true, "\(text)") }
+        for text in ["0", "f", "F", "FALSE", "false", "False"] { #expect(GoFlags.parseBool(text) == false, "\(text)") }
+        for text in ["tRuE", "fAlSe", "yes", "no", "", "2", " true"] { #expect(GoFlags.parseBool(text) == nil, "\(text)") }
+        // A spelling Go refuses is left for the parser to refuse, by the plain and the inverted rewrite alike.
+        #expect(GoFlags.normalize(["--log-format-json=tRuE"], booleanFlags: booleans) == ["--log-format-json=tRuE"])
+        #expect(
+            GoFlags.normalize(["--construct-pem-chain=fALSE"], booleanFlags: booleans, invertedBooleanFlags: ["construct-pem-chain"])
+                == ["--construct-pem-chain=fALSE"]
+        )
+        #expect(GoFlags.normalize(["--log-format-json=True"], booleanFlags: booleans) == ["--log-format-json"])
+        #expect(GoFlags.normalize(["--log-format-json=T", "--log-format-json=F"], booleanFlags: booleans) == [])
+    }
+
     @Test func keepsSubcommandsAndPositionals() {
         #expect(GoFlags.normalize(["provider", "azure", "--", "-x"], booleanFlags: booleans) == ["provider", "azure", "--", "-x"])
     }
