@@ -7,49 +7,98 @@ import Testing
 /// DEADLINE_EXCEEDED, UNAVAILABLE, RESOURCE_EXHAUSTED and ABORTED as "may still be in progress" and every
 /// other code as final, so each row is a decision about retries.
 @Suite struct ErrorMappingTests {
-    static let publishRows: [(PublishError, RPCError.Code)] = [
-        (.invalidRequest("Volume ID missing in request"), .invalidArgument),
-        (.operationPending(targetPath: "/t"), .aborted),
-        (.secretProviderClassNotFound(namespace: "ns", name: "spc"), .failedPrecondition),
-        (.secretProviderClassInvalid(namespace: "ns", name: "spc", reason: "provider not set"), .failedPrecondition),
-        (.providerNotFound(name: "vault", searched: ["/p"]), .failedPrecondition),
-        (.invalidPayload(path: "../x", reason: "escapes"), .failedPrecondition),
-        (.emptyVolume(provider: "p"), .failedPrecondition),
-        (.mountFailed(targetPath: "/t", reason: "EPERM"), .internalError),
-        (.writeFailed(targetPath: "/t", reason: "ENOSPC"), .internalError),
-        (.kubernetesUnavailable("timeout"), .unavailable),
-        (.kubernetesForbidden("no"), .permissionDenied),
-        (.kubernetesFailed("HTTP 422"), .failedPrecondition),
-        (.cancelled, .cancelled),
-    ]
+    /// The expected code of every publish error, a `switch` with no `default:`: a new case of ``PublishError``
+    /// does not compile until it is given its code here (and an example row below). The name says which case
+    /// an example row is, so the rows can be checked to cover every case.
+    static func expected(_ error: PublishError) -> (case: String, code: RPCError.Code) {
+        switch error {
+        case .invalidRequest: return ("invalidRequest", .invalidArgument)
+        case .operationPending: return ("operationPending", .aborted)
+        case .secretProviderClassNotFound: return ("secretProviderClassNotFound", .failedPrecondition)
+        case .secretProviderClassInvalid: return ("secretProviderClassInvalid", .failedPrecondition)
+        case .providerNotFound: return ("providerNotFound", .failedPrecondition)
+        case .invalidPayload: return ("invalidPayload", .failedPrecondition)
+        case .emptyVolume: return ("emptyVolume", .failedPrecondition)
+        case .provider(_, let failure): return ("provider." + expected(failure).case, expected(failure).code)
+        case .mountFailed: return ("mountFailed", .internalError)
+        case .writeFailed: return ("writeFailed", .internalError)
+        case .kubernetesUnavailable: return ("kubernetesUnavailable", .unavailable)
+        case .kubernetesForbidden: return ("kubernetesForbidden", .permissionDenied)
+        case .kubernetesFailed: return ("kubernetesFailed", .failedPrecondition)
+        case .cancelled: return ("cancelled", .cancelled)
+        }
+    }
 
-    static let providerRows: [(ProviderFailure, RPCError.Code)] = [
-        (.misconfigured("bad objects"), .failedPrecondition),
-        (.permissionDenied("AADSTS7000215"), .permissionDenied),
-        (.objectNotFound("SecretNotFound"), .failedPrecondition),
-        (.throttled("429"), .resourceExhausted),
-        (.unavailable("503"), .unavailable),
-        (.deadlineExceeded("late"), .deadlineExceeded),
-        (.cancelled, .cancelled),
-        (.providerError(code: "E1"), .unknown),
-        (.invalidResponse("no versions"), .failedPrecondition),
-        (.rejected("BadParameter: invalid version"), .invalidArgument),
-        (.rpc(code: RPCError.Code.unauthenticated.rawValue, message: "who"), .unauthenticated),
-        (.rpc(code: RPCError.Code.outOfRange.rawValue, message: "x"), .outOfRange),
-        (.rpc(code: 99, message: "not a gRPC code"), .unknown),
+    /// The same for every provider failure, also without `default:`.
+    static func expected(_ failure: ProviderFailure) -> (case: String, code: RPCError.Code) {
+        switch failure {
+        case .misconfigured: return ("misconfigured", .failedPrecondition)
+        case .permissionDenied: return ("permissionDenied", .permissionDenied)
+        case .objectNotFound: return ("objectNotFound", .failedPrecondition)
+        case .throttled: return ("throttled", .resourceExhausted)
+        case .unavailable: return ("unavailable", .unavailable)
+        case .deadlineExceeded: return ("deadlineExceeded", .deadlineExceeded)
+        case .cancelled: return ("cancelled", .cancelled)
+        case .providerError: return ("providerError", .unknown)
+        case .invalidResponse: return ("invalidResponse", .failedPrecondition)
+        case .rejected: return ("rejected", .invalidArgument)
+        case .rpc(let code, _):
+            // A provider's own gRPC code passes through when it is one; anything else is UNKNOWN.
+            return ("rpc", Status.Code(rawValue: code).flatMap { RPCError.Code($0) } ?? .unknown)
+        }
+    }
+
+    /// One example of every case (the provider case once per failure, below).
+    static let publishErrors: [PublishError] = [
+        .invalidRequest("Volume ID missing in request"),
+        .operationPending(targetPath: "/t"),
+        .secretProviderClassNotFound(namespace: "ns", name: "spc"),
+        .secretProviderClassInvalid(namespace: "ns", name: "spc", reason: "provider not set"),
+        .providerNotFound(name: "vault", searched: ["/p"]),
+        .invalidPayload(path: "../x", reason: "escapes"),
+        .emptyVolume(provider: "p"),
+        .mountFailed(targetPath: "/t", reason: "EPERM"),
+        .writeFailed(targetPath: "/t", reason: "ENOSPC"),
+        .kubernetesUnavailable("timeout"),
+        .kubernetesForbidden("no"),
+        .kubernetesFailed("HTTP 422"),
+        .cancelled,
+    ] + providerFailures.map { .provider(name: "p", $0) }
+
+    static let providerFailures: [ProviderFailure] = [
+        .misconfigured("bad objects"),
+        .permissionDenied("AADSTS7000215"),
+        .objectNotFound("SecretNotFound"),
+        .throttled("429"),
+        .unavailable("503"),
+        .deadlineExceeded("late"),
+        .cancelled,
+        .providerError(code: "E1"),
+        .invalidResponse("no versions"),
+        .rejected("BadParameter: invalid version"),
+        .rpc(code: RPCError.Code.unauthenticated.rawValue, message: "who"),
+        .rpc(code: RPCError.Code.outOfRange.rawValue, message: "x"),
+        .rpc(code: 99, message: "not a gRPC code"),
     ]
 
     @Test func everyPublishErrorHasItsCode() {
-        for (error, code) in Self.publishRows {
-            #expect(RPCError(error).code == code, "\(error)")
+        // Every case has an example: 13 cases besides .provider, and .provider with each of the 11 failures.
+        #expect(Set(Self.publishErrors.map { Self.expected($0).case }).count == 13 + 11)
+        for error in Self.publishErrors {
+            #expect(RPCError(error).code == Self.expected(error).code, "\(error)")
             #expect(RPCError(error).message == error.description)
         }
     }
 
     @Test func everyProviderFailureHasItsCode() {
-        for (failure, code) in Self.providerRows {
-            #expect(RPCError(.provider(name: "p", failure)).code == code, "\(failure)")
+        #expect(Set(Self.providerFailures.map { Self.expected($0).case }).count == 11)
+        for failure in Self.providerFailures {
+            #expect(RPCError.code(for: failure) == Self.expected(failure).code, "\(failure)")
         }
+        // The pass-through of a provider's own code, spelled out.
+        #expect(RPCError.code(for: .rpc(code: RPCError.Code.unauthenticated.rawValue, message: "who")) == .unauthenticated)
+        #expect(RPCError.code(for: .rpc(code: RPCError.Code.outOfRange.rawValue, message: "x")) == .outOfRange)
+        #expect(RPCError.code(for: .rpc(code: 99, message: "not a gRPC code")) == .unknown)
     }
 
     @Test func aCancellationPastTheDeadlineIsDeadlineExceeded() {
