@@ -10,7 +10,7 @@ import SecretsStoreTesting
 import Testing
 
 /// The whole driver publishing an Azure SecretProviderClass (built-in provider) against the emulator.
-@Suite("Driver + built-in Azure provider + Key Vault emulator", .serialized)
+@Suite("Driver + built-in Azure provider + Key Vault emulator", .serialized, .timeLimit(.minutes(3)))
 struct AzureDriverTests {
     static let tenant = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 

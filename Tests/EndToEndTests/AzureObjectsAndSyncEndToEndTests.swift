@@ -16,7 +16,7 @@ import Glibc
 /// The production assembly with the built-in Azure provider against the emulator and the fake API server:
 /// optional objects, a second vault, `kubernetes.io/tls` from a PFX object, and Secret sync that puts back a
 /// deleted or edited Secret at the next rotation cycle.
-@Suite("Azure object features and reconciling sync end to end", .serialized)
+@Suite("Azure object features and reconciling sync end to end", .serialized, .timeLimit(.minutes(3)))
 struct AzureObjectsAndSyncEndToEndTests {
     static let tenant = "72f988bf-86f1-41af-91ab-2d7cd011db47"
     static let spcs = "/apis/secrets-store.csi.x-k8s.io/v1/namespaces/ns/secretproviderclasses"

@@ -13,7 +13,7 @@ import SwiftProtobuf
 import Testing
 
 /// The built `secrets-store-csi-driver` binary, run as a process with upstream-style flags.
-@Suite("The driver process", .serialized)
+@Suite("The driver process", .serialized, .timeLimit(.minutes(3)))
 struct DriverProcessTests {
     /// The executable SwiftPM built next to the test bundle.
     static var binary: String {
@@ -112,6 +112,15 @@ struct DriverProcessTests {
             }
 
             process.terminate()  // SIGTERM
+            // Bounded: a driver that ignores SIGTERM fails the test instead of blocking the whole run (a
+            // synchronous waitUntilExit cannot be interrupted by the time limit).
+            do {
+                try await eventually("the driver exiting after SIGTERM", within: .seconds(30)) { !process.isRunning }
+            } catch {
+                kill(process.processIdentifier, SIGKILL)
+                process.waitUntilExit()
+                throw error
+            }
             process.waitUntilExit()
             #expect(process.terminationReason == .exit)
             #expect(process.terminationStatus == 0)

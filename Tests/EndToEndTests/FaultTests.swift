@@ -11,7 +11,7 @@ import Testing
 /// Every failure kubelet can meet on NodePublishVolume, through the whole driver: the gRPC code it gets (final
 /// or "try again"), no mount and no file left at the target, no pod status recorded, and a log line that names
 /// the cause. Deterministic: faults are injected, never timed.
-@Suite("Faults: the right code, nothing left behind, a log line that names the cause", .serialized)
+@Suite("Faults: the right code, nothing left behind, a log line that names the cause", .serialized, .timeLimit(.minutes(3)))
 struct FaultTests {
     /// Publishes `request` (the harness's default when nil), expects `code` and a message containing `message`
     /// (not checked when nil), and checks what the failure left.

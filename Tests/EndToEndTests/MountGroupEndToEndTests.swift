@@ -69,6 +69,7 @@ private func makeTraversableTarget(_ target: String, under root: String) throws 
 @Suite(
     "fsGroup end to end (root only)",
     .serialized,
+    .timeLimit(.minutes(3)),
     .enabled(
         if: runningAsRoot && FileManager.default.isExecutableFile(atPath: setpriv),
         "needs root (real tmpfs, chown, switching to uid 1000) and /usr/bin/setpriv; skipped"

@@ -21,7 +21,7 @@ import Glibc
 /// `provider azure` (``BuiltInProviderServer``) against the Key Vault emulator: `grpc.health.v1.Health` on its
 /// socket, the upstream Azure provider's `/healthz` endpoint and its `keyvault_request` / `grpc_request`
 /// metrics; and the health endpoint's answers and limits on their own.
-@Suite("provider azure: gRPC health, /healthz and the upstream provider's metrics", .serialized)
+@Suite("provider azure: gRPC health, /healthz and the upstream provider's metrics", .serialized, .timeLimit(.minutes(3)))
 struct ProviderModeTests {
     static let tenant = "72f988bf-86f1-41af-91ab-2d7cd011db47"
     static let objects = """

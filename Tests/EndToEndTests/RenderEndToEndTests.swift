@@ -13,7 +13,7 @@ import Testing
 
 /// `render` without `--dry-run`: the built-in Azure provider against the Key Vault emulator (as the demo runs
 /// it), a socket provider, `--out` with the volume's layout, and the binary itself with its flags.
-@Suite("render against the Key Vault emulator and providers", .serialized)
+@Suite("render against the Key Vault emulator and providers", .serialized, .timeLimit(.minutes(3)))
 struct RenderEndToEndTests {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
     static let example = root + "/examples/secretproviderclass.yaml"

@@ -212,7 +212,7 @@ private func withNode(
     cleanup()
 }
 
-@Suite("Restart on rotation end to end: two nodes, one API server", .serialized)
+@Suite("Restart on rotation end to end: two nodes, one API server", .serialized, .timeLimit(.minutes(3)))
 struct RestartOnRotationEndToEndTests {
     @Test("two nodes rotating one Deployment's pods change its template once per new content, never on first publish")
     func twoNodesOneRolloutPerRotation() async throws {

@@ -12,7 +12,7 @@ import Testing
 
 /// Rotation and sync with every real part: the socket server, the REST client against the fake API server,
 /// the built-in Azure provider against the Key Vault emulator over HTTPS, real tmpfs when root.
-@Suite("Rotation and sync end to end", .serialized)
+@Suite("Rotation and sync end to end", .serialized, .timeLimit(.minutes(3)))
 struct RotationEndToEndTests {
     @Test("changing a secret in the vault updates 20 pods' files and the synced Secret in one cycle, one GET per object")
     func rotationAcrossTwentyPods() async throws {

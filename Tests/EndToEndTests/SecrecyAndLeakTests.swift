@@ -15,7 +15,7 @@ import Glibc
 
 /// No secret or token anywhere a person can read, with the driver at its highest verbosity; and no resource
 /// that grows with the number of publish/unpublish cycles.
-@Suite("Secrecy at full verbosity, and no leaks over 1000 cycles", .serialized)
+@Suite("Secrecy at full verbosity, and no leaks over 1000 cycles", .serialized, .timeLimit(.minutes(3)))
 struct SecrecyAndLeakTests {
     static let tenant = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 

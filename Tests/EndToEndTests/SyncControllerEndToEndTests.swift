@@ -17,7 +17,7 @@ import Glibc
 /// The sync controller as it ships: ``ControllerAssembly`` (and the `controller` subcommand of the real
 /// binary) against the fake API server over HTTP (watch streams, TokenRequest, status subresource, Leases,
 /// garbage collection) and the Key Vault emulator over HTTPS, with workload identity from TokenRequest.
-@Suite("Sync controller end to end", .serialized)
+@Suite("Sync controller end to end", .serialized, .timeLimit(.minutes(3)))
 struct SyncControllerEndToEndTests {
     static let tenant = "72f988bf-86f1-41af-91ab-2d7cd011db47"
     static let namespace = "apps"

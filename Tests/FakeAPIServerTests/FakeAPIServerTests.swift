@@ -3,7 +3,7 @@ import SecretsStoreCoreTesting
 import SecretsStoreTesting
 import Testing
 
-@Suite("Fake Kubernetes API server over its wire protocol")
+@Suite("Fake Kubernetes API server over its wire protocol", .timeLimit(.minutes(3)))
 struct FakeAPIServerTests {
     static let spcs = "/apis/secrets-store.csi.x-k8s.io/v1/namespaces/ns/secretproviderclasses"
     static let secrets = "/api/v1/namespaces/ns/secrets"

@@ -10,7 +10,7 @@ import Foundation
 
 /// Optional objects, several vaults and tenants in one SecretProviderClass, and the AKS add-on's two file
 /// layout flags, against the Key Vault emulator over HTTPS.
-@Suite("Azure provider object features against the emulator", .serialized)
+@Suite("Azure provider object features against the emulator", .serialized, .timeLimit(.minutes(3)))
 struct AzureObjectFeaturesTests {
     static let otherTenant = "0b5c3d1e-2f4a-4b6c-8d7e-9f0a1b2c3d4e"
     static let unknownVersion = "0123456789abcdef0123456789abcdef"

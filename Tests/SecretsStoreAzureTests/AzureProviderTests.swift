@@ -13,7 +13,7 @@ import _CryptoExtras
 
 import Foundation
 
-@Suite("Azure provider against the Key Vault emulator over HTTPS", .serialized)
+@Suite("Azure provider against the Key Vault emulator over HTTPS", .serialized, .timeLimit(.minutes(3)))
 struct AzureProviderTests {
     @Test("the reference's worked example, byte for byte")
     func workedExample() async throws {

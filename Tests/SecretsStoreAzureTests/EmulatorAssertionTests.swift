@@ -10,7 +10,7 @@ import _CryptoExtras
 /// The emulator's Entra token endpoint checks a workload identity's client assertion as Entra does: RS256 by a
 /// key of a trusted issuer, the issuer allowed by a federated credential, within `nbf`/`exp`, then subject and
 /// audience; each refusal is Entra's `AADSTS…` body, which never carries the assertion.
-@Suite("Key Vault emulator: client assertions verified as Entra verifies them")
+@Suite("Key Vault emulator: client assertions verified as Entra verifies them", .timeLimit(.minutes(3)))
 struct EmulatorAssertionTests {
     static let tenant = "72f988bf-86f1-41af-91ab-2d7cd011db47"
     static let client = "wi-app"

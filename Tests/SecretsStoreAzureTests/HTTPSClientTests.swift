@@ -7,7 +7,7 @@ import Testing
 /// The one HTTPS client builder (`HTTPClient.make(tls:timeouts:)`, reached through ``AzureHTTP``) against the
 /// emulator's TLS port: which roots it trusts, the client certificate it presents, verification off, and the
 /// read timeout.
-@Suite("HTTPS client builder against the emulator's TLS listener", .serialized)
+@Suite("HTTPS client builder against the emulator's TLS listener", .serialized, .timeLimit(.minutes(3)))
 struct HTTPSClientTests {
     /// An IMDS token request: answered by the emulator without any Key Vault token.
     static func imdsURL(_ emulator: KeyVaultEmulator) -> String {

@@ -8,7 +8,7 @@ import Testing
 
 /// How Key Vault's statuses become provider failures: 400 is the request's fault (INVALID_ARGUMENT), never a
 /// permission problem.
-@Suite("Key Vault statuses against the emulator", .serialized)
+@Suite("Key Vault statuses against the emulator", .serialized, .timeLimit(.minutes(3)))
 struct KeyVaultStatusTests {
     static func objects(name: String, version: String? = nil) -> String {
         "array:\n  - |\n    objectName: \(name)\n    objectType: secret\n" + (version.map { "    objectVersion: \($0)\n" } ?? "")

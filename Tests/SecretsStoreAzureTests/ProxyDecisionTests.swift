@@ -4,7 +4,7 @@ import Testing
 /// ``ProxyDecision`` and the proxy variables, as pure values: which variable wins, which URLs go through which
 /// proxy, every `NO_PROXY` form Go's `httpproxy` accepts, and that credentials never appear in a description or
 /// an error.
-@Suite("Proxy variables and the per-request proxy decision (Go httpproxy rules)")
+@Suite("Proxy variables and the per-request proxy decision (Go httpproxy rules)", .timeLimit(.minutes(3)))
 struct ProxyDecisionTests {
     static let proxy = ProxyServer(host: "proxy.corp", port: 3128)
 

@@ -15,7 +15,7 @@ import Testing
 /// 127.0.0.1), and the emulator's certificate names them: so a fetch that succeeds went through the proxy and
 /// verified the emulator's certificate inside the tunnel, and a request that `NO_PROXY` sends direct cannot
 /// reach them (the name does not resolve). Environments are dictionaries; the process's is never touched.
-@Suite("Outbound proxy: HTTPS_PROXY, NO_PROXY and IMDS against a real CONNECT proxy", .serialized)
+@Suite("Outbound proxy: HTTPS_PROXY, NO_PROXY and IMDS against a real CONNECT proxy", .serialized, .timeLimit(.minutes(3)))
 struct ProxyTunnelTests {
     static let tenant = "72f988bf-86f1-41af-91ab-2d7cd011db47"
     static let proxyPassword = "Pr0xy-P@ss-SENTINEL"

@@ -5,7 +5,7 @@ import SecretsStoreHTTPServer
 import Synchronization
 import Testing
 
-@Suite("Token cache")
+@Suite("Token cache", .timeLimit(.minutes(3)))
 struct TokenCacheTests {
     @Test("a fresh token is known to be cached before any request, so a volume's objects can all be fetched at once")
     func freshTokenIsKnownWithoutARequest() async throws {

@@ -20,7 +20,7 @@ import Glibc
 /// ``ExternalProvider`` against providers that are slow to start: UNAVAILABLE (a socket nobody accepts on, or a
 /// provider answering UNAVAILABLE) is retried with back-off within the deadline; other failures, and a missing
 /// socket, fail at once.
-@Suite("External provider: UNAVAILABLE retried with back-off, everything else final")
+@Suite("External provider: UNAVAILABLE retried with back-off, everything else final", .timeLimit(.minutes(3)))
 struct ExternalProviderRetryTests {
     static let request = ProviderRequest(attributes: ["a": "b"], secrets: [:], targetPath: "/t", currentObjectVersions: [])
 

@@ -174,7 +174,7 @@ extension InProcessNode where Transport == HTTP2ClientTransport.Posix {
 }
 
 
-@Suite struct NodeServiceTests {
+@Suite(.timeLimit(.minutes(3))) struct NodeServiceTests {
     @Test func answersInfoCapabilitiesAndUnimplemented() async throws {
         let provider = GatedProvider()
         try await InProcessNode.run(provider: provider) { harness in
@@ -274,7 +274,7 @@ extension InProcessNode where Transport == HTTP2ClientTransport.Posix {
 
 /// The pod's fsGroup through the real service: `volume_capability.mount.volume_mount_group` reaches the mount
 /// and the files, and a malformed one is INVALID_ARGUMENT before anything is touched.
-@Suite struct NodeServiceMountGroupTests {
+@Suite(.timeLimit(.minutes(3))) struct NodeServiceMountGroupTests {
     /// A group the test may give files: any as root, its own otherwise.
     static var group: UInt32 { runningAsRoot ? 2000 : UInt32(getegid()) }
 

@@ -16,7 +16,7 @@ import Glibc
 
 /// `grpc.health.v1.Health` over a real socket, and `--provider-health-check` (``ProviderHealthService``) against
 /// a provider that stops and comes back.
-@Suite("Health: grpc.health.v1 service and the provider health check")
+@Suite("Health: grpc.health.v1 service and the provider health check", .timeLimit(.minutes(3)))
 struct ProviderHealthTests {
     // MARK: grpc.health.v1
 

@@ -6,7 +6,7 @@ import Testing
 /// The SecretProviderClass watch cache in front of the node path's client: hits need no request, misses and
 /// reads before the first list are GETs, everything else is forwarded. The cache is a ``Reflector`` over
 /// closures (no network).
-@Suite("SecretProviderClass reads through the watch cache")
+@Suite("SecretProviderClass reads through the watch cache", .timeLimit(.minutes(3)))
 struct CachedSecretProviderClassesTests {
     static let logger = Logger(label: "test")
 

@@ -117,7 +117,7 @@ struct PipelineHarness {
     }
 }
 
-@Suite("Publish pipeline with fakes")
+@Suite("Publish pipeline with fakes", .timeLimit(.minutes(3)))
 struct NodePublisherTests {
     @Test func publishesFilesAndRecordsPodStatus() async throws {
         try await withTemporaryDirectory { (root: String) async throws in

@@ -5,7 +5,7 @@ import SecretsStoreLinux
 import Synchronization
 import Testing
 
-@Suite("Pod status written after the answer (fakes, no root)")
+@Suite("Pod status written after the answer (fakes, no root)", .timeLimit(.minutes(3)))
 struct PodStatusWriterTests {
     @Test("the publish answers before its pod status lands, and a failed write is retried until it does")
     func publishDoesNotWaitForThePodStatus() async throws {

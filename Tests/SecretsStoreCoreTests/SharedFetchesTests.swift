@@ -5,7 +5,7 @@ import Testing
 
 /// Shared first-publish fetches: each caller keeps its own cancellation, and the shared work stops only when
 /// nobody waits for it.
-@Suite struct SharedFetchesTests {
+@Suite(.timeLimit(.minutes(3))) struct SharedFetchesTests {
     /// A fetch that waits until released and records whether it saw cancellation.
     final class GatedFetch: Sendable {
         private let state = Mutex<(started: Int, released: Bool, sawCancellation: Bool)>((0, false, false))

@@ -6,7 +6,7 @@ import Testing
 
 /// The sync controller over the in-memory API: Secrets before any pod, status, bad input, restore, refresh
 /// and back-off, leader election decisions. Real time is used only for short waits that end on a condition.
-@Suite("Sync controller")
+@Suite("Sync controller", .timeLimit(.minutes(3)))
 struct SyncControllerTests {
     static let namespace = "team"
 
@@ -250,7 +250,7 @@ struct SyncControllerTests {
     }
 }
 
-@Suite("Sync controller parts")
+@Suite("Sync controller parts", .timeLimit(.minutes(3)))
 struct SyncControllerPartsTests {
     @Test("back-off: 1 s doubling to 5 min")
     func backoff() {
@@ -398,7 +398,7 @@ final class Locked<Value: Sendable>: Sendable {
     func withLock<T: Sendable>(_ body: (inout Value) -> T) -> T { mutex.withLock { body(&$0) } }
 }
 
-@Suite("Sync controller: restoring a Secret")
+@Suite("Sync controller: restoring a Secret", .timeLimit(.minutes(3)))
 struct SecretRestoreTests {
     @Test("a deleted Secret is restored while its class exists, not once the class is gone or was replaced")
     func restoreChecksTheClassFirst() async throws {

@@ -15,7 +15,7 @@ import Glibc
 #endif
 
 /// The production assembly with in-memory fakes injected: what it starts, in which order, and how it stops.
-@Suite("Driver assembly")
+@Suite("Driver assembly", .timeLimit(.minutes(3)))
 struct DriverAssemblyTests {
     /// A configuration for a driver serving on `<root>/csi.sock` with no provider directories, the metrics
     /// listener on a free loopback port and no built-in Azure provider.

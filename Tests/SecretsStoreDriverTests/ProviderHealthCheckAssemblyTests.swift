@@ -12,7 +12,7 @@ import Glibc
 
 /// `--provider-health-check` through the assembly: the ``ProviderHealthService`` joins the group only when
 /// configured, and its gauge follows a provider that stops and comes back.
-@Suite("Driver assembly: provider health check")
+@Suite("Driver assembly: provider health check", .timeLimit(.minutes(3)))
 struct ProviderHealthCheckAssemblyTests {
     static func configuration(root: String, interval: Duration?) -> DriverConfiguration {
         DriverConfiguration(

@@ -10,7 +10,7 @@ let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
 
 /// `render --dry-run`: the checks (schema, driver, built-in Azure provider, credential rule) and the plan,
 /// offline.
-@Suite("render --dry-run")
+@Suite("render --dry-run", .timeLimit(.minutes(3)))
 struct RenderDryRunTests {
     let logger = Logger(label: "render-test")
 

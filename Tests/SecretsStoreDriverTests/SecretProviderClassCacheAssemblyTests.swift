@@ -11,7 +11,7 @@ import Glibc
 
 /// The assembly's SecretProviderClass watch cache (with a client that can watch), and the rotation loop's
 /// wait following the shortest `spec.refreshInterval`.
-@Suite("Driver assembly: SecretProviderClass cache and refresh intervals")
+@Suite("Driver assembly: SecretProviderClass cache and refresh intervals", .timeLimit(.minutes(3)))
 struct SecretProviderClassCacheAssemblyTests {
     static let spc = SecretProviderClass(namespace: "ns", name: "spc", provider: "test", parameters: ["objects": "a"])
     static let files = ProviderResponse(

@@ -345,7 +345,8 @@ struct ControllerWatchFaultTests {
     }
 
     @Test func cancellingTheConsumerClosesTheWatch() async throws {
-        try await withClient { server, client in
+        // Bookmarks every 50 ms: the server notices the closed connection when its next write fails.
+        try await withClient(bookmarkInterval: .milliseconds(50)) { server, client in
             server.seed(path: Self.spcCollection, object: Self.spc("a"))
             let stream = client.watchSecretProviderClasses(namespace: "ns", resourceVersion: "0", logger: logger)
             let consumer = Task {

@@ -9,7 +9,7 @@ import Synchronization
 import Testing
 
 /// The listener over real sockets on 127.0.0.1. Serialized: the memory tests read the process's RSS.
-@Suite(.serialized)
+@Suite(.serialized, .timeLimit(.minutes(3)))
 struct MetricsAndHealthListenerTests {
     // MARK: - Routes
 
