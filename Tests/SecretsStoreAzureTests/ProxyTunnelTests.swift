@@ -29,12 +29,20 @@ struct ProxyTunnelTests {
             objectType: secret
         """
 
+    /// The clients a test made.
+    final class Clients: Sendable {
+        let list = Mutex<[AzureHTTP]>([])
+    }
+
     /// The emulator (certificate for the `*.proxy.test` names), a proxy, and the provider's endpoints.
     struct Setup {
         let emulator: KeyVaultEmulator
         let proxy: TestConnectProxy
         let port: Int
         let ca: [UInt8]
+        /// Every client made by ``http(_:)``, shut down by ``ProxyTunnelTests/withSetup(requiredAuthorization:_:)``
+        /// when the test throws before its own shutdown (a client dropped without it traps in a debug build).
+        let clients = Clients()
 
         var overrides: AzureEndpointOverrides {
             AzureEndpointOverrides(
@@ -51,11 +59,13 @@ struct ProxyTunnelTests {
         /// A client trusting the emulator's CA that honours `environment`, with a short connect timeout (a
         /// connection that fails is retried until it).
         func http(_ environment: [String: String]) throws -> AzureHTTP {
-            try AzureHTTP(
+            let http = try AzureHTTP(
                 tls: HTTPSClientTLS(trustRoots: .system(extraPEM: ca)),
                 timeouts: ProxyTunnelTests.quick,
                 proxy: ProxyEnvironment(environment)
             )
+            clients.list.withLock { $0.append(http) }
+            return http
         }
 
         /// A provider whose client honours `environment`.
@@ -108,6 +118,7 @@ struct ProxyTunnelTests {
         do {
             try await body(setup)
         } catch {
+            for http in setup.clients.list.withLock({ $0 }) { try? await http.shutdown() }  // already shut down: ignored
             try? await proxy.shutdown()
             try? await emulator.shutdown()
             throw error
