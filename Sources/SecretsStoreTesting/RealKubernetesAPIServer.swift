@@ -424,6 +424,13 @@ private struct Keeper: Sendable {
     var pid: pid_t
     var lifeline: Int32
 
+    /// glibc's `posix_spawn_file_actions_addclosefrom_np` (2.34 and later), which the Glibc module does not import;
+    /// `nil` on an older C library, where descriptors without CLOEXEC are inherited.
+    private static let closeFrom3: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32)? = {
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np") else { return nil }
+        return unsafeBitCast(symbol, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32).self)
+    }()
+
     /// Spawns the keeper of `command` in a new session, its stdin one end of a lifeline whose other end only this
     /// process holds, and waits for the component's pid.
     static func spawn(directory: String, command: [String]) throws -> Keeper {
@@ -442,6 +449,10 @@ private struct Keeper: Sendable {
         posix_spawn_file_actions_adddup2(&actions, fds[0], 0)
         posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        // Nothing else of this process reaches the keeper, etcd or the API server: a descriptor opened without
+        // CLOEXEC by another test at that moment (a CSI client's socket, say) would otherwise stay open in them for
+        // the whole run, and a server waiting for that connection to close at shutdown would wait forever.
+        Self.closeFrom3?(&actions, 3)
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
