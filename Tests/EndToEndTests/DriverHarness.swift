@@ -1,4 +1,5 @@
 import CSIProtocol
+import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
@@ -185,4 +186,19 @@ func withDriver(
 
 extension ContinuousClock.Instant {
     static let testOrigin = ContinuousClock.now
+}
+
+/// Sends SIGTERM to `process` and waits for it to exit, at most `limit`; past that it is killed (SIGKILL) and
+/// ``EventuallyTimedOut`` is thrown. `Process.waitUntilExit()` alone is synchronous, so a driver that ignores
+/// SIGTERM would block the whole test run past every time limit.
+func terminateAndWait(_ process: Process, within limit: Duration = .seconds(30)) async throws {
+    process.terminate()
+    do {
+        try await eventually("process \(process.processIdentifier) exiting after SIGTERM", within: limit) { !process.isRunning }
+    } catch {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        throw error
+    }
+    process.waitUntilExit()
 }

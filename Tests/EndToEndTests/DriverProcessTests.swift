@@ -111,17 +111,7 @@ struct DriverProcessTests {
                 #expect(try await Csi_V1_Identity.Client(wrapping: client).probe(Csi_V1_ProbeRequest()).ready.value)
             }
 
-            process.terminate()  // SIGTERM
-            // Bounded: a driver that ignores SIGTERM fails the test instead of blocking the whole run (a
-            // synchronous waitUntilExit cannot be interrupted by the time limit).
-            do {
-                try await eventually("the driver exiting after SIGTERM", within: .seconds(30)) { !process.isRunning }
-            } catch {
-                kill(process.processIdentifier, SIGKILL)
-                process.waitUntilExit()
-                throw error
-            }
-            process.waitUntilExit()
+            try await terminateAndWait(process)  // SIGTERM, bounded
             #expect(process.terminationReason == .exit)
             #expect(process.terminationStatus == 0)
             #expect(!FileManager.default.fileExists(atPath: socket))

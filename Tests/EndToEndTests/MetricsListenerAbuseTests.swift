@@ -31,8 +31,7 @@ struct MetricsListenerAbuseTests {
                 try? await api.shutdown()
                 throw error
             }
-            process.terminate()
-            process.waitUntilExit()
+            try await terminateAndWait(process)  // SIGTERM, bounded
             #expect(process.terminationStatus == 0)
             try await api.shutdown()
         }

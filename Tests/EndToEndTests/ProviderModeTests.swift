@@ -234,8 +234,7 @@ struct ProviderModeTests {
             let scrape = try DriverProcessTests.httpGet("http://127.0.0.1:\(metrics)/metrics")
             #expect(scrape.status == 200)
             #expect(scrape.body.contains("grpc_request_count{grpc_code=\"OK\",grpc_message=\"\",grpc_method=\"/grpc.health.v1.Health/Check\""))
-            process.terminate()  // SIGTERM
-            process.waitUntilExit()
+            try await terminateAndWait(process)  // SIGTERM, bounded
             #expect(process.terminationReason == .exit && process.terminationStatus == 0)
 
             for (flag, message) in [

@@ -351,8 +351,7 @@ struct RestartOnRotationEndToEndTests {
                 "--log-format-json=true", "--metrics-addr=127.0.0.1:0",
             ])
             let (_, earlyLog) = try await DriverProcessTests.metricsPort(output)
-            process.terminate()  // SIGTERM
-            process.waitUntilExit()
+            try await terminateAndWait(process)  // SIGTERM, bounded
             let log = earlyLog + String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
             #expect(process.terminationStatus == 0)
             #expect(log.contains("\"rotation.restart\":\"true\""))

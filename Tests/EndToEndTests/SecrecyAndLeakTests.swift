@@ -144,8 +144,7 @@ struct SecrecyAndLeakTests {
                     .flatMap { Int($0) }
             )
             let metrics = try DriverProcessTests.httpGet("http://127.0.0.1:\(port)/metrics").body
-            process.terminate()
-            process.waitUntilExit()
+            try await terminateAndWait(process)  // SIGTERM, bounded
             let logText = try String(contentsOfFile: logPath, encoding: .utf8)
             let events = api.requests.filter { $0.method == "POST" && $0.path.hasSuffix("/events") }.map(\.body)
 

@@ -277,8 +277,7 @@ struct SyncControllerEndToEndTests {
             world.emulator.setSecret(vault: "kv1", name: "db-pass", value: "after-failover")
             try await Self.delete(api, Self.secretPath)
             try await eventually("new leader restores and refreshes", within: .seconds(30)) { Self.password(api) == "after-failover" }
-            second.terminate()
-            second.waitUntilExit()
+            try await terminateAndWait(second)  // SIGTERM, bounded
             #expect(second.terminationStatus == 0)
             let log = try String(contentsOfFile: world.root + "/second.log", encoding: .utf8)
             #expect(log.contains("became leader"))
