@@ -287,17 +287,7 @@ struct ControllerWatchFaultTests {
         bookmarkInterval: Duration = .seconds(60),
         _ body: (FakeKubernetesAPIServer, RESTKubernetesClient) async throws -> Void
     ) async throws {
-        let server = try await FakeKubernetesAPIServer(requiredToken: "t0ken", bookmarkInterval: bookmarkInterval)
-        let client = try RESTKubernetesClient(configuration: KubernetesConfiguration(server: server.url, credentials: .token("t0ken")))
-        do {
-            try await body(server, client)
-        } catch {
-            try await client.shutdown()
-            try await server.shutdown()
-            throw error
-        }
-        try await client.shutdown()
-        try await server.shutdown()
+        try await FakeKubernetesAPIServer.withClient(bookmarkInterval: bookmarkInterval, body)
     }
 
     @Test func watchDeliversBookmarksAndEndsWhenTheServerCloses() async throws {

@@ -158,17 +158,7 @@ struct RESTKubernetesClientFaultTests {
     static let status = RESTKubernetesClientTests.podStatus(namespace: "ns")
 
     func withClient(_ body: (FakeKubernetesAPIServer, RESTKubernetesClient) async throws -> Void) async throws {
-        let server = try await FakeKubernetesAPIServer(requiredToken: "t0ken")
-        let client = try RESTKubernetesClient(configuration: KubernetesConfiguration(server: server.url, credentials: .token("t0ken")))
-        do {
-            try await body(server, client)
-        } catch {
-            try await client.shutdown()
-            try await server.shutdown()
-            throw error
-        }
-        try await client.shutdown()
-        try await server.shutdown()
+        try await FakeKubernetesAPIServer.withClient(body)
     }
 
     @Test func mapsInjectedStatusErrors() async throws {

@@ -206,17 +206,7 @@ struct FakePatchTypesTests {
     }
 
     func withClient(_ body: (FakeKubernetesAPIServer, RESTKubernetesClient) async throws -> Void) async throws {
-        let server = try await FakeKubernetesAPIServer(requiredToken: "t0ken")
-        let client = try RESTKubernetesClient(configuration: KubernetesConfiguration(server: server.url, credentials: .token("t0ken")))
-        do {
-            try await body(server, client)
-        } catch {
-            try await client.shutdown()
-            try await server.shutdown()
-            throw error
-        }
-        try await client.shutdown()
-        try await server.shutdown()
+        try await FakeKubernetesAPIServer.withClient(body)
     }
 
     static func seedDeployment(_ server: FakeKubernetesAPIServer) {
