@@ -10,6 +10,11 @@ import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
+// sockaddr_in's members may be vended by NIO's C shim, depending on the order a clean build imports modules in
+// (MemberImportVisibility then wants that module imported here).
+#if canImport(CNIOLinux)
+import CNIOLinux
+#endif
 
 /// A real Kubernetes API server (etcd + kube-apiserver v1.36, both on loopback) for the tests that only need an
 /// API server that works; the faults a real one cannot be made to produce stay with ``FakeKubernetesAPIServer``.
@@ -353,7 +358,8 @@ package final class RealKubernetesAPIServer: Sendable {
         defer { close(fd) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        // inet_pton rather than `sin_addr.s_addr`: which module vends in_addr's member depends on the build order.
+        _ = inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
         address.sin_port = 0
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         let bound = withUnsafeMutablePointer(to: &address) { pointer in
@@ -372,7 +378,8 @@ package final class RealKubernetesAPIServer: Sendable {
         defer { close(fd) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        // inet_pton rather than `sin_addr.s_addr`: which module vends in_addr's member depends on the build order.
+        _ = inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
         address.sin_port = UInt16(port).bigEndian
         return withUnsafePointer(to: &address) { pointer in
             pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
