@@ -1,4 +1,15 @@
 // swift-tools-version:6.1
+// The layout is the architecture; each layer depends only on the layers above it in this list.
+//   Sources/1-Core         the domain: values, the publish/refresh/unpublish steps, the seam protocols. No I/O.
+//   Sources/2-Adapters     one target per edge: CSI over gRPC, Azure Key Vault, Kubernetes REST, Linux system
+//                          calls, the HTTPS client, the HTTP listener, metrics and logging. Each implements seams
+//                          of the core; none knows another adapter except the HTTP client and listener they share.
+//   Sources/3-Application  the assemblies: the node plugin, the controller and the provider server, each a
+//                          `ServiceGroup` of adapters built from one configuration value.
+//   Sources/4-Commands     what a user types: flag parsing, `render`, `crds apply`, and the executable.
+// Apart from the product: TestSupport/ (fakes, harnesses over real sockets, the Key Vault emulator, the fuzzer)
+// and Tools/ (the demo, the benchmark, the fuzzer's and the emulator's executables). The product's binary links
+// nothing from either.
 import PackageDescription
 
 /// Settings shared by every target: Swift 6 language mode with strict concurrency and explicit existentials.
@@ -43,6 +54,7 @@ let package = Package(
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
+            path: "Sources/2-Adapters/CSIProtocol",
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         // Domain values, the publish/refresh/recovery/unpublish steps, the atomic writer and the seam protocols.
@@ -50,6 +62,7 @@ let package = Package(
         .target(
             name: "SecretsStoreCore",
             dependencies: [.product(name: "Logging", package: "swift-log")],
+            path: "Sources/1-Core/SecretsStoreCore",
             swiftSettings: swiftSettings
         ),
         // One way to build an HTTPS client (AsyncHTTPClient + NIOSSL): extra CA roots, client certificates,
@@ -61,6 +74,7 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
+            path: "Sources/2-Adapters/SecretsStoreHTTPClient",
             swiftSettings: swiftSettings
         ),
         // Kubernetes REST client (in-cluster or kubeconfig) over AsyncHTTPClient.
@@ -76,6 +90,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
             ],
+            path: "Sources/2-Adapters/SecretsStoreKubernetes",
             swiftSettings: swiftSettings
         ),
         // The built-in Azure Key Vault provider: parameters, Entra ID / IMDS tokens, Key Vault REST, file contents.
@@ -95,6 +110,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
             ],
+            path: "Sources/2-Adapters/SecretsStoreAzure",
             swiftSettings: swiftSettings
         ),
         // A small HTTP/1.1 server (plain or TLS) for the test doubles of HTTP services (Key Vault emulator, fake
@@ -107,6 +123,7 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
+            path: "Sources/2-Adapters/SecretsStoreHTTPServer",
             swiftSettings: swiftSettings
         ),
         // Prometheus metrics and the production /metrics + /healthz listener (bounded, NIO HTTP/1.1).
@@ -121,6 +138,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
+            path: "Sources/2-Adapters/SecretsStoreObservability",
             swiftSettings: swiftSettings
         ),
         // A faithful stand-in for Key Vault, Entra ID and IMDS over HTTPS, for tests, benchmarks and the demo.
@@ -138,12 +156,14 @@ let package = Package(
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Yams", package: "Yams"),
             ],
+            path: "TestSupport/KeyVaultEmulator",
             swiftSettings: swiftSettings
         ),
         // Linux system calls: tmpfs mount/unmount, /proc/self/mountinfo, POSIX file operations.
         .target(
             name: "SecretsStoreLinux",
             dependencies: ["SecretsStoreCore"],
+            path: "Sources/2-Adapters/SecretsStoreLinux",
             swiftSettings: swiftSettings
         ),
         // Everything that speaks gRPC: CSI Identity + Node services, the one mapping of domain errors to gRPC
@@ -161,17 +181,18 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
+            path: "Sources/2-Adapters/SecretsStoreCSI",
             swiftSettings: swiftSettings
         ),
         // The Swift runtime's global-executor hook, reached by the linker (the static runtime hides it from dlsym).
-        .target(name: "CConcurrencyHook"),
-        // The application layer: `DriverConfiguration` and `DriverAssembly`, the one place that turns it into a
-        // `ServiceGroup` (start-up recovery, CSI server, metrics/health listener, rotation service, Kubernetes
-        // and Azure HTTPS clients, built-in providers), with every seam overridable; the `provider azure`
-        // server; the rotation loop. The executable, the demo, the bench and the end-to-end tests all build the
-        // driver through it. Also the process-level helpers: Go flag syntax, `--endpoint`, the log handler.
+        .target(name: "CConcurrencyHook", path: "Sources/3-Application/CConcurrencyHook"),
+        // The application layer: `DriverConfiguration` and `DriverAssembly` (the node plugin), `ControllerAssembly`
+        // and `BuiltInProviderServer` (`provider azure`), each turning one configuration value into a
+        // `ServiceGroup` with every seam overridable, and the services they run (rotation, pod status writes,
+        // reflectors, heap trim, the kubelet registrar). The executable, the demo, the bench and the end-to-end
+        // tests all build the driver through it.
         .target(
-            name: "SecretsStoreDriver",
+            name: "SecretsStoreApplication",
             dependencies: [
                 "CConcurrencyHook",
                 "SecretsStoreCore",
@@ -187,6 +208,23 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
+            path: "Sources/3-Application/SecretsStoreApplication",
+            swiftSettings: swiftSettings
+        ),
+        // The command line: Go flag syntax, `render` (the dry run and the full render of a SecretProviderClass, with
+        // its checks), `crds apply` and the CRDs it embeds.
+        .target(
+            name: "SecretsStoreCommandLine",
+            dependencies: [
+                "SecretsStoreApplication",
+                "SecretsStoreCore",
+                "SecretsStoreAzure",
+                "SecretsStoreCSI",
+                "SecretsStoreKubernetes",
+                "SecretsStoreLinux",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/4-Commands/SecretsStoreCommandLine",
             swiftSettings: swiftSettings
         ),
         // Fakes of the core's seams that need nothing but the core: recording mounter, fake Kubernetes client,
@@ -197,6 +235,7 @@ let package = Package(
                 "SecretsStoreCore",
                 .product(name: "Logging", package: "swift-log"),
             ],
+            path: "TestSupport/SecretsStoreCoreTesting",
             swiftSettings: swiftSettings
         ),
         // Harnesses over real sockets for the tests, the demo and the bench: fake Kubernetes API server (HTTP), the
@@ -205,9 +244,11 @@ let package = Package(
         .target(
             name: "SecretsStoreTesting",
             dependencies: [
+                "SecretsStoreObservability",
+                "SecretsStoreCommandLine",
                 "SecretsStoreCoreTesting",
                 "SecretsStoreCSI",
-                "SecretsStoreDriver",
+                "SecretsStoreApplication",
                 "SecretsStoreHTTPServer",
                 "SecretsStoreKubernetes",
                 "CSIProtocol",
@@ -219,6 +260,7 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            path: "TestSupport/SecretsStoreTesting",
             swiftSettings: swiftSettings
         ),
         // Deterministic mutation fuzzing of the parsers and validators that take outside input, over the
@@ -229,18 +271,22 @@ let package = Package(
                 "SecretsStoreCore", "SecretsStoreAzure", "SecretsStoreCSI", "SecretsStoreKubernetes", "CSIProtocol",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
+            path: "TestSupport/SecretsStoreFuzzing",
             swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "csi-fuzz",
             dependencies: ["SecretsStoreFuzzing", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Tools/csi-fuzz",
             swiftSettings: swiftSettings
         ),
         // The shipped binary: flag parsing, then a `DriverConfiguration` handed to the assembly.
         .executableTarget(
             name: "secrets-store-csi-driver",
             dependencies: [
-                "SecretsStoreDriver",
+                "SecretsStoreCommandLine",
+                "SecretsStoreObservability",
+                "SecretsStoreApplication",
                 "SecretsStoreCore",
                 "SecretsStoreAzure",
                 "SecretsStoreCSI",
@@ -249,6 +295,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
+            path: "Sources/4-Commands/secrets-store-csi-driver",
             swiftSettings: swiftSettings,
             // Release on Linux: link with lld so relative relocations are packed (DT_RELR, glibc >= 2.36: 3.5 MB of
             // .rela.dyn read at every start becomes ~0.1 MB), and export no symbols (the static runtime's
@@ -276,6 +323,7 @@ let package = Package(
                 "KeyVaultEmulator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
+            path: "Tools/keyvault-emulator",
             swiftSettings: swiftSettings
         ),
         // The two-command demo: emulator + the driver's assembly (in-memory Kubernetes API injected) on a
@@ -283,13 +331,14 @@ let package = Package(
         .executableTarget(
             name: "secrets-store-csi-demo",
             dependencies: [
-                "SecretsStoreCore", "SecretsStoreDriver", "SecretsStoreKubernetes", "SecretsStoreLinux", "SecretsStoreAzure",
+                "SecretsStoreCore", "SecretsStoreApplication", "SecretsStoreKubernetes", "SecretsStoreLinux", "SecretsStoreAzure",
                 "SecretsStoreCoreTesting", "SecretsStoreTesting", "KeyVaultEmulator", "CSIProtocol",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
             ],
+            path: "Tools/secrets-store-csi-demo",
             swiftSettings: swiftSettings
         ),
         // Benchmarks: figures printed next to a floor measured in the same run (see BENCHMARKS.md). The rotation
@@ -298,7 +347,7 @@ let package = Package(
         .executableTarget(
             name: "csi-bench",
             dependencies: [
-                "SecretsStoreCore", "SecretsStoreDriver", "SecretsStoreLinux", "SecretsStoreCoreTesting", "SecretsStoreTesting",
+                "SecretsStoreCore", "SecretsStoreApplication", "SecretsStoreLinux", "SecretsStoreCoreTesting", "SecretsStoreTesting",
                 "CSIProtocol", "SecretsStoreAzure", "KeyVaultEmulator",
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -306,6 +355,7 @@ let package = Package(
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            path: "Tools/csi-bench",
             swiftSettings: swiftSettings
         ),
         // The core's tests: no gRPC, no NIO, no sockets. SecretsStoreLinux (system calls only) because the
@@ -323,7 +373,7 @@ let package = Package(
         .testTarget(
             name: "SecretsStoreCSITests",
             dependencies: [
-                "SecretsStoreCore", "SecretsStoreCoreTesting", "SecretsStoreTesting", "SecretsStoreCSI", "SecretsStoreDriver",
+                "SecretsStoreCore", "SecretsStoreCoreTesting", "SecretsStoreTesting", "SecretsStoreCSI", "SecretsStoreApplication",
                 "SecretsStoreLinux", "CSIProtocol",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
@@ -346,16 +396,28 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // The application layer: command-line helpers, the rotation loop, and the assembly run with fakes.
+        // The application layer: the assemblies run with fakes, the kubelet registrar, the services they run.
         .testTarget(
-            name: "SecretsStoreDriverTests",
+            name: "SecretsStoreApplicationTests",
             dependencies: [
                 "SecretsStoreObservability",
-                "SecretsStoreDriver", "SecretsStoreCore", "SecretsStoreCoreTesting", "SecretsStoreTesting",
+                "SecretsStoreApplication", "SecretsStoreCore", "SecretsStoreCoreTesting", "SecretsStoreTesting",
                 "SecretsStoreKubernetes", "CSIProtocol",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The command line: Go flag syntax, `render`, `crds apply` against a fake API server.
+        .testTarget(
+            name: "SecretsStoreCommandLineTests",
+            dependencies: [
+                "SecretsStoreCommandLine", "SecretsStoreApplication", "SecretsStoreCore", "SecretsStoreCoreTesting",
+                "SecretsStoreTesting", "SecretsStoreKubernetes",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -394,7 +456,8 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             dependencies: [
-                "SecretsStoreCore", "SecretsStoreCSI", "SecretsStoreDriver", "SecretsStoreKubernetes", "SecretsStoreLinux",
+                "SecretsStoreCommandLine",
+                "SecretsStoreCore", "SecretsStoreCSI", "SecretsStoreApplication", "SecretsStoreKubernetes", "SecretsStoreLinux",
                 "SecretsStoreCoreTesting", "SecretsStoreTesting", "CSIProtocol", "SecretsStoreAzure", "KeyVaultEmulator",
                 "SecretsStoreObservability",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),

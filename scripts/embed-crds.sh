@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates Sources/SecretsStoreDriver/EmbeddedCRDs.swift from charts/secrets-store-csi-driver/crds/*.yaml:
+# Regenerates Sources/4-Commands/SecretsStoreCommandLine/EmbeddedCRDs.swift from charts/secrets-store-csi-driver/crds/*.yaml:
 # each CRD file becomes a Swift raw string literal, byte for byte, so `secrets-store-csi-driver crds apply`
 # carries the chart's CRDs without SwiftPM resources (which would pull in Foundation's Bundle).
 # Run it after every change to the chart's crds/; the test "embedded CRDs are the chart's files" fails until
@@ -8,7 +8,7 @@ set -euo pipefail
 export LC_ALL=C
 root=$(cd "$(dirname "$0")/.." && pwd)
 crds="$root/charts/secrets-store-csi-driver/crds"
-out="$root/Sources/SecretsStoreDriver/EmbeddedCRDs.swift"
+out="$root/Sources/4-Commands/SecretsStoreCommandLine/EmbeddedCRDs.swift"
 delimiter='##'
 
 generate() {

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates Sources/CSIProtocol/*.pb.swift and *.grpc.swift from proto/*.proto (CSI v1, the v1alpha1
+# Regenerates Sources/2-Adapters/CSIProtocol/*.pb.swift and *.grpc.swift from proto/*.proto (CSI v1, the v1alpha1
 # provider API, grpc.health.v1 and kubelet's plugin registration v1).
 #
 # Needs protoc with the well-known types (Debian: protobuf-compiler libprotobuf-dev). The two Swift
@@ -9,7 +9,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 plugins="$root/scripts/protoc-plugins"
-out="$root/Sources/CSIProtocol"
+out="$root/Sources/2-Adapters/CSIProtocol"
 
 (cd "$plugins" && swift build -q --product protoc-gen-swift && swift build -q --product protoc-gen-grpc-swift-2)
 bin=$(cd "$plugins" && swift build --show-bin-path)
@@ -23,5 +23,5 @@ protoc -I "$root/proto" -I /usr/include \
   "$root/proto/pluginregistration.proto"
 
 if [ "${1:-}" = "--check" ]; then
-  git -C "$root" diff --exit-code -- Sources/CSIProtocol
+  git -C "$root" diff --exit-code -- Sources/2-Adapters/CSIProtocol
 fi

@@ -5,7 +5,7 @@ import GRPCNIOTransportHTTP2
 import Logging
 import SecretsStoreCore
 import SecretsStoreCoreTesting
-import SecretsStoreDriver
+import SecretsStoreApplication
 import SecretsStoreKubernetes
 import SecretsStoreLinux
 import SecretsStoreObservability

@@ -8,7 +8,7 @@ import SecretsStoreAzure
 import SecretsStoreCSI
 import SecretsStoreCore
 import SecretsStoreCoreTesting
-import SecretsStoreDriver
+import SecretsStoreApplication
 import SecretsStoreObservability
 import ServiceLifecycle
 import Synchronization

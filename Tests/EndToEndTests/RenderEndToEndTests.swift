@@ -1,3 +1,4 @@
+import SecretsStoreCommandLine
 import CSIProtocol
 import Foundation
 import KeyVaultEmulator
@@ -5,7 +6,7 @@ import Logging
 import SecretsStoreAzure
 import SecretsStoreCore
 import SecretsStoreCoreTesting
-import SecretsStoreDriver
+import SecretsStoreApplication
 import SecretsStoreKubernetes
 import SecretsStoreLinux
 import SecretsStoreTesting

@@ -5,9 +5,10 @@ import GRPCNIOTransportHTTP2
 import Logging
 import SecretsStoreCore
 import SecretsStoreCoreTesting
-import SecretsStoreDriver
+import SecretsStoreApplication
 import SecretsStoreKubernetes
 import SecretsStoreLinux
+import SecretsStoreObservability
 import SecretsStoreTesting
 import Testing
 

@@ -4,7 +4,7 @@ import Logging
 import SecretsStoreAzure
 import SecretsStoreCore
 import SecretsStoreCoreTesting
-import SecretsStoreDriver
+import SecretsStoreApplication
 import SecretsStoreKubernetes
 import SecretsStoreTesting
 import Synchronization

@@ -9,7 +9,7 @@ import Logging
 import SecretsStoreCSI
 import SecretsStoreCore
 import SecretsStoreCoreTesting
-import SecretsStoreDriver
+import SecretsStoreApplication
 import SecretsStoreTesting
 import SecretsStoreLinux
 import Synchronization

@@ -1,0 +1,224 @@
+import Logging
+import SecretsStoreCore
+import SecretsStoreCoreTesting
+import SecretsStoreApplication
+import Synchronization
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The assembly's SecretProviderClass watch cache (with a client that can watch), and the rotation loop's
+/// wait following the shortest `spec.refreshInterval`.
+@Suite("Driver assembly: SecretProviderClass cache and refresh intervals", .timeLimit(.minutes(3)))
+struct SecretProviderClassCacheAssemblyTests {
+    static let spc = SecretProviderClass(namespace: "ns", name: "spc", provider: "test", parameters: ["objects": "a"])
+    static let files = ProviderResponse(
+        files: [SecretFile(path: "username", mode: 0o644, contents: Array("admin".utf8))],
+        objectVersions: [ObjectVersion(id: "secret/username", version: "1")]
+    )
+
+    static func request(target: String, spc: String = "spc") -> PublishRequest {
+        PublishRequest(
+            volumeID: "csi-1",
+            targetPath: target,
+            accessType: .mount,
+            readOnly: true,
+            volumeContext: [
+                "secretProviderClass": spc,
+                "csi.storage.k8s.io/pod.name": "pod",
+                "csi.storage.k8s.io/pod.namespace": "ns",
+                "csi.storage.k8s.io/pod.uid": "uid-1",
+                "csi.storage.k8s.io/serviceAccount.name": "default",
+            ],
+            secrets: [:]
+        )
+    }
+
+    func assembly(root: String, kubernetes: any KubernetesClient, watch: Bool) async throws -> DriverAssembly {
+        try await DriverAssembly(
+            configuration: DriverConfiguration(
+                socketPath: root + "/csi.sock",
+                nodeID: "node-1",
+                providerDirectories: [],
+                metricsAddress: "127.0.0.1:0",
+                builtInAzure: nil,
+                watchSecretProviderClasses: watch
+            ),
+            seams: DriverAssembly.Seams(
+                kubernetes: kubernetes,
+                providers: FixedProviderDirectory(["test": StaticProvider(Self.files)]),
+                mounter: RecordingMounter()
+            ),
+            logger: LogCapture().logger()
+        )
+    }
+
+    @Test("with a client that can watch, publishes read the class from the cache once it has synced")
+    func publishesReadFromTheCache() async throws {
+        try await withTemporaryDirectory { (root: String) async throws in
+            let api = CountingControllerClient()
+            api.base.apply(Self.spc)
+            let driver = try await assembly(root: root, kubernetes: api, watch: true)
+            let target = root + "/target"
+            #expect(mkdir(target, 0o750) == 0)
+            try await driver.withRunning { (_: DriverAssembly.Listening) async throws in
+                // The reflector watches only after it has applied its first list.
+                try await eventually("the reflector watching") { api.counts.watches != 0 }
+                #expect(try await driver.publisher.publish(Self.request(target: target), logger: Logger(label: "test")) == .published)
+            }
+            #expect(api.counts.lists >= 1)
+            #expect(api.counts.gets == 0)
+        }
+    }
+
+    @Test("with watchSecretProviderClasses off, every publish is a GET and nothing is listed")
+    func watchOffIsAGet() async throws {
+        try await withTemporaryDirectory { (root: String) async throws in
+            let api = CountingControllerClient()
+            api.base.apply(Self.spc)
+            let driver = try await assembly(root: root, kubernetes: api, watch: false)
+            let target = root + "/target"
+            #expect(mkdir(target, 0o750) == 0)
+            try await driver.withRunning { (_: DriverAssembly.Listening) async throws in
+                #expect(try await driver.publisher.publish(Self.request(target: target), logger: Logger(label: "test")) == .published)
+            }
+            #expect(api.counts.gets == 1)
+            #expect(api.counts.lists == 0)
+        }
+    }
+
+    @Test("the rotation loop waits the shortest refreshInterval among published volumes, else the poll interval")
+    func rotationWaitFollowsTheShortestInterval() async throws {
+        let fileSystem = InMemoryFileSystem()
+        let target = "/pods/uid-1/volumes/kubernetes.io~csi/secrets/mount"
+        try fileSystem.createDirectories(at: target, permissions: 0o750)
+        var fast = Self.spc
+        fast.name = "fast"
+        fast.refreshInterval = "10s"
+        let publisher = NodePublisher(
+            kubernetes: FakeKubernetesClient([fast]),
+            providers: FixedProviderDirectory(["test": StaticProvider(Self.files)]),
+            mounter: RecordingMounter(fileSystem: fileSystem),
+            fileSystem: fileSystem,
+            monotonicNow: { .seconds(1000) },
+            wallClockSeconds: { 1_795_919_943 },
+            configuration: .init(nodeID: "node-1", rotation: RotationPolicy(enabled: true, interval: .seconds(120)))
+        )
+
+        func waits() async throws -> [Duration] {
+            let waits = Mutex<[Duration]>([])
+            let service = RotationService(publisher: publisher, interval: .seconds(120), logger: Logger(label: "test")) { duration in
+                let count = waits.withLock { $0.append(duration); return $0.count }
+                if count > 1 { throw CancellationError() }
+            }
+            try await service.run()
+            return waits.withLock { $0 }
+        }
+
+        let before = try await waits()
+        #expect(before.count == 2)
+        #expect(before.allSatisfy { $0 >= .seconds(120) && $0 <= .seconds(132) })
+
+        #expect(try await publisher.publish(Self.request(target: target, spc: "fast"), logger: Logger(label: "test")) == .published)
+        let after = try await waits()
+        #expect(after.count == 2)
+        #expect(after.allSatisfy { $0 >= .seconds(10) && $0 <= .seconds(11) })
+    }
+}
+
+/// An ``InMemoryControllerAPI`` that counts SecretProviderClass GETs, lists and watches.
+final class CountingControllerClient: ControllerKubernetesClient {
+    struct Counts { var gets = 0, lists = 0, watches = 0 }
+
+    let base = InMemoryControllerAPI()
+    private let state = Mutex(Counts())
+
+    var counts: Counts { state.withLock { $0 } }
+
+    func secretProviderClass(namespace: String, name: String, logger: Logger) async throws(KubernetesClientError) -> SecretProviderClass {
+        state.withLock { $0.gets += 1 }
+        return try await base.secretProviderClass(namespace: namespace, name: name, logger: logger)
+    }
+
+    func listSecretProviderClasses(namespace: String?, logger: Logger) async throws(KubernetesClientError) -> Listed<SecretProviderClass> {
+        state.withLock { $0.lists += 1 }
+        return try await base.listSecretProviderClasses(namespace: namespace, logger: logger)
+    }
+
+    func watchSecretProviderClasses(namespace: String?, resourceVersion: String, logger: Logger) -> WatchStream<SecretProviderClass> {
+        state.withLock { $0.watches += 1 }
+        return base.watchSecretProviderClasses(namespace: namespace, resourceVersion: resourceVersion, logger: logger)
+    }
+
+    // MARK: Forwarded unchanged
+
+    func applyPodStatus(_ status: SecretProviderClassPodStatus, logger: Logger) async throws(KubernetesClientError) -> String {
+        try await base.applyPodStatus(status, logger: logger)
+    }
+    func podStatuses(nodeName: String, logger: Logger) async throws(KubernetesClientError) -> [SecretProviderClassPodStatus] {
+        try await base.podStatuses(nodeName: nodeName, logger: logger)
+    }
+    func pod(namespace: String, name: String, logger: Logger) async throws(KubernetesClientError) -> PodInfo {
+        try await base.pod(namespace: namespace, name: name, logger: logger)
+    }
+    func secret(namespace: String, name: String, logger: Logger) async throws(KubernetesClientError) -> KubernetesSecret? {
+        try await base.secret(namespace: namespace, name: name, logger: logger)
+    }
+    func createSecret(_ secret: KubernetesSecret, logger: Logger) async throws(KubernetesClientError) {
+        try await base.createSecret(secret, logger: logger)
+    }
+    func updateSecret(_ secret: KubernetesSecret, logger: Logger) async throws(KubernetesClientError) {
+        try await base.updateSecret(secret, logger: logger)
+    }
+    func recordEvent(_ event: PodEvent, logger: Logger) async throws(KubernetesClientError) {
+        try await base.recordEvent(event, logger: logger)
+    }
+    func updateSecretProviderClassStatus(
+        namespace: String,
+        name: String,
+        status: SecretProviderClassStatus,
+        logger: Logger
+    ) async throws(KubernetesClientError) {
+        try await base.updateSecretProviderClassStatus(namespace: namespace, name: name, status: status, logger: logger)
+    }
+    func recordEvent(_ event: SecretProviderClassEvent, logger: Logger) async throws(KubernetesClientError) {
+        try await base.recordEvent(event, logger: logger)
+    }
+    func listSecrets(namespace: String?, labelSelector: [String: String], logger: Logger) async throws(KubernetesClientError) -> Listed<KubernetesSecret> {
+        try await base.listSecrets(namespace: namespace, labelSelector: labelSelector, logger: logger)
+    }
+    func watchSecrets(namespace: String?, labelSelector: [String: String], resourceVersion: String, logger: Logger) -> WatchStream<KubernetesSecret> {
+        base.watchSecrets(namespace: namespace, labelSelector: labelSelector, resourceVersion: resourceVersion, logger: logger)
+    }
+    func deleteSecret(namespace: String, name: String, logger: Logger) async throws(KubernetesClientError) {
+        try await base.deleteSecret(namespace: namespace, name: name, logger: logger)
+    }
+    func serviceAccountExists(namespace: String, name: String, logger: Logger) async throws(KubernetesClientError) -> Bool {
+        try await base.serviceAccountExists(namespace: namespace, name: name, logger: logger)
+    }
+    func requestToken(
+        namespace: String,
+        serviceAccount: String,
+        audience: String,
+        expirationSeconds: Int,
+        logger: Logger
+    ) async throws(KubernetesClientError) -> ServiceAccountToken {
+        try await base.requestToken(
+            namespace: namespace, serviceAccount: serviceAccount, audience: audience, expirationSeconds: expirationSeconds, logger: logger
+        )
+    }
+    func csiDriverTokenAudiences(driverName: String, logger: Logger) async throws(KubernetesClientError) -> [String] {
+        try await base.csiDriverTokenAudiences(driverName: driverName, logger: logger)
+    }
+    func lease(namespace: String, name: String, logger: Logger) async throws(KubernetesClientError) -> LeaseRecord? {
+        try await base.lease(namespace: namespace, name: name, logger: logger)
+    }
+    func createLease(_ lease: LeaseRecord, logger: Logger) async throws(KubernetesClientError) -> LeaseRecord {
+        try await base.createLease(lease, logger: logger)
+    }
+    func updateLease(_ lease: LeaseRecord, logger: Logger) async throws(KubernetesClientError) -> LeaseRecord {
+        try await base.updateLease(lease, logger: logger)
+    }
+}
