@@ -29,6 +29,8 @@ package final class InMemoryControllerAPI: ControllerKubernetesClient {
         var secretWriteFailure: KubernetesClientError?
         var leaseFailure: KubernetesClientError?
         var secretWrites = 0
+        /// Lease reads (failed ones too), by the label of the logger they came with.
+        var leaseReads: [String: Int] = [:]
     }
 
     private let state = Mutex(State())
@@ -143,6 +145,9 @@ package final class InMemoryControllerAPI: ControllerKubernetesClient {
     package var tokenRequestCount: Int { state.withLock { $0.tokenRequests.count } }
     /// Secret creates and updates so far.
     package var secretWrites: Int { state.withLock { $0.secretWrites } }
+    /// How many times the Lease was read with a logger labelled `label` (a test gives each candidate its own).
+    package func leaseReads(byLoggerLabel label: String) -> Int { state.withLock { $0.leaseReads[label] ?? 0 } }
+
     /// The Lease, if any.
     package func storedLease(namespace: String, name: String) -> LeaseRecord? { state.withLock { $0.leases[Self.key(namespace, name)] } }
 
@@ -229,6 +234,31 @@ package final class InMemoryControllerAPI: ControllerKubernetesClient {
     }
 
     package func recordEvent(_ event: PodEvent, logger: Logger) async throws(KubernetesClientError) {}
+
+    // The controller never restarts workloads: these verbs answer as an API server without the objects would.
+
+    /// Throws ``KubernetesClientError/notFound(_:)``: this fake holds no ReplicaSets.
+    package func replicaSetOwners(namespace: String, name: String, logger: Logger) async throws(KubernetesClientError) -> [OwnerReference] {
+        throw .notFound("replicasets \"\(name)\" not found")
+    }
+
+    /// Throws ``KubernetesClientError/notFound(_:)``: this fake holds no workloads.
+    package func workload(_ reference: WorkloadReference, logger: Logger) async throws(KubernetesClientError) -> Workload {
+        throw .notFound("\(reference.kind.resource) \"\(reference.name)\" not found")
+    }
+
+    /// Throws ``KubernetesClientError/notFound(_:)``: this fake holds no workloads.
+    package func patchTemplateAnnotations(
+        _ reference: WorkloadReference,
+        annotations: [String: String],
+        resourceVersion: String?,
+        logger: Logger
+    ) async throws(KubernetesClientError) -> Workload {
+        throw .notFound("\(reference.kind.resource) \"\(reference.name)\" not found")
+    }
+
+    /// Accepts and drops the event, as the pod-event `recordEvent` does.
+    package func recordEvent(_ event: WorkloadEvent, logger: Logger) async throws(KubernetesClientError) {}
 
     // MARK: ControllerKubernetesClient
 
@@ -333,6 +363,7 @@ package final class InMemoryControllerAPI: ControllerKubernetesClient {
 
     package func lease(namespace: String, name: String, logger: Logger) async throws(KubernetesClientError) -> LeaseRecord? {
         let result: Result<LeaseRecord?, KubernetesClientError> = state.withLock { state in
+            state.leaseReads[logger.label, default: 0] += 1
             if let failure = state.leaseFailure { return .failure(failure) }
             return .success(state.leases[Self.key(namespace, name)])
         }

@@ -104,21 +104,6 @@ struct DriverAssemblyTests {
         }
     }
 
-    @Test("a shutdown requested before run stops the run right after it starts; a second run is refused")
-    func shutdownBeforeRun() async throws {
-        try await withTemporaryDirectory { (root: String) async throws in
-            let driver = try await DriverAssembly(
-                configuration: Self.configuration(root: root),
-                seams: DriverAssembly.Seams(kubernetes: FakeKubernetesClient(), mounter: RecordingMounter()),
-                logger: LogCapture().logger()
-            )
-            await driver.triggerGracefulShutdown()
-            try await driver.run()
-            #expect(access(root + "/csi.sock", F_OK) != 0)
-            await #expect(throws: DriverAssemblyError.alreadyStarted) { try await driver.run() }
-        }
-    }
-
     @Test("a bad --metrics-addr fails the run, and whoever waits for listening hears of it")
     func badMetricsAddress() async throws {
         try await withTemporaryDirectory { (root: String) async throws in
@@ -248,6 +233,27 @@ final class ObservingKubernetesClient: KubernetesClient {
     }
 
     func recordEvent(_ event: PodEvent, logger: Logger) async throws(KubernetesClientError) {
+        try await fake.recordEvent(event, logger: logger)
+    }
+
+    func replicaSetOwners(namespace: String, name: String, logger: Logger) async throws(KubernetesClientError) -> [OwnerReference] {
+        try await fake.replicaSetOwners(namespace: namespace, name: name, logger: logger)
+    }
+
+    func workload(_ reference: WorkloadReference, logger: Logger) async throws(KubernetesClientError) -> Workload {
+        try await fake.workload(reference, logger: logger)
+    }
+
+    func patchTemplateAnnotations(
+        _ reference: WorkloadReference,
+        annotations: [String: String],
+        resourceVersion: String?,
+        logger: Logger
+    ) async throws(KubernetesClientError) -> Workload {
+        try await fake.patchTemplateAnnotations(reference, annotations: annotations, resourceVersion: resourceVersion, logger: logger)
+    }
+
+    func recordEvent(_ event: WorkloadEvent, logger: Logger) async throws(KubernetesClientError) {
         try await fake.recordEvent(event, logger: logger)
     }
 }

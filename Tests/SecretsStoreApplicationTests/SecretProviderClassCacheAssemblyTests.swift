@@ -175,6 +175,23 @@ final class CountingControllerClient: ControllerKubernetesClient {
     func recordEvent(_ event: PodEvent, logger: Logger) async throws(KubernetesClientError) {
         try await base.recordEvent(event, logger: logger)
     }
+    func replicaSetOwners(namespace: String, name: String, logger: Logger) async throws(KubernetesClientError) -> [OwnerReference] {
+        try await base.replicaSetOwners(namespace: namespace, name: name, logger: logger)
+    }
+    func workload(_ reference: WorkloadReference, logger: Logger) async throws(KubernetesClientError) -> Workload {
+        try await base.workload(reference, logger: logger)
+    }
+    func patchTemplateAnnotations(
+        _ reference: WorkloadReference,
+        annotations: [String: String],
+        resourceVersion: String?,
+        logger: Logger
+    ) async throws(KubernetesClientError) -> Workload {
+        try await base.patchTemplateAnnotations(reference, annotations: annotations, resourceVersion: resourceVersion, logger: logger)
+    }
+    func recordEvent(_ event: WorkloadEvent, logger: Logger) async throws(KubernetesClientError) {
+        try await base.recordEvent(event, logger: logger)
+    }
     func updateSecretProviderClassStatus(
         namespace: String,
         name: String,

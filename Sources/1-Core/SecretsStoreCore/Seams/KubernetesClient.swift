@@ -17,7 +17,8 @@ package enum KubernetesClientError: Error, Sendable, Equatable {
 /// The Kubernetes API verbs the node path needs, and nothing more.
 ///
 /// Implementations are safe to call concurrently. Every method throws ``KubernetesClientError`` (typed), so
-/// callers translate it in one place without a downcast.
+/// callers translate it in one place without a downcast. No method has a default: a conforming type that leaves
+/// one out does not compile (a test double that has no use for a verb says what it does instead, explicitly).
 package protocol KubernetesClient: Sendable {
     /// Reads `secretproviderclasses/<name>` in `namespace` (group `secrets-store.csi.x-k8s.io`, version `v1`).
     func secretProviderClass(namespace: String, name: String, logger: Logger) async throws(KubernetesClientError) -> SecretProviderClass
@@ -67,34 +68,4 @@ package protocol KubernetesClient: Sendable {
 
     /// Records an event on a workload. Best effort: callers log and ignore failures.
     func recordEvent(_ event: WorkloadEvent, logger: Logger) async throws(KubernetesClientError)
-}
-
-/// Clients written before restart on rotation: the workload verbs fail as not implemented (HTTP 501), which
-/// the rotation trigger reports as a warning and never as a failed refresh.
-extension KubernetesClient {
-    /// Not implemented: throws ``KubernetesClientError/rejected(status:message:)`` with status 501.
-    package func replicaSetOwners(namespace: String, name: String, logger: Logger) async throws(KubernetesClientError) -> [OwnerReference] {
-        throw .rejected(status: 501, message: "reading replicasets is not implemented by this Kubernetes client")
-    }
-
-    /// Not implemented: throws ``KubernetesClientError/rejected(status:message:)`` with status 501.
-    package func workload(_ reference: WorkloadReference, logger: Logger) async throws(KubernetesClientError) -> Workload {
-        throw .rejected(status: 501, message: "reading \(reference.kind.resource) is not implemented by this Kubernetes client")
-    }
-
-    /// Not implemented: throws ``KubernetesClientError/rejected(status:message:)`` with status 501.
-    @discardableResult
-    package func patchTemplateAnnotations(
-        _ reference: WorkloadReference,
-        annotations: [String: String],
-        resourceVersion: String?,
-        logger: Logger
-    ) async throws(KubernetesClientError) -> Workload {
-        throw .rejected(status: 501, message: "patching \(reference.kind.resource) is not implemented by this Kubernetes client")
-    }
-
-    /// Not implemented: throws ``KubernetesClientError/rejected(status:message:)`` with status 501.
-    package func recordEvent(_ event: WorkloadEvent, logger: Logger) async throws(KubernetesClientError) {
-        throw .rejected(status: 501, message: "recording events on workloads is not implemented by this Kubernetes client")
-    }
 }
