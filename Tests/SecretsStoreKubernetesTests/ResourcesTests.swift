@@ -2,7 +2,7 @@ import Foundation
 import Logging
 import SecretsStoreCore
 import SecretsStoreHTTPClient
-import SecretsStoreKubernetes
+@testable import SecretsStoreKubernetes
 import SecretsStoreTesting
 import Testing
 

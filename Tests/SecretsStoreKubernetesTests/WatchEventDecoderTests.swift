@@ -1,6 +1,6 @@
 import Foundation
 import SecretsStoreCore
-import SecretsStoreKubernetes
+@testable import SecretsStoreKubernetes
 import Testing
 
 @Suite("Watch line buffer, event decoder, RFC 3339 and the status patch")

@@ -11,7 +11,6 @@ import SecretsStoreApplication
 import SecretsStoreKubernetes
 import SecretsStoreLinux
 import SecretsStoreTesting
-import Yams
 
 /// `swift run secrets-store-csi-demo`: the real driver on embedded defaults, with nothing to install.
 ///
@@ -40,8 +39,7 @@ struct Demo {
         say("Key Vault emulator on \(emulator.baseURL) (vault kv1, tenant \(seed.tenantID ?? "-"))")
 
         // 2. The cluster: the SecretProviderClass from the file, everything else in memory.
-        let spcDocument = try YAMLDecoder().decode(Resources.SecretProviderClass.self, from: String(contentsOfFile: spcPath, encoding: .utf8))
-        let spc = spcDocument.domainValue(namespace: "default", name: "demo")
+        let spc = try SecretProviderClass(manifest: String(contentsOfFile: spcPath, encoding: .utf8), namespace: "default", name: "demo")
         let kubernetes = FakeKubernetesClient([spc])
         kubernetes.add(PodInfo(namespace: spc.namespace, name: "demo-app", uid: "0f3c-demo-uid", ownerReferences: []))
         say("SecretProviderClass \(spc.namespace)/\(spc.name) from \(spcPath) (provider \(spc.provider))")

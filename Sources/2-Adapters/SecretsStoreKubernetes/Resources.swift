@@ -6,7 +6,12 @@ import Foundation
 import SecretsStoreCore
 
 /// JSON shapes of the Kubernetes objects the driver reads and writes: only the fields it uses.
-package enum Resources {
+///
+/// Internal to this adapter on purpose: the program has one Kubernetes model, the core's
+/// (`SecretProviderClass`, `SecretProviderClassPodStatus`, `KubernetesSecret`, `Workload`…). These shapes are
+/// how the REST client reads and writes it; each turns into the core's value (`domainValue`) at the edge, and
+/// nothing outside the adapter sees them.
+enum Resources {
     /// `metadata.ownerReferences[]`: an object this one belongs to, for garbage collection.
     package struct OwnerReference: Codable, Sendable, Equatable {
         /// The owner's API version (`v1`, `apps/v1`…).
