@@ -123,7 +123,7 @@ func withDriver(
         let logs = LogCapture()
         let logger = logs.logger(level: .trace, format: .text)
         let cleanup = { (publisher: NodePublisher?) in
-            for volume in publisher?.volumes.targets ?? [] { try? mounter.unmount(volume) }
+            for volume in publisher?.publishedTargets ?? [] { try? mounter.unmount(volume) }
             for target in ["secrets", "other"].map({ root + "/pods/uid-1/volumes/kubernetes.io~csi/\($0)/mount" }) {
                 try? mounter.unmount(target)
             }

@@ -198,7 +198,7 @@ private func withNode(
         logger: cluster.logs.logger(level: .trace, format: .text)
     )
     let cleanup = {
-        for target in driver.publisher.volumes.targets { try? mounter.unmount(target) }
+        for target in driver.publisher.publishedTargets { try? mounter.unmount(target) }
     }
     do {
         try await driver.withRunning(maximumGracefulShutdownDuration: .seconds(10)) { listening in

@@ -191,7 +191,7 @@ struct MountGroupTests {
         let pipeline = try Pipeline()
         #expect(try await pipeline.publisher.publish(pipeline.request(group: "2000"), logger: pipeline.logs.logger()) == .published)
         #expect(pipeline.mounter.mountGroup(of: MountGroupTests.target) == 2000)
-        #expect(pipeline.publisher.volumes.volume(at: MountGroupTests.target)?.request?.mountGroup == 2000)
+        #expect(pipeline.publisher.volume(at: MountGroupTests.target)?.request?.mountGroup == 2000)
         let before = try pipeline.files()
         #expect(!before.isEmpty && before.values.allSatisfy { $0.group == 2000 && $0.mode & 0o040 != 0 })
         #expect(before["password"]?.mode == 0o640)

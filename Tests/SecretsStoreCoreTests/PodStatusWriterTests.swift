@@ -16,7 +16,7 @@ struct PodStatusWriterTests {
             #expect(try harness.read("username") == "admin")
             try await eventually("a retry") { harness.kubernetes.podStatusWriteAttempts >= 2 }
             #expect(harness.kubernetes.podStatuses.isEmpty)
-            #expect(harness.publisher.volumes.volume(at: harness.target)?.podStatusUID == "")
+            #expect(harness.publisher.volume(at: harness.target)?.podStatusUID == "")
             #expect(harness.publisher.podStatusWrites.pendingTargets == [harness.target])
             #expect(harness.logs.all.contains { $0.contains("failed to write pod status; retrying") && $0.contains("api server restarting") })
 
@@ -24,7 +24,7 @@ struct PodStatusWriterTests {
             await harness.publisher.podStatusWrites.settle()
             let status = try #require(harness.kubernetes.podStatuses["ns/pod-ns-spc"])
             #expect(status.objects.map(\.id) == ["secret/password", "secret/username"])
-            #expect(harness.publisher.volumes.volume(at: harness.target)?.podStatusUID == "uid-spcps-pod-ns-spc")
+            #expect(harness.publisher.volume(at: harness.target)?.podStatusUID == "uid-spcps-pod-ns-spc")
             #expect(harness.publisher.podStatusWrites.pendingTargets.isEmpty)
         }
     }

@@ -84,8 +84,8 @@ struct RefreshIntervalTests {
     func shorterIntervalIsHonoured() async throws {
         let node = try Node(fast: "10s")
         try await node.publishBoth()
-        #expect(node.publisher.volumes.volume(at: Node.fastTarget)?.refreshInterval == .seconds(10))
-        #expect(node.publisher.volumes.volume(at: Node.slowTarget)?.refreshInterval == nil)
+        #expect(node.publisher.volume(at: Node.fastTarget)?.refreshInterval == .seconds(10))
+        #expect(node.publisher.volume(at: Node.slowTarget)?.refreshInterval == nil)
 
         #expect(await node.rotate(after: .seconds(9)) == [])
         #expect(await node.rotate(after: .seconds(1)) == [Node.fastTarget])
@@ -122,7 +122,7 @@ struct RefreshIntervalTests {
     func invalidIntervalFallsBack(text: String) async throws {
         let node = try Node(fast: text)
         try await node.publishBoth()
-        #expect(node.publisher.volumes.volume(at: Node.fastTarget)?.refreshInterval == nil)
+        #expect(node.publisher.volume(at: Node.fastTarget)?.refreshInterval == nil)
         let warning = try #require(node.refreshWarnings.first)
         #expect(warning.contains("ns/fast"))
         #expect(warning.contains("spc.field=spec.refreshInterval"))
@@ -138,12 +138,12 @@ struct RefreshIntervalTests {
         node.kubernetes.add(Node.spc("fast", refreshInterval: "10s"))
         #expect(await node.rotate(after: .seconds(10)) == [])
         #expect(await node.rotate(after: .seconds(110)) == [Node.fastTarget, Node.slowTarget])
-        #expect(node.publisher.volumes.volume(at: Node.fastTarget)?.refreshInterval == .seconds(10))
+        #expect(node.publisher.volume(at: Node.fastTarget)?.refreshInterval == .seconds(10))
         #expect(await node.rotate(after: .seconds(10)) == [Node.fastTarget])
 
         node.kubernetes.add(Node.spc("fast", refreshInterval: nil))
         #expect(await node.rotate(after: .seconds(10)) == [Node.fastTarget])
-        #expect(node.publisher.volumes.volume(at: Node.fastTarget)?.refreshInterval == nil)
+        #expect(node.publisher.volume(at: Node.fastTarget)?.refreshInterval == nil)
         #expect(await node.rotate(after: .seconds(10)) == [])
     }
 

@@ -207,7 +207,7 @@ struct SyncAndRotationTests {
                     group.addTask { try await harness.publisher.publish(request, logger: harness.logs.logger()) }
                 }
                 // Release the provider once the four followers are waiting on the first pod's fetch.
-                while harness.publisher.sharedFetches.joinedCount < 4 || harness.provider.requests.count < 2 {
+                while harness.publisher.joinedFetchCount < 4 || harness.provider.requests.count < 2 {
                     try await Task.sleep(for: .milliseconds(2))
                 }
                 harness.provider.release()
@@ -229,7 +229,7 @@ struct SyncAndRotationTests {
             try await harness.publish(harness.request(secrets: ["clientsecret": "old"]))
             try await harness.publish(harness.request(secrets: ["clientsecret": "new"]))
             #expect(harness.provider.requests.count == 1)
-            #expect(harness.publisher.volumes.volume(at: harness.target)?.request?.secrets["clientsecret"] == "new")
+            #expect(harness.publisher.volume(at: harness.target)?.request?.secrets["clientsecret"] == "new")
             harness.clock.advance(by: .seconds(121))
             #expect(try await harness.publish(harness.request(secrets: ["clientsecret": "newer"])) == .refreshed(changed: false))
             #expect(harness.provider.requests.last?.secrets["clientsecret"] == "newer")
@@ -250,7 +250,7 @@ struct SyncAndRotationTests {
             let restarted = harness.restartedPublisher()
             let recovered = try await restarted.recover(logger: harness.logs.logger())
             #expect(recovered == [harness.target])
-            #expect(restarted.volumes.volume(at: harness.target)?.objectVersions.count == 2)
+            #expect(restarted.volume(at: harness.target)?.objectVersions.count == 2)
             // No context yet: the loop waits for kubelet's republish.
             #expect(await restarted.rotate(logger: harness.logs.logger()).isEmpty)
             #expect(try await restarted.publish(harness.request(), logger: harness.logs.logger()) == .refreshed(changed: false))

@@ -5,8 +5,10 @@ import Logging
 /// file system, clocks), so every step is testable without root, gRPC or a cluster.
 ///
 /// Each operation is its own step type (``PublishStep``, ``RefreshStep``, ``RecoveryStep``,
-/// ``UnpublishStep``) over one shared ``PublishContext``; what a publish does with a target is decided by the
-/// pure ``PublishDecision/decide(_:)``.
+/// ``UnpublishStep``), built once here over the state they all share (``PublishContext``) and given only the
+/// other collaborators it uses; what a publish does with a target is decided by the pure
+/// ``PublishDecision/decide(_:)``, and writing a fetched answer into a volume is ``ApplyStep``'s steps in
+/// order. The records, locks and fetches stay inside: callers read a volume's record, never change it.
 ///
 /// Promises:
 /// - arguments are checked before anything is touched;
@@ -56,16 +58,17 @@ package final class NodePublisher: Sendable {
         case refreshFailed(PublishError)
     }
 
-    private let context: PublishContext
+    private let publishStep: PublishStep
+    private let refreshStep: RefreshStep
+    private let recoveryStep: RecoveryStep
+    private let unpublishStep: UnpublishStep
+    private let volumes: PublishedVolumes
+    private let sharedFetches: SharedFetches
     /// The operations running and ended (publish, unpublish, rotation cycle, recovery).
     package let activity = OperationActivity()
-
-    /// First-publish fetches in flight, shared by requests with the same fetch key.
-    package var sharedFetches: SharedFetches { context.sharedFetches }
-    /// The volumes this instance has published.
-    package var volumes: PublishedVolumes { context.volumes }
-    /// The pod status writes that run after kubelet has its answer.
-    package var podStatusWrites: PodStatusWriter { context.podStatuses }
+    /// The pod status writes that run after kubelet has its answer: background work that the driver's service
+    /// group drains at shutdown (``PodStatusWriter/shutdown(drainingFor:)``) and tests wait for.
+    package let podStatusWrites: PodStatusWriter
 
     /// - Parameters:
     ///   - monotonicNow: a monotonic instant, for the rotation gate.
@@ -80,58 +83,86 @@ package final class NodePublisher: Sendable {
         configuration: Configuration,
         metrics: any DriverMetrics = NoMetrics()
     ) {
-        context = PublishContext(
-            kubernetes: kubernetes,
-            providers: providers,
+        let volumes = PublishedVolumes()
+        let podStatusWrites = PodStatusWriter(kubernetes: kubernetes)
+        let sharedFetches = SharedFetches()
+        let context = PublishContext(
             mounter: mounter,
             fileSystem: fileSystem,
-            writer: AtomicWriter(fileSystem: fileSystem, now: wallClockSeconds),
             monotonicNow: monotonicNow,
             configuration: configuration,
-            metrics: metrics
+            metrics: metrics,
+            locks: TargetLocks(),
+            volumes: volumes
         )
+        let events = PodEventRecorder(kubernetes: kubernetes)
+        let source = ProviderFetch(kubernetes: kubernetes, providers: providers, metrics: metrics)
+        let apply = ApplyStep(
+            files: WriteFilesStep(writer: AtomicWriter(fileSystem: fileSystem, now: wallClockSeconds), fileSystem: fileSystem),
+            podStatus: PodStatusStep(kubernetes: kubernetes, writer: podStatusWrites, volumes: volumes, nodeID: configuration.nodeID),
+            missingObjects: MissingObjectsWarning(events: events),
+            secrets: SecretSyncStep(enabled: configuration.syncSecrets, syncer: SecretSyncer(kubernetes: kubernetes), events: events, metrics: metrics),
+            record: VolumeRecordStep(volumes: volumes, rotation: configuration.rotation, monotonicNow: monotonicNow),
+            volumes: volumes
+        )
+        let refreshStep = RefreshStep(
+            context: context, source: source, apply: apply, events: events, rollouts: RolloutTrigger(kubernetes: kubernetes)
+        )
+        self.publishStep = PublishStep(context: context, source: source, sharedFetches: sharedFetches, apply: apply, refresh: refreshStep)
+        self.refreshStep = refreshStep
+        self.recoveryStep = RecoveryStep(context: context, kubernetes: kubernetes)
+        self.unpublishStep = UnpublishStep(context: context, podStatuses: podStatusWrites)
+        self.volumes = volumes
+        self.sharedFetches = sharedFetches
+        self.podStatusWrites = podStatusWrites
     }
+
+    /// The record of the volume published at `target` (a copy), or `nil`.
+    package func volume(at target: String) -> PublishedVolumes.Volume? {
+        volumes.volume(at: target)
+    }
+
+    /// The target paths of every volume this instance has published or recovered.
+    package var publishedTargets: [String] { volumes.targets }
+
+    /// How many first publishes so far were served by a provider fetch another publish had started.
+    package var joinedFetchCount: Int { sharedFetches.joinedCount }
 
     /// Runs NodePublishVolume for `request`. Honours the calling task's cancellation: a cancelled publish
     /// stops its provider and Kubernetes calls, undoes a tmpfs it mounted and throws ``PublishError/cancelled``.
     @discardableResult
     package func publish(_ request: PublishRequest, logger: Logger) async throws(PublishError) -> PublishOutcome {
-        try await activity.track { () async throws(PublishError) in try await PublishStep(context: context).run(request, logger: logger) }
+        try await activity.track { () async throws(PublishError) in try await publishStep.run(request, logger: logger) }
     }
 
     /// One rotation cycle: every volume due for a fetch is fetched again, one provider call per group of
     /// volumes that would make the same request. Volumes whose publish is in flight are skipped this cycle.
     @discardableResult
     package func rotate(logger: Logger) async -> [String: PublishOutcome] {
-        await activity.track { await RefreshStep(context: context).rotate(logger: logger) }
+        await activity.track { await refreshStep.rotate(logger: logger) }
     }
 
     /// How long the rotation loop may wait before its next cycle so that no volume waits much past its
     /// interval: the smaller of `interval` (`--rotation-poll-interval`) and the shortest class
     /// `spec.refreshInterval` among the published volumes.
     package func rotationWait(atMost interval: Duration) -> Duration {
-        min(interval, context.volumes.shortestRefreshInterval ?? interval)
+        min(interval, volumes.shortestRefreshInterval ?? interval)
     }
 
     /// Rebuilds the volume records from this node's SecretProviderClassPodStatus objects whose target is still
     /// a mounted volume written by this driver; returns their target paths.
     @discardableResult
     package func recover(logger: Logger) async throws(PublishError) -> [String] {
-        try await activity.track { () async throws(PublishError) in try await RecoveryStep(context: context).run(logger: logger) }
+        try await activity.track { () async throws(PublishError) in try await recoveryStep.run(logger: logger) }
     }
 
     /// Runs NodeUnpublishVolume: unmounts the tmpfs and removes the target directory. Idempotent.
     package func unpublish(_ request: UnpublishRequest, logger: Logger) throws(PublishError) {
-        try activity.track { () throws(PublishError) in try UnpublishStep(context: context).run(request, logger: logger) }
+        try activity.track { () throws(PublishError) in try unpublishStep.run(request, logger: logger) }
     }
 
     /// Accepts a provider's answer only if it is safe to write (see ``ProviderResponseValidation``).
     package static func validate(_ response: ProviderResponse, providerName: String) throws(PublishError) {
         try ProviderResponseValidation.validate(response, providerName: providerName)
-    }
-
-    /// The fetch key of a published volume (see ``FetchKey``).
-    package static func fetchKey(for volume: PublishedVolumes.Volume) -> String? {
-        FetchKey.of(volume)
     }
 }

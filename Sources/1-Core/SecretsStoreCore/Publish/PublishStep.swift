@@ -4,6 +4,14 @@ import Logging
 /// what ``PublishDecision/decide(_:)`` returns.
 struct PublishStep: Sendable {
     let context: PublishContext
+    /// The class, its provider and the provider's answer.
+    let source: ProviderFetch
+    /// First-publish fetches in flight, shared by requests with the same ``FetchKey``.
+    let sharedFetches: SharedFetches
+    /// Writes a fetched answer into the volume.
+    let apply: ApplyStep
+    /// Fetches again for a published volume whose refresh is due.
+    let refresh: RefreshStep
 
     func run(_ request: PublishRequest, logger: Logger) async throws(PublishError) -> NodePublisher.PublishOutcome {
         let request = try ValidatedPublishRequest(request)
@@ -44,7 +52,7 @@ struct PublishStep: Sendable {
             return .alreadyPublished
         case .refresh:
             let volume = remember(request)
-            let outcome = await RefreshStep(context: context).refreshLocked([target], logger: logger)[target]
+            let outcome = await refresh.refreshLocked([target], logger: logger)[target]
             context.metrics.published(provider: volume?.provider ?? "")
             return outcome ?? .alreadyPublished
         case .fill(let plan):
@@ -89,14 +97,14 @@ struct PublishStep: Sendable {
                     throw .mountFailed(targetPath: target, reason: "failed to create target path: \(error.reason)")
                 }
             }
-            let spc = try await context.loadSecretProviderClass(
+            let spc = try await source.loadSecretProviderClass(
                 namespace: request.pod.namespace,
                 name: request.secretProviderClassName,
                 logger: logger
             )
             providerName = spc.provider
             logger[metadataKey: "provider.name"] = "\(spc.provider)"
-            let provider = try context.providers.provider(named: spc.provider)
+            let provider = try source.provider(named: spc.provider)
             try Self.checkNotCancelled()
             if plan.mount {
                 try context.mountTmpfs(at: target, group: request.mountGroup)
@@ -105,11 +113,11 @@ struct PublishStep: Sendable {
                 // Pods that start together (a Deployment scaling up on this node) and would send the provider the
                 // same request share one fetch; each keeps its own cancellation.
                 let key = FetchKey.of(request, secretProviderClassName: spc.name, provider: spc.provider)
-                let response = try await context.sharedFetches.share(key) { [context, logger] () async throws(PublishError) -> ProviderResponse in
-                    try await context.fetch(request, spc: spc, provider: provider, currentVersions: [], logger: logger)
+                let response = try await sharedFetches.share(key) { [source, logger] () async throws(PublishError) -> ProviderResponse in
+                    try await source.fetch(request, spc: spc, provider: provider, currentVersions: [], logger: logger)
                 }
                 try Self.checkNotCancelled()
-                try await context.apply(response, to: target, request: request, spc: spc, logger: logger)
+                try await apply.run(response, to: target, request: request, spc: spc, logger: logger)
             } catch {
                 if plan.unmountOnFailure {
                     do {

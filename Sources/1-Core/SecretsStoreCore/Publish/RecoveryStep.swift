@@ -6,11 +6,13 @@ import Logging
 /// anywhere) and are refreshed once kubelet republishes them.
 struct RecoveryStep: Sendable {
     let context: PublishContext
+    /// Lists this node's pod statuses and reads their classes.
+    let kubernetes: any KubernetesClient
 
     func run(logger: Logger) async throws(PublishError) -> [String] {
         let statuses: [SecretProviderClassPodStatus]
         do {
-            statuses = try await context.kubernetes.podStatuses(nodeName: context.configuration.nodeID, logger: logger)
+            statuses = try await kubernetes.podStatuses(nodeName: context.configuration.nodeID, logger: logger)
         } catch {
             throw PublishError(error, notFound: .kubernetesFailed("\(error)"))
         }
@@ -19,7 +21,7 @@ struct RecoveryStep: Sendable {
             guard (try? context.mountState(of: status.targetPath)) == .mounted,
                 (try? context.holdsPublishedContent(status.targetPath)) == true
             else { continue }
-            let spc = try? await context.kubernetes.secretProviderClass(
+            let spc = try? await kubernetes.secretProviderClass(
                 namespace: status.namespace,
                 name: status.secretProviderClassName,
                 logger: logger

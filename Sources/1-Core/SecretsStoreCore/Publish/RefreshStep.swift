@@ -9,6 +9,14 @@ import Logging
 /// change an outcome.
 struct RefreshStep: Sendable {
     let context: PublishContext
+    /// The class, its provider and the provider's answer.
+    let source: ProviderFetch
+    /// Writes a fetched answer into each volume of a group.
+    let apply: ApplyStep
+    /// The rotation events (`MountRotationComplete`, `MountRotationFailed`).
+    let events: PodEventRecorder
+    /// Restarts opted-in workloads; used only with ``NodePublisher/Configuration/restartOnRotation``.
+    let rollouts: RolloutTrigger
 
     /// One rotation cycle over every volume that is due and has a request to fetch with. Takes each target's
     /// lock, skipping targets whose publish or unpublish is in flight.
@@ -39,7 +47,7 @@ struct RefreshStep: Sendable {
     /// Hands a group's changed pods to the rollout trigger (restart on rotation on, and some files changed).
     private func triggerRollouts(_ rotation: RolloutTrigger.Rotation?, logger: Logger) async {
         guard context.configuration.restartOnRotation, let rotation, !rotation.pods.isEmpty else { return }
-        await RolloutTrigger(kubernetes: context.kubernetes).trigger(rotation, logger: logger)
+        await rollouts.trigger(rotation, logger: logger)
     }
 
     /// `targets` grouped by fetch key, groups and their members in a stable order.
@@ -65,13 +73,13 @@ struct RefreshStep: Sendable {
         var outcomes: [String: NodePublisher.PublishOutcome] = [:]
         var rotation: RolloutTrigger.Rotation?
         do {
-            let spc = try await context.loadSecretProviderClass(
+            let spc = try await source.loadSecretProviderClass(
                 namespace: leadRequest.pod.namespace,
                 name: leadVolume.secretProviderClassName,
                 logger: logger
             )
-            let provider = try context.providers.provider(named: spc.provider)
-            let response = try await context.fetch(
+            let provider = try source.provider(named: spc.provider)
+            let response = try await source.fetch(
                 leadRequest,
                 spc: spc,
                 provider: provider,
@@ -81,9 +89,9 @@ struct RefreshStep: Sendable {
             for target in group {
                 guard let volume = context.volumes.volume(at: target), let request = volume.request else { continue }
                 do {
-                    let changed = try await context.apply(response, to: target, request: request, spc: spc, logger: logger)
+                    let changed = try await apply.run(response, to: target, request: request, spc: spc, logger: logger)
                     if volume.objectVersions != response.objectVersions.sorted(by: { $0.id < $1.id }) || changed {
-                        await context.event(
+                        await events.record(
                             .init(pod: volume.pod, kind: .normal, reason: PodEvent.mountRotationComplete,
                                   message: "successfully rotated mounted contents for spc \(spc.namespace)/\(spc.name)"),
                             logger: logger
@@ -123,7 +131,7 @@ struct RefreshStep: Sendable {
         context.metrics.rotationFailed(provider: volume.provider, errorType: ErrorType(error))
         // Try again next cycle rather than at once.
         context.volumes.update(target) { $0.fetchedAt = context.monotonicNow() }
-        await context.event(
+        await events.record(
             .init(pod: volume.pod, kind: .warning, reason: PodEvent.mountRotationFailed,
                   message: "failed to rotate mounted contents for spc \(volume.pod.namespace)/\(volume.secretProviderClassName): \(error)"),
             logger: logger

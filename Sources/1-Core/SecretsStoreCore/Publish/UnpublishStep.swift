@@ -5,6 +5,8 @@ import Logging
 /// unmount never deletes files through a live mount.
 struct UnpublishStep: Sendable {
     let context: PublishContext
+    /// The pending pod status writes; the target's is cancelled.
+    let podStatuses: PodStatusWriter
 
     func run(_ request: UnpublishRequest, logger: Logger) throws(PublishError) {
         do {
@@ -26,7 +28,7 @@ struct UnpublishStep: Sendable {
 
         guard context.locks.tryLock(target) else { throw .operationPending(targetPath: target) }
         defer { context.locks.unlock(target) }
-        context.podStatuses.cancel(target)
+        podStatuses.cancel(target)
 
         switch try context.mountState(of: target) {
         case .absent:
