@@ -159,10 +159,12 @@ let package = Package(
             path: "TestSupport/KeyVaultEmulator",
             swiftSettings: swiftSettings
         ),
-        // Linux system calls: tmpfs mount/unmount, /proc/self/mountinfo, POSIX file operations.
+        // Linux system calls: tmpfs mount/unmount, /proc/self/mountinfo, POSIX file operations. NIOPosix for
+        // `NIOThreadPool` only: the mounter's blocking calls (mount, umount2, stat, the mountinfo read) run on NIO's
+        // blocking pool, not on the event loops that are the driver's global executor.
         .target(
             name: "SecretsStoreLinux",
-            dependencies: ["SecretsStoreCore"],
+            dependencies: ["SecretsStoreCore", .product(name: "NIOPosix", package: "swift-nio")],
             path: "Sources/2-Adapters/SecretsStoreLinux",
             swiftSettings: swiftSettings
         ),
@@ -436,7 +438,11 @@ let package = Package(
         ),
         .testTarget(
             name: "SecretsStoreLinuxTests",
-            dependencies: ["SecretsStoreCore", "SecretsStoreLinux", "SecretsStoreCoreTesting"],
+            dependencies: [
+                "SecretsStoreCore", "SecretsStoreLinux", "SecretsStoreCoreTesting",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -86,8 +86,8 @@ struct DriverHarness {
     }
 
     /// Whether `path` is a mount point right now (from the kernel when root, else the recording mounter).
-    func isMounted(_ path: String) throws -> Bool {
-        try mounter.state(of: path) == .mounted
+    func isMounted(_ path: String) async throws -> Bool {
+        try await mounter.state(of: path) == .mounted
     }
 }
 
@@ -123,12 +123,12 @@ func withDriver(
         let logs = LogCapture()
         let logger = logs.logger(level: .trace, format: .text)
         let cleanup = { (publisher: NodePublisher?) in
-            for volume in publisher?.publishedTargets ?? [] { try? mounter.unmount(volume) }
+            for volume in publisher?.publishedTargets ?? [] { try? await mounter.unmount(volume) }
             for target in ["secrets", "other"].map({ root + "/pods/uid-1/volumes/kubernetes.io~csi/\($0)/mount" }) {
-                try? mounter.unmount(target)
+                try? await mounter.unmount(target)
             }
             for index in 0..<200 {
-                try? mounter.unmount(root + "/pods/uid-\(index)/volumes/kubernetes.io~csi/secrets/mount")
+                try? await mounter.unmount(root + "/pods/uid-\(index)/volumes/kubernetes.io~csi/secrets/mount")
             }
             provider.shutdown()
             try? await api.shutdown()

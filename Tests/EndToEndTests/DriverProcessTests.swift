@@ -254,7 +254,7 @@ struct DriverProcessTests {
             ]
             let target = root + "/pods/uid-1/volumes/kubernetes.io~csi/secrets/mount"
             let mounter = LinuxMounter()
-            defer { try? mounter.unmount(target) }
+            defer { try? mounter.unmountOnThisThread(target) }
             let request: Csi_V1_NodePublishVolumeRequest = {
                 var request = Csi_V1_NodePublishVolumeRequest()
                 request.volumeID = "csi-1"

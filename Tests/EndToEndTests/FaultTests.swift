@@ -42,7 +42,7 @@ struct FaultTests {
         let line = try #require(driver.logs.all.first { $0.contains("publish failed") }, sourceLocation: sourceLocation)
         #expect(line.contains(logged), "\(line)", sourceLocation: sourceLocation)
         let target = request.targetPath
-        #expect(try !driver.isMounted(target), "stray mount at the target", sourceLocation: sourceLocation)
+        #expect(try await !driver.isMounted(target), "stray mount at the target", sourceLocation: sourceLocation)
         let fileSystem = PosixFileSystem()
         if try fileSystem.kind(of: target) != nil {
             #expect(try fileSystem.contentsOfDirectory(at: target).isEmpty, "stray files", sourceLocation: sourceLocation)
@@ -235,7 +235,7 @@ struct FaultTests {
             driver.seedSecretProviderClass()
             for _ in 0..<3 { driver.api.injectFailure(status: 409, forPathContaining: "secretproviderclasspodstatuses") }
             _ = try await driver.node.nodePublishVolume(driver.publishRequest())
-            #expect(try driver.isMounted(driver.targetPath()))
+            #expect(try await driver.isMounted(driver.targetPath()))
             #expect(driver.provider.requests.count == 1)
             let status = try #require(try await driver.podStatus("web-0-ns-spc"))
             #expect((status["status"] as? [String: Any])?["mounted"] as? Bool == true)

@@ -138,7 +138,7 @@ struct MountGroupEndToEndTests {
             #expect(try catAsUser1000(target + "/config", groups: []).status != 0)
 
             _ = try await driver.node.nodeUnpublishVolume(driver.unpublishRequest())
-            #expect(try !driver.isMounted(target))
+            #expect(try await !driver.isMounted(target))
         }
     }
 

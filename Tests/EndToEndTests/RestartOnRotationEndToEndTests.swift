@@ -198,7 +198,7 @@ private func withNode(
         logger: cluster.logs.logger(level: .trace, format: .text)
     )
     let cleanup = {
-        for target in driver.publisher.publishedTargets { try? mounter.unmount(target) }
+        for target in driver.publisher.publishedTargets { try? await mounter.unmount(target) }
     }
     do {
         try await driver.withRunning(maximumGracefulShutdownDuration: .seconds(10)) { listening in
@@ -207,10 +207,10 @@ private func withNode(
             }
         }
     } catch {
-        cleanup()
+        await cleanup()
         throw error
     }
-    cleanup()
+    await cleanup()
 }
 
 @Suite("Restart on rotation end to end: two nodes, one API server", .serialized, .timeLimit(.minutes(3)))

@@ -82,7 +82,7 @@ struct SecrecyAndLeakTests {
             func target(_ index: Int) -> String { root + "/pods/uid-\(index)/volumes/kubernetes.io~csi/secrets/mount" }
             defer {
                 if process.isRunning { process.terminate() }
-                for index in 1...3 { try? mounter.unmount(target(index)) }
+                for index in 1...3 { try? mounter.unmountOnThisThread(target(index)) }
             }
             try await DriverProcessTests.waitForSocket(socket)
 

@@ -44,7 +44,7 @@ struct UnixSocketTests {
             _ = try await driver.node.nodePublishVolume(driver.publishRequest())
 
             let fileSystem = PosixFileSystem()
-            #expect(try driver.isMounted(target))
+            #expect(try await driver.isMounted(target))
             if runningAsRoot {
                 let mounts = MountInfo.parse(try PosixFileSystem.readText(at: "/proc/self/mountinfo"))
                 #expect(mounts.contains { $0.mountPoint == target && $0.fileSystemType == "tmpfs" })
@@ -84,7 +84,7 @@ struct UnixSocketTests {
             #expect(driver.provider.requests.count == 1)
 
             _ = try await driver.node.nodeUnpublishVolume(driver.unpublishRequest())
-            #expect(try !driver.isMounted(target))
+            #expect(try await !driver.isMounted(target))
             #expect(try fileSystem.kind(of: target) == nil)
             _ = try await driver.node.nodeUnpublishVolume(driver.unpublishRequest())
         }
@@ -130,7 +130,7 @@ struct UnixSocketTests {
                 #expect(error.code == .failedPrecondition)
                 #expect(error.message == "failed to get secretproviderclass ns/missing, error: not found")
             }
-            #expect(try !driver.isMounted(driver.targetPath()))
+            #expect(try await !driver.isMounted(driver.targetPath()))
         }
     }
 
@@ -150,7 +150,7 @@ struct UnixSocketTests {
         try await withDriver(providerBehaviour: behaviour) { (driver: DriverHarness) async throws in
             driver.seedSecretProviderClass()
             #expect(await statusCode { _ = try await driver.node.nodePublishVolume(driver.publishRequest()) } == expected)
-            #expect(try !driver.isMounted(driver.targetPath()))
+            #expect(try await !driver.isMounted(driver.targetPath()))
             #expect(driver.api.object(at: DriverHarness.statusPath + "/web-0-ns-spc") == nil)
         }
     }
@@ -170,7 +170,7 @@ struct UnixSocketTests {
                 #expect(error.code == .failedPrecondition)
                 #expect(error.message.contains("--max-call-recv-msg-size"))
             }
-            #expect(try !driver.isMounted(driver.targetPath()))
+            #expect(try await !driver.isMounted(driver.targetPath()))
         }
     }
 
@@ -182,7 +182,7 @@ struct UnixSocketTests {
             try await eventually("the cache's watch open") { driver.api.openWatchCount != 0 }
             driver.api.injectFailure(status: 503, forPathContaining: "secretproviderclasses/spc")
             _ = try await driver.node.nodePublishVolume(driver.publishRequest())
-            #expect(try driver.isMounted(driver.targetPath()))
+            #expect(try await driver.isMounted(driver.targetPath()))
             #expect(!driver.api.requests.contains { $0.method == "GET" && $0.path.hasSuffix("/secretproviderclasses/spc") })
         }
     }
@@ -192,11 +192,11 @@ struct UnixSocketTests {
             driver.seedSecretProviderClass()
             driver.api.injectFailure(status: 503, forPathContaining: "secretproviderclasses/spc")
             #expect(await statusCode { _ = try await driver.node.nodePublishVolume(driver.publishRequest()) } == .unavailable)
-            #expect(try !driver.isMounted(driver.targetPath()))
+            #expect(try await !driver.isMounted(driver.targetPath()))
             // A failed pod status write no longer fails the publish: it is retried after the answer.
             driver.api.injectFailure(status: 500, forPathContaining: "secretproviderclasspodstatuses")
             _ = try await driver.node.nodePublishVolume(driver.publishRequest())
-            #expect(try driver.isMounted(driver.targetPath()))
+            #expect(try await driver.isMounted(driver.targetPath()))
             #expect(try await driver.podStatus("web-0-ns-spc") != nil)
         }
     }

@@ -172,7 +172,7 @@ struct DriverAssemblyTests {
             )
             #expect(outcome == .published)
             #expect(injected.requests.count == 1)
-            try driver.publisher.unpublish(UnpublishRequest(volumeID: "v", targetPath: target), logger: logger)
+            try await driver.publisher.unpublish(UnpublishRequest(volumeID: "v", targetPath: target), logger: logger)
             // The Azure HTTPS client it made is shut down even though the driver never ran.
             try await driver.shutdown()
         }

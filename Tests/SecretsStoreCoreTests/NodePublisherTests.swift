@@ -317,7 +317,7 @@ struct NodePublisherTests {
         try await withTemporaryDirectory { (root: String) async throws in
             let harness = PipelineHarness(root: root)
             try harness.fileSystem.createDirectories(at: harness.target, permissions: 0o750)
-            try harness.mounter.mountTmpfs(at: harness.target)
+            try await harness.mounter.mountTmpfs(at: harness.target)
             #expect(try await harness.publish() == .published)
             #expect(try harness.read("username") == "admin")
         }
@@ -365,15 +365,15 @@ struct NodePublisherTests {
             let harness = PipelineHarness(root: root)
             let logger = harness.logs.logger()
             try await harness.publish()
-            try harness.publisher.unpublish(UnpublishRequest(volumeID: "csi-123", targetPath: harness.target), logger: logger)
+            try await harness.publisher.unpublish(UnpublishRequest(volumeID: "csi-123", targetPath: harness.target), logger: logger)
             #expect(harness.mounter.mounted.isEmpty)
             #expect(try harness.fileSystem.kind(of: harness.target) == nil)
-            try harness.publisher.unpublish(UnpublishRequest(volumeID: "csi-123", targetPath: harness.target), logger: logger)
-            #expect(throws: PublishError.invalidRequest("Volume ID missing in request")) {
-                try harness.publisher.unpublish(UnpublishRequest(volumeID: "", targetPath: harness.target), logger: logger)
+            try await harness.publisher.unpublish(UnpublishRequest(volumeID: "csi-123", targetPath: harness.target), logger: logger)
+            await #expect(throws: PublishError.invalidRequest("Volume ID missing in request")) {
+                try await harness.publisher.unpublish(UnpublishRequest(volumeID: "", targetPath: harness.target), logger: logger)
             }
-            #expect(throws: PublishError.invalidRequest("Target path missing in request")) {
-                try harness.publisher.unpublish(UnpublishRequest(volumeID: "v", targetPath: ""), logger: logger)
+            await #expect(throws: PublishError.invalidRequest("Target path missing in request")) {
+                try await harness.publisher.unpublish(UnpublishRequest(volumeID: "v", targetPath: ""), logger: logger)
             }
         }
     }
@@ -389,7 +389,7 @@ struct NodePublisherTests {
                 )
             )
             harness.provider.fail(with: .permissionDenied("AADSTS700016"))
-            try harness.publisher.unpublish(UnpublishRequest(volumeID: "csi-123", targetPath: harness.target), logger: harness.logs.logger())
+            try await harness.publisher.unpublish(UnpublishRequest(volumeID: "csi-123", targetPath: harness.target), logger: harness.logs.logger())
             _ = try? await harness.publish()
             let output = harness.logs.all.joined(separator: "\n")
             #expect(!harness.logs.all.isEmpty)

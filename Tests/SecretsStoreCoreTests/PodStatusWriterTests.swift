@@ -51,11 +51,11 @@ struct PodStatusWriterTests {
             harness.kubernetes.failPodStatusWrites(with: .unavailable("api down"))
             try await harness.publish()
             try await eventually("a first attempt") { harness.kubernetes.podStatusWriteAttempts >= 1 }
-            try harness.publisher.unpublish(UnpublishRequest(volumeID: "csi-123", targetPath: harness.target), logger: harness.logs.logger())
+            try await harness.publisher.unpublish(UnpublishRequest(volumeID: "csi-123", targetPath: harness.target), logger: harness.logs.logger())
             #expect(harness.publisher.podStatusWrites.pendingTargets.isEmpty)
             harness.kubernetes.failPodStatusWrites(with: nil)
+            // settle() returns once the cancelled write's task has ended: it had its chance to write, and did not.
             await harness.publisher.podStatusWrites.settle()
-            try await Task.sleep(for: .milliseconds(400))
             #expect(harness.kubernetes.podStatuses.isEmpty)
         }
     }

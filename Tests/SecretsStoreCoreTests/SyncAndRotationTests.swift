@@ -255,7 +255,7 @@ struct SyncAndRotationTests {
             #expect(await restarted.rotate(logger: harness.logs.logger()).isEmpty)
             #expect(try await restarted.publish(harness.request(), logger: harness.logs.logger()) == .refreshed(changed: false))
             #expect(harness.mounter.calls.filter { if case .mount = $0 { return true } else { return false } }.count == 1)
-            try restarted.unpublish(UnpublishRequest(volumeID: "v", targetPath: harness.target), logger: harness.logs.logger())
+            try await restarted.unpublish(UnpublishRequest(volumeID: "v", targetPath: harness.target), logger: harness.logs.logger())
             #expect(harness.mounter.mounted.isEmpty)
         }
     }

@@ -137,18 +137,18 @@ struct LinuxMounterTests {
             let mounter = LinuxMounter()
             let fileSystem = PosixFileSystem()
             let target = root + "/mount"
-            #expect(try mounter.state(of: target) == .absent)
+            #expect(try await mounter.state(of: target) == .absent)
             try fileSystem.createDirectories(at: target, permissions: 0o750)
-            #expect(try mounter.state(of: target) == .directory)
-            try mounter.mountTmpfs(at: target)
-            #expect(try mounter.state(of: target) == .mounted)
+            #expect(try await mounter.state(of: target) == .directory)
+            try await mounter.mountTmpfs(at: target)
+            #expect(try await mounter.state(of: target) == .mounted)
             let mountInfo = MountInfo.parse(try PosixFileSystem.readText(at: "/proc/self/mountinfo"))
             #expect(mountInfo.contains { $0.mountPoint == target && $0.fileSystemType == "tmpfs" })
             try fileSystem.createFile(at: target + "/x", contents: [1, 2, 3], permissions: 0o600)
-            try mounter.unmount(target)
-            #expect(try mounter.state(of: target) == .directory)
+            try await mounter.unmount(target)
+            #expect(try await mounter.state(of: target) == .directory)
             #expect(try fileSystem.contentsOfDirectory(at: target).isEmpty)
-            try mounter.unmount(target)
+            try await mounter.unmount(target)
         }
     }
 
@@ -158,18 +158,18 @@ struct LinuxMounterTests {
         try await withTemporaryDirectory { (root: String) async throws in
             let mounter = LinuxMounter()
             let fileSystem = PosixFileSystem()
-            try mounter.mountTmpfs(at: root)
-            defer { try? mounter.unmount(root) }
+            try await mounter.mountTmpfs(at: root)
+            defer { try? mounter.unmountOnThisThread(root) }
             try fileSystem.createDirectories(at: root + "/source", permissions: 0o755)
             try fileSystem.createDirectories(at: root + "/target", permissions: 0o755)
             #expect(mount(root + "/source", root + "/target", nil, UInt(MS_BIND), nil) == 0)
             var own = stat()
             var parent = stat()
             #expect(stat(root + "/target", &own) == 0 && stat(root, &parent) == 0 && own.st_dev == parent.st_dev)
-            #expect(try mounter.state(of: root + "/target") == .mounted)
-            try mounter.unmount(root + "/target")
-            #expect(try mounter.state(of: root + "/target") == .directory)
-            #expect(try mounter.state(of: root) == .mounted)
+            #expect(try await mounter.state(of: root + "/target") == .mounted)
+            try await mounter.unmount(root + "/target")
+            #expect(try await mounter.state(of: root + "/target") == .directory)
+            #expect(try await mounter.state(of: root) == .mounted)
         }
     }
 
@@ -177,8 +177,8 @@ struct LinuxMounterTests {
         try await withTemporaryDirectory { (root: String) async throws in
             let mounter = LinuxMounter(options: "size=64k,mode=0755")
             let fileSystem = PosixFileSystem()
-            try mounter.mountTmpfs(at: root)
-            defer { try? mounter.unmount(root) }
+            try await mounter.mountTmpfs(at: root)
+            defer { try? mounter.unmountOnThisThread(root) }
             #expect(throws: FileSystemError.self) {
                 try fileSystem.createFile(at: root + "/big", contents: [UInt8](repeating: 7, count: 256 * 1024), permissions: 0o644)
             }

@@ -47,8 +47,8 @@ struct MountGroupRootTests {
             let fileSystem = PosixFileSystem()
             let target = root + "/mount"
             try fileSystem.createDirectories(at: target, permissions: 0o750)
-            try mounter.mountTmpfs(at: target, group: 2000)
-            defer { try? mounter.unmount(target) }
+            try await mounter.mountTmpfs(at: target, group: 2000)
+            defer { try? mounter.unmountOnThisThread(target) }
             #expect(try fileSystem.ownerGroup(of: target) == 2000)
             #expect(try fileSystem.permissions(of: target) == 0o755)
             let line = try PosixFileSystem.readText(at: "/proc/self/mountinfo").split(separator: "\n")
@@ -62,8 +62,8 @@ struct MountGroupRootTests {
         try await withTemporaryDirectory { (root: String) async throws in
             let mounter = LinuxMounter()
             let fileSystem = PosixFileSystem()
-            try mounter.mountTmpfs(at: root)
-            defer { try? mounter.unmount(root) }
+            try await mounter.mountTmpfs(at: root)
+            defer { try? mounter.unmountOnThisThread(root) }
             #expect(try fileSystem.ownerGroup(of: root) == 0)
             #expect(try fileSystem.permissions(of: root) == 0o755)
         }
@@ -87,8 +87,8 @@ struct MountGroupRootTests {
         try await withTemporaryDirectory { (root: String) async throws in
             let mounter = LinuxMounter()
             let fileSystem = PosixFileSystem()
-            try mounter.mountTmpfs(at: root, group: 2000)
-            defer { try? mounter.unmount(root) }
+            try await mounter.mountTmpfs(at: root, group: 2000)
+            defer { try? mounter.unmountOnThisThread(root) }
             let writer = AtomicWriter(fileSystem: fileSystem, now: { 1_795_919_943 })
             let files = [
                 SecretFile(path: "password", mode: 0o600, contents: Array("p".utf8)),

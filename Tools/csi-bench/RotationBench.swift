@@ -97,7 +97,7 @@ enum RotationBench {
             for index in 0..<volumes {
                 let path = root + "/rot-floor/\(index)"
                 try PosixFileSystem().createDirectories(at: path, permissions: 0o755)
-                try mounter.mountTmpfs(at: path)  // like the volumes, the floor writes into tmpfs (not timed)
+                try await mounter.mountTmpfs(at: path)  // like the volumes, the floor writes into tmpfs (not timed)
                 floorTargets.append(path)
             }
             let floorCPUBefore = cpuSeconds()
@@ -106,10 +106,10 @@ enum RotationBench {
                 for path in floorTargets { try PublishFloor.write(bodies, into: path, mount: false, generation: 1) }
             }
             let floorCPU = cpuSeconds() - floorCPUBefore
-            for path in floorTargets { try? mounter.unmount(path) }
+            for path in floorTargets { try? await mounter.unmount(path) }
             report.add("rotation cycle: wall time", elapsed.milliseconds, floor: floorElapsed.milliseconds, unit: "ms")
             report.add("rotation cycle: CPU time", cpu * 1000, floor: floorCPU * 1000, unit: "ms")
-            for target in targets { try? mounter.unmount(target) }
+            for target in targets { try? await mounter.unmount(target) }
         }
         try await http.shutdown()
         try await emulator.shutdown()

@@ -70,7 +70,7 @@ package struct NodeService: Csi_V1_Node.SimpleServiceProtocol {
         context: ServerContext
     ) async throws -> Csi_V1_NodeUnpublishVolumeResponse {
         do {
-            try publisher.unpublish(
+            try await publisher.unpublish(
                 UnpublishRequest(volumeID: request.volumeID, targetPath: request.targetPath),
                 logger: logger
             )

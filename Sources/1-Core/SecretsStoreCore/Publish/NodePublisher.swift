@@ -157,8 +157,8 @@ package final class NodePublisher: Sendable {
     }
 
     /// Runs NodeUnpublishVolume: unmounts the tmpfs and removes the target directory. Idempotent.
-    package func unpublish(_ request: UnpublishRequest, logger: Logger) throws(PublishError) {
-        try activity.track { () throws(PublishError) in try unpublishStep.run(request, logger: logger) }
+    package func unpublish(_ request: UnpublishRequest, logger: Logger) async throws(PublishError) {
+        try await activity.track { () async throws(PublishError) in try await unpublishStep.run(request, logger: logger) }
     }
 
     /// Accepts a provider's answer only if it is safe to write (see ``ProviderResponseValidation``).

@@ -14,17 +14,17 @@ struct PublishContext: Sendable {
 
     // MARK: Mounts
 
-    func mountState(of target: String) throws(PublishError) -> MountState {
-        do { return try mounter.state(of: target) } catch { throw PublishError(error) }
+    func mountState(of target: String) async throws(PublishError) -> MountState {
+        do { return try await mounter.state(of: target) } catch { throw PublishError(error) }
     }
 
     /// Mounts the volume's tmpfs, owned by `group` (the pod's fsGroup) when there is one.
-    func mountTmpfs(at target: String, group: UInt32?) throws(PublishError) {
-        do { try mounter.mountTmpfs(at: target, group: group) } catch { throw PublishError(error) }
+    func mountTmpfs(at target: String, group: UInt32?) async throws(PublishError) {
+        do { try await mounter.mountTmpfs(at: target, group: group) } catch { throw PublishError(error) }
     }
 
-    func unmount(_ target: String) throws(PublishError) {
-        do { try mounter.unmount(target) } catch { throw PublishError(error) }
+    func unmount(_ target: String) async throws(PublishError) {
+        do { try await mounter.unmount(target) } catch { throw PublishError(error) }
     }
 
     /// Whether a mounted target holds a volume this driver wrote (a `..data` link), rather than an empty tmpfs

@@ -27,7 +27,7 @@ struct PublishStep: Sendable {
 
         let action: PublishAction
         do {
-            action = PublishDecision.decide(try observe(target))
+            action = PublishDecision.decide(try await observe(target))
         } catch {
             context.metrics.publishFailed(provider: "", errorType: ErrorType(error))
             throw error
@@ -37,7 +37,7 @@ struct PublishStep: Sendable {
             logger.warning("found a stale mount at the target; unmounting it", metadata: ["reason": "\(reason)"])
             let failure: PublishError
             do {
-                try context.unmount(target)
+                try await context.unmount(target)
                 failure = .mountFailed(targetPath: target, reason: "stale mount (\(reason)) was unmounted; retry")
             } catch {
                 failure = error
@@ -61,8 +61,8 @@ struct PublishStep: Sendable {
     }
 
     /// What is at the target now: the only I/O before the decision.
-    private func observe(_ target: String) throws(PublishError) -> PublishObservation {
-        let state = try context.mountState(of: target)
+    private func observe(_ target: String) async throws(PublishError) -> PublishObservation {
+        let state = try await context.mountState(of: target)
         let holdsContent = state == .mounted ? try context.holdsPublishedContent(target) : false
         return PublishObservation(
             mountState: state,
@@ -94,7 +94,7 @@ struct PublishStep: Sendable {
                 do {
                     try context.fileSystem.createDirectories(at: target, permissions: 0o750)
                 } catch {
-                    throw .mountFailed(targetPath: target, reason: "failed to create target path: \(error.reason)")
+                    throw PublishError(error, target: target, during: .creatingDirectory)
                 }
             }
             let spc = try await source.loadSecretProviderClass(
@@ -107,7 +107,7 @@ struct PublishStep: Sendable {
             let provider = try source.provider(named: spc.provider)
             try Self.checkNotCancelled()
             if plan.mount {
-                try context.mountTmpfs(at: target, group: request.mountGroup)
+                try await context.mountTmpfs(at: target, group: request.mountGroup)
             }
             do throws(PublishError) {
                 // Pods that start together (a Deployment scaling up on this node) and would send the provider the
@@ -121,7 +121,7 @@ struct PublishStep: Sendable {
             } catch {
                 if plan.unmountOnFailure {
                     do {
-                        try context.unmount(target)
+                        try await context.unmount(target)
                     } catch {
                         logger.error("failed to unmount after a failed publish", metadata: ["error": "\(error)"])
                     }

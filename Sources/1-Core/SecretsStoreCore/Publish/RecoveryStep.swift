@@ -18,7 +18,7 @@ struct RecoveryStep: Sendable {
         }
         var recovered: [String] = []
         for status in statuses where context.volumes.volume(at: status.targetPath) == nil {
-            guard (try? context.mountState(of: status.targetPath)) == .mounted,
+            guard (try? await context.mountState(of: status.targetPath)) == .mounted,
                 (try? context.holdsPublishedContent(status.targetPath)) == true
             else { continue }
             let spc = try? await kubernetes.secretProviderClass(

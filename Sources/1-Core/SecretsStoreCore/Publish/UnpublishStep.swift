@@ -8,9 +8,9 @@ struct UnpublishStep: Sendable {
     /// The pending pod status writes; the target's is cancelled.
     let podStatuses: PodStatusWriter
 
-    func run(_ request: UnpublishRequest, logger: Logger) throws(PublishError) {
+    func run(_ request: UnpublishRequest, logger: Logger) async throws(PublishError) {
         do {
-            try unpublish(request, logger: logger)
+            try await unpublish(request, logger: logger)
             context.metrics.unpublished()
         } catch {
             context.metrics.unpublishFailed()
@@ -18,7 +18,7 @@ struct UnpublishStep: Sendable {
         }
     }
 
-    private func unpublish(_ request: UnpublishRequest, logger: Logger) throws(PublishError) {
+    private func unpublish(_ request: UnpublishRequest, logger: Logger) async throws(PublishError) {
         guard !request.volumeID.isEmpty else { throw .invalidRequest("Volume ID missing in request") }
         guard !request.targetPath.isEmpty else { throw .invalidRequest("Target path missing in request") }
         let target = request.targetPath
@@ -30,23 +30,23 @@ struct UnpublishStep: Sendable {
         defer { context.locks.unlock(target) }
         podStatuses.cancel(target)
 
-        switch try context.mountState(of: target) {
+        switch try await context.mountState(of: target) {
         case .absent:
             context.volumes.forget(target)
             logger.debug("target already absent")
             return
         case .mounted, .corrupt:
-            try context.unmount(target)
+            try await context.unmount(target)
         case .directory:
             break
         }
-        guard try context.mountState(of: target) == .directory else {
+        guard try await context.mountState(of: target) == .directory else {
             throw .mountFailed(targetPath: target, reason: "still mounted after unmount")
         }
         do {
             try context.fileSystem.removeItem(at: target)
         } catch {
-            throw .mountFailed(targetPath: target, reason: "failed to remove target path: \(error.reason)")
+            throw PublishError(error, target: target, during: .removingDirectory)
         }
         context.volumes.forget(target)
         logger.info("volume unpublished")

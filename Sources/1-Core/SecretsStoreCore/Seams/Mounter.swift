@@ -34,20 +34,23 @@ package struct MountError: Error, Sendable, Equatable, CustomStringConvertible {
 /// Mounts and unmounts the tmpfs that holds a volume's files.
 ///
 /// Implementations are safe to call concurrently for different paths; the caller serialises calls per path.
-/// Every method throws ``MountError``.
+/// Every method throws ``MountError``. The methods are `async` because the real ones are blocking system calls
+/// (stat(2), mount(2), umount2(2), a read of mountinfo) that must not run on the thread that calls them: the
+/// driver's global executor is its event loops. Each call runs to completion once made, also when the calling
+/// task is cancelled, so that an unmount undoing a cancelled publish's mount is never skipped.
 package protocol Mounter: Sendable {
     /// Reports what is at `path`.
-    func state(of path: String) throws(MountError) -> MountState
+    func state(of path: String) async throws(MountError) -> MountState
     /// Mounts a fresh tmpfs at `path`, which must be an existing directory. With a `group`, the tmpfs root is
     /// owned by that group (the pod's fsGroup); with `nil`, by root's, as without fsGroup support.
-    func mountTmpfs(at path: String, group: UInt32?) throws(MountError)
+    func mountTmpfs(at path: String, group: UInt32?) async throws(MountError)
     /// Unmounts whatever is mounted at `path`; succeeds when nothing is.
-    func unmount(_ path: String) throws(MountError)
+    func unmount(_ path: String) async throws(MountError)
 }
 
 extension Mounter {
     /// Mounts a fresh tmpfs at `path` owned by root's group: ``mountTmpfs(at:group:)`` with no group.
-    package func mountTmpfs(at path: String) throws(MountError) {
-        try mountTmpfs(at: path, group: nil)
+    package func mountTmpfs(at path: String) async throws(MountError) {
+        try await mountTmpfs(at: path, group: nil)
     }
 }
