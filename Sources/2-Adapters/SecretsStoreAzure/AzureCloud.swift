@@ -61,9 +61,7 @@ package struct AzureCloud: Sendable, Equatable {
         case "AZUREGERMANCLOUD": cloud = .germany
         case "AZURESTACKCLOUD": cloud = try stack(from: environmentFile ?? "")
         default:
-            throw .init(
-                "cloudName \(requested) is not valid, error: autorest/azure: There is no cloud environment matching the name \"\(requested.uppercased())\""
-            )
+            throw .unknownCloud(name: requested)
         }
         if let override = authorityHostOverride, !override.isEmpty {
             cloud.authorityHost = override.hasSuffix("/") ? override : override + "/"
@@ -84,13 +82,13 @@ package struct AzureCloud: Sendable, Equatable {
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path))
         } catch {
-            throw .init("cloudName AzureStackCloud is not valid, error: open \(path): no such file or directory")
+            throw .azureStackEnvironmentUnreadable(path: path)
         }
         let file: File
         do {
             file = try JSONDecoder().decode(File.self, from: data)
         } catch {
-            throw .init("cloudName AzureStackCloud is not valid, error: \(path) is not a valid environment file")
+            throw .azureStackEnvironmentInvalid(path: path)
         }
         var resource = file.keyVaultEndpoint ?? "https://\(file.keyVaultDNSSuffix)"
         if resource.hasSuffix("/") { resource.removeLast() }

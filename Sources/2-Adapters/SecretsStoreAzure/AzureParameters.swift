@@ -103,47 +103,265 @@ package struct AzureMountParameters: Sendable, Equatable {
         return own.lowercased() != keyVaultName.lowercased()
     }
 
-    /// Thrown for a parameter problem; `message` is the upstream text.
-    package struct Invalid: Error, Equatable, CustomStringConvertible {
+    /// Thrown for a parameter problem: each case says which parameter (and for `objects`, which entry and field)
+    /// is wrong and how; ``message`` is the upstream provider's text for it (users search for those texts).
+    package enum Invalid: Error, Equatable, CustomStringConvertible {
+        /// `csi.storage.k8s.io/pod.name` is empty.
+        case podNameMissing
+        /// `csi.storage.k8s.io/pod.namespace` is empty.
+        case podNamespaceMissing
+        /// An identity flag (`usePodIdentity`, `useVMManagedIdentity`, `useAzureTokenProxy`) is not a Go boolean.
+        case invalidFlag(InvalidBoolean)
+        /// More than one identity flag is true.
+        case conflictingIdentityModes
+        /// `usePodIdentity` is true.
+        case podIdentityUnsupported
+        /// `useAzureTokenProxy` is true.
+        case azureTokenProxyUnsupported
+        /// `clientID` selects workload identity, and the pod's service account token for the workload identity
+        /// audience cannot be had; `managedIdentity` tells whether `useVMManagedIdentity` was also set.
+        case workloadIdentityToken(ServiceAccountTokenProblem, managedIdentity: Bool)
+        /// A service principal's credentials in the nodePublishSecretRef data are missing.
+        case servicePrincipal(ServicePrincipalProblem)
+        /// `keyvaultName` is empty.
+        case keyVaultNameMissing
+        /// `tenantID` (and `tenantId`) is empty.
+        case tenantMissing
+        /// `keyvaultName` is not a valid vault name.
+        case invalidKeyVaultName(InvalidVaultName)
+        /// `objects` is empty.
+        case objectsMissing
+        /// `objects` is not YAML of the shape `array:` of strings; `detail` is the decoder's reason.
+        case objectsNotYAML(detail: String)
+        /// Entry `index` of `objects` is not a YAML mapping of the object fields; `detail` is the decoder's reason.
+        case objectNotYAML(index: Int, detail: String)
+        /// Entry `object.index` of `objects` has a field that is wrong.
+        case invalidObject(ObjectReference, ObjectProblem)
+        /// `cloudName` names no cloud.
+        case unknownCloud(name: String)
+        /// `cloudName` is `AzureStackCloud` and its environment file (`cloudEnvFileName`) cannot be read.
+        case azureStackEnvironmentUnreadable(path: String)
+        /// `cloudName` is `AzureStackCloud` and its environment file is not a valid environment.
+        case azureStackEnvironmentInvalid(path: String)
+
         /// The upstream provider's error text.
-        package var message: String
+        package var message: String {
+            switch self {
+            case .podNameMissing: "pod name is not provided"
+            case .podNamespaceMissing: "pod namespace is not provided"
+            case .invalidFlag(let flag): flag.message
+            case .conflictingIdentityModes:
+                "only one identity mode can be enabled at a time: usePodIdentity, useVMManagedIdentity, or useAzureTokenProxy"
+            case .podIdentityUnsupported:
+                "usePodIdentity is not supported: AAD pod identity is deprecated upstream; use workload identity (clientID) or useVMManagedIdentity"
+            case .azureTokenProxyUnsupported: "useAzureTokenProxy (AKS identity binding) is not supported by the built-in provider"
+            case .workloadIdentityToken(let problem, let managedIdentity):
+                "failed to build auth config for mode \(managedIdentity ? "VMManagedIdentity" : "None"): failed to parse workload identity tokens, error: \(problem.message)"
+            case .servicePrincipal(let problem): "failed to build auth config for mode None: \(problem.message)"
+            case .keyVaultNameMissing: "keyvaultName is not provided"
+            case .tenantMissing: "tenantId is not provided"
+            case .invalidKeyVaultName(let invalid): invalid.message
+            case .objectsMissing: "objects is not set"
+            case .objectsNotYAML(let detail): "failed to yaml unmarshal objects, error: \(detail)"
+            case .objectNotYAML(let index, let detail): "unmarshal failed for keyVaultObjects at index \(index), error: \(detail)"
+            case .invalidObject(let object, let problem):
+                "failed to get objectType:\(object.type), objectName:\(object.name), objectVersion:\(object.version): \(problem.message)"
+            case .unknownCloud(let name):
+                "cloudName \(name) is not valid, error: autorest/azure: There is no cloud environment matching the name \"\(name.uppercased())\""
+            case .azureStackEnvironmentUnreadable(let path):
+                "cloudName AzureStackCloud is not valid, error: open \(path): no such file or directory"
+            case .azureStackEnvironmentInvalid(let path):
+                "cloudName AzureStackCloud is not valid, error: \(path) is not a valid environment file"
+            }
+        }
+
         /// The message.
         package var description: String { message }
-        init(_ message: String) { self.message = message }
     }
 
-    static let workloadIdentityAudience = "api://AzureADTokenExchange"
+    /// A value that Go's `strconv.ParseBool` refuses, for the flag `flag`.
+    package struct InvalidBoolean: Error, Sendable, Equatable {
+        /// The parameter (`useVMManagedIdentity`…) or object field (`optional`).
+        package var flag: String
+        /// The value as written (trimmed).
+        package var text: String
+
+        /// `text` refused for `flag`.
+        package init(flag: String, text: String) {
+            self.flag = flag
+            self.text = text
+        }
+
+        /// The upstream text.
+        package var message: String { "failed to parse \(flag) flag, error: strconv.ParseBool: parsing \"\(text)\": invalid syntax" }
+    }
+
+    /// A vault name Key Vault does not accept.
+    package struct InvalidVaultName: Error, Sendable, Equatable {
+        /// What is wrong with it.
+        package enum Reason: Sendable, Equatable {
+            /// Fewer than 3 or more than 24 characters.
+            case length
+            /// A character other than `-`, an ASCII letter or digit.
+            case characters
+        }
+
+        /// The name.
+        package var name: String
+        /// Why it is refused.
+        package var reason: Reason
+
+        /// `name`, refused for `reason`.
+        package init(name: String, reason: Reason) {
+            self.name = name
+            self.reason = reason
+        }
+
+        /// The upstream text.
+        package var message: String {
+            switch reason {
+            case .length: "failed to get vault: Invalid vault name: \"\(name)\", must be between 3 and 24 chars"
+            case .characters: "failed to get vault: Invalid vault name: \"\(name)\", must match [-a-zA-Z0-9]{3,24}"
+            }
+        }
+    }
+
+    /// Why the pod's service account token for an audience cannot be had from kubelet's
+    /// `csi.storage.k8s.io/serviceAccount.tokens`.
+    package enum ServiceAccountTokenProblem: Error, Sendable, Equatable, CustomStringConvertible {
+        /// The attribute is empty: kubelet sent no tokens (no `tokenRequests` in the CSIDriver, or none given).
+        case tokensMissing
+        /// The attribute is not a JSON object of audience to token.
+        case tokensNotJSON
+        /// No token for `audience` among them.
+        case noTokenForAudience(String)
+
+        /// The upstream text.
+        package var message: String {
+            switch self {
+            case .tokensMissing: "service account tokens not found"
+            case .tokensNotJSON: "failed to unmarshal service account tokens, error: not a JSON object of audience to token"
+            case .noTokenForAudience(let audience): "token for audience \(audience) not found"
+            }
+        }
+
+        /// The message.
+        package var description: String { message }
+    }
+
+    /// What is missing from the nodePublishSecretRef data of a service principal.
+    package enum ServicePrincipalProblem: Sendable, Equatable {
+        /// No data at all (no nodePublishSecretRef, or an empty Secret).
+        case secretNotSet
+        /// No non-empty `clientid`.
+        case clientIDMissing
+        /// No non-empty `clientsecret`.
+        case clientSecretMissing
+
+        /// The upstream text, after `failed to build auth config for mode None: `.
+        package var message: String {
+            switch self {
+            case .secretNotSet: "failed to get credentials, nodePublishSecretRef secret is not set"
+            case .clientIDMissing: "could not find clientid in secrets"
+            case .clientSecretMissing: "could not find clientsecret in secrets"
+            }
+        }
+    }
+
+    /// Which entry of `objects` a problem is in, as the upstream text names it.
+    package struct ObjectReference: Sendable, Equatable {
+        /// The entry's index in `objects`.
+        package var index: Int
+        /// `objectType` as written (trimmed).
+        package var type: String
+        /// `objectName` (trimmed).
+        package var name: String
+        /// `objectVersion` (trimmed).
+        package var version: String
+
+        /// Entry `index`, of `objectType` `type`, `objectName` `name` and `objectVersion` `version`.
+        package init(index: Int, type: String, name: String, version: String) {
+            self.index = index
+            self.type = type
+            self.name = name
+            self.version = version
+        }
+    }
+
+    /// What is wrong with one field of an `objects` entry.
+    package enum ObjectProblem: Sendable, Equatable {
+        /// `objectType` is not `secret`, `key` or `cert`.
+        case unknownType
+        /// `objectFormat` (as written) is not PEM or PFX.
+        case invalidFormat(String)
+        /// `objectFormat: pfx` on an object that is not a secret.
+        case pfxNeedsSecret
+        /// `objectEncoding` on an object that is not a secret.
+        case encodingNeedsSecret
+        /// `objectEncoding` (as written) is not hex, base64 or utf-8.
+        case invalidEncoding(String)
+        /// Neither `objectAlias` nor `objectName` gives a file name.
+        case fileNameEmpty
+        /// The file name (`objectAlias`, else `objectName`) is absolute.
+        case fileNameAbsolute
+        /// The file name contains `..`.
+        case fileNameClimbs
+        /// `filePermission` is not an octal mode up to 0777.
+        case invalidFilePermission(String)
+        /// `objectName` is empty (only an alias names the file).
+        case nameMissing
+        /// `optional` is not a Go boolean.
+        case invalidOptional(InvalidBoolean)
+        /// The object's own `keyvaultName` is not a valid vault name.
+        case invalidKeyVaultName(InvalidVaultName)
+
+        /// The upstream text of the cause.
+        package var message: String {
+            switch self {
+            case .unknownType: "Invalid vaultObjectTypes. Should be secret, key, or cert"
+            case .invalidFormat(let text): "invalid objectFormat: \(text), should be PEM or PFX"
+            case .pfxNeedsSecret: "PFX format only supported for objectType: secret"
+            case .encodingNeedsSecret: "objectEncoding only supported for objectType: secret"
+            case .invalidEncoding(let text): "invalid objectEncoding: \(text), should be hex, base64 or utf-8"
+            case .fileNameEmpty: "file name must not be empty"
+            case .fileNameAbsolute: "file name must be a relative path"
+            case .fileNameClimbs: "file name must not contain '..'"
+            case .invalidFilePermission(let text): "invalid filePermission: \(text), should be an octal mode such as 0644"
+            case .nameMissing: "objectName is not set"
+            case .invalidOptional(let invalid): invalid.message
+            case .invalidKeyVaultName(let invalid): invalid.message
+            }
+        }
+    }
+
+    /// The audience of the token that workload identity exchanges (kubelet's `tokenRequests` entry).
+    package static let workloadIdentityAudience = "api://AzureADTokenExchange"
 
     /// Parses `attributes` (SPC parameters + volume context + tokens) and `secrets` (nodePublishSecretRef data).
     package init(attributes: [String: String], secrets: [String: String], defaultFilePermission: UInt32) throws(Invalid) {
         func value(_ key: String) -> String { (attributes[key] ?? "").trimmingWhitespace() }
 
         podName = value(VolumeContextKey.podName)
-        guard !podName.isEmpty else { throw Invalid("pod name is not provided") }
+        guard !podName.isEmpty else { throw .podNameMissing }
         podNamespace = value(VolumeContextKey.podNamespace)
-        guard !podNamespace.isEmpty else { throw Invalid("pod namespace is not provided") }
+        guard !podNamespace.isEmpty else { throw .podNamespaceMissing }
 
-        let usePodIdentity = try Self.parseBool(value("usePodIdentity"), flag: "usePodIdentity")
-        let useVMManagedIdentity = try Self.parseBool(value("useVMManagedIdentity"), flag: "useVMManagedIdentity")
-        let useAzureTokenProxy = try Self.parseBool(value("useAzureTokenProxy"), flag: "useAzureTokenProxy")
+        func flag(_ name: String) throws(Invalid) -> Bool {
+            do { return try Self.parseBool(value(name), flag: name) } catch { throw .invalidFlag(error) }
+        }
+        let usePodIdentity = try flag("usePodIdentity")
+        let useVMManagedIdentity = try flag("useVMManagedIdentity")
+        let useAzureTokenProxy = try flag("useAzureTokenProxy")
         if [usePodIdentity, useVMManagedIdentity, useAzureTokenProxy].filter({ $0 }).count > 1 {
-            throw Invalid(
-                "only one identity mode can be enabled at a time: usePodIdentity, useVMManagedIdentity, or useAzureTokenProxy"
-            )
+            throw .conflictingIdentityModes
         }
-        if usePodIdentity {
-            throw Invalid(
-                "usePodIdentity is not supported: AAD pod identity is deprecated upstream; use workload identity (clientID) or useVMManagedIdentity"
-            )
-        }
-        if useAzureTokenProxy {
-            throw Invalid("useAzureTokenProxy (AKS identity binding) is not supported by the built-in provider")
-        }
+        if usePodIdentity { throw .podIdentityUnsupported }
+        if useAzureTokenProxy { throw .azureTokenProxyUnsupported }
 
         keyVaultName = value("keyvaultName")
-        guard !keyVaultName.isEmpty else { throw Invalid("keyvaultName is not provided") }
+        guard !keyVaultName.isEmpty else { throw .keyVaultNameMissing }
         let tenant = value("tenantID").isEmpty ? value("tenantId") : value("tenantID")
-        guard !tenant.isEmpty else { throw Invalid("tenantId is not provided") }
+        guard !tenant.isEmpty else { throw .tenantMissing }
         tenantID = tenant
         cloudName = value("cloudName").isEmpty ? nil : value("cloudName")
         cloudEnvironmentFile = value("cloudEnvFileName").isEmpty ? nil : value("cloudEnvFileName")
@@ -158,7 +376,7 @@ package struct AzureMountParameters: Sendable, Equatable {
                     audience: Self.workloadIdentityAudience
                 )
             } catch {
-                throw Invalid("failed to build auth config for mode \(useVMManagedIdentity ? "VMManagedIdentity" : "None"): failed to parse workload identity tokens, error: \(error.message)")
+                throw .workloadIdentityToken(error, managedIdentity: useVMManagedIdentity)
             }
         }
         if useVMManagedIdentity {
@@ -171,60 +389,53 @@ package struct AzureMountParameters: Sendable, Equatable {
         }
 
         let objectsText = value("objects")
-        guard !objectsText.isEmpty else { throw Invalid("objects is not set") }
+        guard !objectsText.isEmpty else { throw .objectsMissing }
         objects = try Self.parseObjects(objectsText)
         if !objects.isEmpty {
-            try Self.validateVaultName(keyVaultName)
+            do { try Self.validateVaultName(keyVaultName) } catch { throw .invalidKeyVaultName(error) }
         }
     }
 
     /// Go's `strconv.ParseBool` over a trimmed value; empty means false.
-    static func parseBool(_ text: String, flag: String) throws(Invalid) -> Bool {
+    static func parseBool(_ text: String, flag: String) throws(InvalidBoolean) -> Bool {
         switch text {
         case "": return false
         case "1", "t", "T", "TRUE", "true", "True": return true
         case "0", "f", "F", "FALSE", "false", "False": return false
-        default:
-            throw Invalid("failed to parse \(flag) flag, error: strconv.ParseBool: parsing \"\(text)\": invalid syntax")
+        default: throw InvalidBoolean(flag: flag, text: text)
         }
     }
 
     /// The token for `audience` from kubelet's `serviceAccount.tokens` JSON.
-    package static func serviceAccountToken(_ json: String, audience: String) throws(Invalid) -> String {
-        guard !json.isEmpty else { throw Invalid("service account tokens not found") }
+    package static func serviceAccountToken(_ json: String, audience: String) throws(ServiceAccountTokenProblem) -> String {
+        guard !json.isEmpty else { throw .tokensMissing }
         struct Entry: Decodable { var token: String? }
         let tokens: [String: Entry]
         do {
             tokens = try JSONDecoder().decode([String: Entry].self, from: Data(json.utf8))
         } catch {
-            throw Invalid("failed to unmarshal service account tokens, error: not a JSON object of audience to token")
+            throw .tokensNotJSON
         }
-        guard let token = tokens[audience]?.token, !token.isEmpty else {
-            throw Invalid("token for audience \(audience) not found")
-        }
+        guard let token = tokens[audience]?.token, !token.isEmpty else { throw .noTokenForAudience(audience) }
         return token
     }
 
     static func servicePrincipal(from secrets: [String: String]) throws(Invalid) -> AzureIdentity {
-        guard !secrets.isEmpty else {
-            throw Invalid("failed to build auth config for mode None: failed to get credentials, nodePublishSecretRef secret is not set")
-        }
+        guard !secrets.isEmpty else { throw .servicePrincipal(.secretNotSet) }
         let lowered = Dictionary(secrets.map { ($0.key.lowercased(), $0.value) }, uniquingKeysWith: { first, _ in first })
         guard let clientID = lowered["clientid"], !clientID.trimmingWhitespace().isEmpty else {
-            throw Invalid("failed to build auth config for mode None: could not find clientid in secrets")
+            throw .servicePrincipal(.clientIDMissing)
         }
         guard let clientSecret = lowered["clientsecret"], !clientSecret.trimmingWhitespace().isEmpty else {
-            throw Invalid("failed to build auth config for mode None: could not find clientsecret in secrets")
+            throw .servicePrincipal(.clientSecretMissing)
         }
         return .servicePrincipal(clientID: clientID.trimmingWhitespace(), clientSecret: clientSecret.trimmingWhitespace())
     }
 
-    static func validateVaultName(_ name: String) throws(Invalid) {
-        guard (3...24).contains(name.count) else {
-            throw Invalid("failed to get vault: Invalid vault name: \"\(name)\", must be between 3 and 24 chars")
-        }
+    static func validateVaultName(_ name: String) throws(InvalidVaultName) {
+        guard (3...24).contains(name.count) else { throw InvalidVaultName(name: name, reason: .length) }
         guard name.allSatisfy({ $0 == "-" || ($0.isASCII && ($0.isLetter || $0.isNumber)) }) else {
-            throw Invalid("failed to get vault: Invalid vault name: \"\(name)\", must match [-a-zA-Z0-9]{3,24}")
+            throw InvalidVaultName(name: name, reason: .characters)
         }
     }
 
@@ -245,6 +456,22 @@ package struct AzureMountParameters: Sendable, Equatable {
 
     private static func parseObjectsUncached(_ text: String) throws(Invalid) -> [KeyVaultObject] {
         struct Outer: Decodable { var array: [String]? }
+        let outer: Outer
+        do {
+            outer = try YAMLDecoder().decode(Outer.self, from: text)
+        } catch {
+            throw .objectsNotYAML(detail: Self.describe(error))
+        }
+        var result: [KeyVaultObject] = []
+        for (index, item) in (outer.array ?? []).enumerated() {
+            result.append(try parseObject(item, at: index))
+        }
+        return result
+    }
+
+    /// Parses and validates one entry of `objects` (the YAML text of one `- |` item), at `index` in the list:
+    /// what ``parseObjects(_:)`` does for each entry, for a caller that wants every broken entry, not the first.
+    package static func parseObject(_ item: String, at index: Int) throws(Invalid) -> KeyVaultObject {
         struct Inner: Decodable {
             var objectName: String?
             var objectType: String?
@@ -259,96 +486,77 @@ package struct AzureMountParameters: Sendable, Equatable {
             var tenantID: String?
             var tenantId: String?
         }
-        let outer: Outer
+        let inner: Inner
         do {
-            outer = try YAMLDecoder().decode(Outer.self, from: text)
+            inner = try YAMLDecoder().decode(Inner.self, from: item)
         } catch {
-            throw Invalid("failed to yaml unmarshal objects, error: \(Self.describe(error))")
+            throw .objectNotYAML(index: index, detail: Self.describe(error))
         }
-        var result: [KeyVaultObject] = []
-        for (index, item) in (outer.array ?? []).enumerated() {
-            let inner: Inner
+        let name = (inner.objectName ?? "").trimmingWhitespace()
+        let typeText = (inner.objectType ?? "").trimmingWhitespace()
+        let version = (inner.objectVersion ?? "").trimmingWhitespace()
+        let reference = ObjectReference(index: index, type: typeText, name: name, version: version)
+        func invalid(_ problem: ObjectProblem) -> Invalid { .invalidObject(reference, problem) }
+        guard let type = KeyVaultObject.ObjectType(rawValue: typeText) else { throw invalid(.unknownType) }
+        let formatText = (inner.objectFormat ?? "").trimmingWhitespace().lowercased()
+        guard let format = formatText.isEmpty ? .pem : KeyVaultObject.Format(rawValue: formatText) else {
+            throw invalid(.invalidFormat(inner.objectFormat ?? ""))
+        }
+        if format == .pfx && type != .secret { throw invalid(.pfxNeedsSecret) }
+        let encodingText = (inner.objectEncoding ?? "").trimmingWhitespace().lowercased()
+        if !encodingText.isEmpty && type != .secret { throw invalid(.encodingNeedsSecret) }
+        guard let encoding = encodingText.isEmpty ? .utf8 : KeyVaultObject.Encoding(rawValue: encodingText) else {
+            throw invalid(.invalidEncoding(inner.objectEncoding ?? ""))
+        }
+        let alias = (inner.objectAlias ?? "").trimmingWhitespace()
+        let fileName = alias.isEmpty ? name : alias
+        if fileName.isEmpty { throw invalid(.fileNameEmpty) }
+        if fileName.hasPrefix("/") { throw invalid(.fileNameAbsolute) }
+        if fileName.contains("..") { throw invalid(.fileNameClimbs) }
+        var permission: UInt32?
+        let permissionText = (inner.filePermission ?? "").trimmingWhitespace()
+        if !permissionText.isEmpty {
+            guard let parsed = UInt32(permissionText, radix: 8), parsed <= 0o777 else {
+                throw invalid(.invalidFilePermission(permissionText))
+            }
+            permission = parsed
+        }
+        // An alias only names the file: without a name there is nothing to fetch.
+        if name.isEmpty { throw invalid(.nameMissing) }
+        var optional = false
+        switch inner.optional {
+        case .none: break
+        case .bool(let flag)?: optional = flag
+        case .text(let text)?:
             do {
-                inner = try YAMLDecoder().decode(Inner.self, from: item)
+                optional = try parseBool(text.trimmingWhitespace(), flag: "optional")
             } catch {
-                throw Invalid("unmarshal failed for keyVaultObjects at index \(index), error: \(Self.describe(error))")
+                throw invalid(.invalidOptional(error))
             }
-            let name = (inner.objectName ?? "").trimmingWhitespace()
-            let typeText = (inner.objectType ?? "").trimmingWhitespace()
-            let version = (inner.objectVersion ?? "").trimmingWhitespace()
-            func wrap(_ cause: String) -> Invalid {
-                Invalid("failed to get objectType:\(typeText), objectName:\(name), objectVersion:\(version): \(cause)")
-            }
-            guard let type = KeyVaultObject.ObjectType(rawValue: typeText) else {
-                throw wrap("Invalid vaultObjectTypes. Should be secret, key, or cert")
-            }
-            let formatText = (inner.objectFormat ?? "").trimmingWhitespace().lowercased()
-            guard let format = formatText.isEmpty ? .pem : KeyVaultObject.Format(rawValue: formatText) else {
-                throw wrap("invalid objectFormat: \(inner.objectFormat ?? ""), should be PEM or PFX")
-            }
-            if format == .pfx && type != .secret {
-                throw wrap("PFX format only supported for objectType: secret")
-            }
-            let encodingText = (inner.objectEncoding ?? "").trimmingWhitespace().lowercased()
-            if !encodingText.isEmpty && type != .secret {
-                throw wrap("objectEncoding only supported for objectType: secret")
-            }
-            guard let encoding = encodingText.isEmpty ? .utf8 : KeyVaultObject.Encoding(rawValue: encodingText) else {
-                throw wrap("invalid objectEncoding: \(inner.objectEncoding ?? ""), should be hex, base64 or utf-8")
-            }
-            let alias = (inner.objectAlias ?? "").trimmingWhitespace()
-            let fileName = alias.isEmpty ? name : alias
-            if fileName.isEmpty { throw wrap("file name must not be empty") }
-            if fileName.hasPrefix("/") { throw wrap("file name must be a relative path") }
-            if fileName.contains("..") { throw wrap("file name must not contain '..'") }
-            var permission: UInt32?
-            let permissionText = (inner.filePermission ?? "").trimmingWhitespace()
-            if !permissionText.isEmpty {
-                guard let parsed = UInt32(permissionText, radix: 8), parsed <= 0o777 else {
-                    throw wrap("invalid filePermission: \(permissionText), should be an octal mode such as 0644")
-                }
-                permission = parsed
-            }
-            // An alias only names the file: without a name there is nothing to fetch.
-            if name.isEmpty { throw wrap("objectName is not set") }
-            var optional = false
-            switch inner.optional {
-            case .none: break
-            case .bool(let flag)?: optional = flag
-            case .text(let text)?:
-                do {
-                    optional = try parseBool(text.trimmingWhitespace(), flag: "optional")
-                } catch {
-                    throw wrap(error.message)
-                }
-            }
-            let vault = (inner.keyvaultName ?? "").trimmingWhitespace()
-            if !vault.isEmpty {
-                do {
-                    try validateVaultName(vault)
-                } catch {
-                    throw wrap(error.message)
-                }
-            }
-            let objectTenant = (inner.tenantID ?? "").trimmingWhitespace().isEmpty
-                ? (inner.tenantId ?? "").trimmingWhitespace() : (inner.tenantID ?? "").trimmingWhitespace()
-            result.append(
-                KeyVaultObject(
-                    name: name,
-                    type: type,
-                    alias: alias,
-                    version: version,
-                    versionHistory: Int(inner.objectVersionHistory ?? 0),
-                    format: format,
-                    encoding: encoding,
-                    filePermission: permission,
-                    optional: optional,
-                    keyVaultName: vault.isEmpty ? nil : vault,
-                    tenantID: objectTenant.isEmpty ? nil : objectTenant
-                )
-            )
         }
-        return result
+        let vault = (inner.keyvaultName ?? "").trimmingWhitespace()
+        if !vault.isEmpty {
+            do {
+                try validateVaultName(vault)
+            } catch {
+                throw invalid(.invalidKeyVaultName(error))
+            }
+        }
+        let objectTenant = (inner.tenantID ?? "").trimmingWhitespace().isEmpty
+            ? (inner.tenantId ?? "").trimmingWhitespace() : (inner.tenantID ?? "").trimmingWhitespace()
+        return KeyVaultObject(
+            name: name,
+            type: type,
+            alias: alias,
+            version: version,
+            versionHistory: Int(inner.objectVersionHistory ?? 0),
+            format: format,
+            encoding: encoding,
+            filePermission: permission,
+            optional: optional,
+            keyVaultName: vault.isEmpty ? nil : vault,
+            tenantID: objectTenant.isEmpty ? nil : objectTenant
+        )
     }
 
     private static func describe(_ error: any Error) -> String {

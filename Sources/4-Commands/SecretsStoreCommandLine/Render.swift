@@ -36,7 +36,7 @@ package struct RenderOptions: Sendable, Equatable {
     /// `--token-file`: the pod's service account token; `nil` when not given. Never printed.
     package var serviceAccountToken: String?
     /// `--token-audience`: the audience the token is sent for.
-    package var tokenAudience = AzureRenderCheck.workloadIdentityAudience
+    package var tokenAudience = AzureClassCheck.workloadIdentityAudience
     /// `--dry-run`: check and plan only; nothing is fetched.
     package var dryRun = false
     /// `--out`: write the files here with the volume's atomic layout; `nil`: write nothing.
@@ -205,8 +205,9 @@ package struct RenderOutcome: Sendable, Equatable {
 /// `secrets-store-csi-driver render`: what a pod would see, without a cluster or a mount.
 ///
 /// Each SecretProviderClass of the manifest is checked (``SecretProviderClassCheck``, ``CredentialCheck``,
-/// and for `azure` ``AzureRenderCheck``); every problem is reported. With `--dry-run` that is all: the report
-/// lists the objects and the files a mount would hold. Otherwise the provider is asked exactly as a
+/// and for `azure` the provider's own ``AzureClassCheck`` through ``AzureRenderCheck``); every problem is
+/// reported. With `--dry-run` that is all: the report lists the objects and the files a mount would hold.
+/// Otherwise the provider is asked exactly as a
 /// NodePublishVolume would ask it (``ProviderRequestBuilder`` over the class, the pod's volume context, the
 /// token and the nodePublishSecretRef data), its answer is checked as the driver checks it, and the files are
 /// listed with sizes, modes and versions; `--out` writes them with ``AtomicWriter`` (the volume's `..data`
@@ -360,7 +361,7 @@ package enum Render {
         let providerRequest = ProviderRequestBuilder.build(for: validated, secretProviderClass: spc, currentObjectVersions: [])
 
         // The provider's own checks.
-        var plan: AzureRenderCheck.Plan?
+        var plan: AzureClassCheck.Plan?
         if spc.provider == AzureKeyVaultProvider.name {
             let azure = environment.builtInAzure ?? .init()
             let azureCheck = AzureRenderCheck.check(
@@ -374,7 +375,7 @@ package enum Render {
             plan = azureCheck.plan
             if let plan {
                 report.problems += AzureRenderCheck.secretObjectProblems(spc.secretObjects, plan: plan)
-                if !plan.identity.isEmpty { report.identity = plan.identity }
+                if let identity = azureCheck.identity { report.identity = identity }
                 report.vault = "\(plan.vault) in \(plan.cloud), tenant \(plan.tenant)"
             }
             if environment.builtInAzure == nil {

@@ -25,7 +25,8 @@ package struct RenderProblem: Sendable, Equatable, Codable, CustomStringConverti
 /// driver checks at NodePublishVolume, and the credential rule (``CredentialCheck``). Every problem is
 /// collected; nothing stops at the first.
 ///
-/// Provider-specific parameters are the provider's business (``AzureRenderCheck`` for `azure`); `spec.sync`
+/// Provider-specific parameters are the provider's business (for `azure`, ``AzureClassCheck`` in the provider's
+/// target, adapted by ``AzureRenderCheck``); `spec.sync`
 /// (the sync controller's: `serviceAccountName`, `nodePublishSecretRef.name`) and `spec.refreshInterval`
 /// are checked as the controller checks them.
 package enum SecretProviderClassCheck {
