@@ -108,13 +108,58 @@ import Testing
         #expect(RPCError(.kubernetesUnavailable("x"), deadlinePassed: true).code == .unavailable)
     }
 
+    /// The translation of every Kubernetes client error, a `switch` with no `default:`: a new case of
+    /// ``KubernetesClientError`` does not compile until its publish error is chosen here (and given an example
+    /// below). `notFound` is what a 404 means for the call.
+    static func expected(_ error: KubernetesClientError, notFound: PublishError) -> (case: String, translated: PublishError) {
+        switch error {
+        case .notFound: return ("notFound", notFound)
+        case .forbidden(let message): return ("forbidden", .kubernetesForbidden(message))
+        case .unavailable(let message): return ("unavailable", .kubernetesUnavailable(message))
+        case .conflict(let message): return ("conflict", .kubernetesUnavailable("conflict: " + message))
+        case .rejected(let status, let message): return ("rejected", .kubernetesFailed("HTTP \(status): " + message))
+        }
+    }
+
+    /// The same for a file-system error by the step that failed, also without `default:`.
+    static func expected(_ error: FileSystemError, target: String, during step: PublishError.TargetStep) -> PublishError {
+        switch step {
+        case .creatingDirectory: return .mountFailed(targetPath: target, reason: "failed to create target path: " + error.reason)
+        case .removingDirectory: return .mountFailed(targetPath: target, reason: "failed to remove target path: " + error.reason)
+        case .inspectingContent: return .mountFailed(targetPath: target, reason: error.description)
+        case .writingFiles: return .writeFailed(targetPath: target, reason: error.description)
+        }
+    }
+
+    /// One example of every Kubernetes client error.
+    static let kubernetesErrors: [KubernetesClientError] = [
+        .notFound("gone"), .forbidden("rbac"), .unavailable("down"), .conflict("stale"), .rejected(status: 422, message: "bad"),
+    ]
+
     @Test func seamErrorsAreTranslatedInOnePlace() {
         #expect(PublishError(MountError(path: "/t", reason: "failed to unmount: busy")) == .mountFailed(targetPath: "/t", reason: "failed to unmount: busy"))
+
+        // Every Kubernetes client error (the examples cover every case), with and without a meaning for 404.
+        #expect(Set(Self.kubernetesErrors.map { Self.expected($0, notFound: .cancelled).case }).count == 5)
         let notFound = PublishError.secretProviderClassNotFound(namespace: "ns", name: "spc")
-        #expect(PublishError(KubernetesClientError.notFound("gone"), notFound: notFound) == notFound)
-        #expect(PublishError(KubernetesClientError.forbidden("rbac"), notFound: notFound) == .kubernetesForbidden("rbac"))
-        #expect(PublishError(KubernetesClientError.unavailable("down"), notFound: notFound) == .kubernetesUnavailable("down"))
-        #expect(PublishError(KubernetesClientError.conflict("stale"), notFound: notFound) == .kubernetesUnavailable("conflict: stale"))
-        #expect(PublishError(KubernetesClientError.rejected(status: 422, message: "bad"), notFound: notFound) == .kubernetesFailed("HTTP 422: bad"))
+        for error in Self.kubernetesErrors {
+            #expect(PublishError(error, notFound: notFound) == Self.expected(error, notFound: notFound).translated, "\(error)")
+            #expect(PublishError(error) == Self.expected(error, notFound: .kubernetesFailed("\(error)")).translated, "\(error)")
+        }
+        // The messages kubelet shows, spelled out.
+        #expect(PublishError(KubernetesClientError.conflict("stale"), notFound: notFound).description == "kubernetes API unavailable: conflict: stale")
+        #expect(PublishError(KubernetesClientError.rejected(status: 422, message: "bad")).description == "kubernetes API request failed: HTTP 422: bad")
+        #expect(PublishError(KubernetesClientError.notFound("gone")).description == "kubernetes API request failed: notFound(\"gone\")")
+
+        // Every step a file-system error can come from.
+        let failure = FileSystemError(operation: "mkdir", path: "/t", reason: "Permission denied", errno: 13)
+        for step in PublishError.TargetStep.allCases {
+            #expect(PublishError(failure, target: "/t", during: step) == Self.expected(failure, target: "/t", during: step), "\(step)")
+        }
+        #expect(
+            PublishError(failure, target: "/t", during: .creatingDirectory).description
+                == "failed to mount tmpfs at /t: failed to create target path: Permission denied"
+        )
+        #expect(PublishError(failure, target: "/t", during: .writingFiles).description == "failed to write files to /t: mkdir /t: Permission denied")
     }
 }

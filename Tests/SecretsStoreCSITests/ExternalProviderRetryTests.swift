@@ -39,15 +39,17 @@ struct ExternalProviderRetryTests {
         }
     }
 
-    @Test("a socket that is there but not served until about a second later (a restarting provider) is waited for")
+    @Test("a socket that is there but not served until after a failed attempt (a restarting provider) is waited for")
     func lateServer() async throws {
         try await withTemporaryDirectory { root in
             let path = root + "/late.sock"
             try Self.leaveStaleSocket(at: path)
             let provider = ExternalProvider(name: "late", socketPath: path, maxReceiveMessageBytes: 1 << 20)
             let service = ScriptedProvider(failures: [])
-            let fetch = Task { try await provider.fetch(Self.request, logger: Logger(label: "test")) }
-            try await Task.sleep(for: .seconds(1))
+            let logs = LogCapture()
+            let fetch = Task { try await provider.fetch(Self.request, logger: logs.logger()) }
+            // The server starts only once an attempt found the socket unserved and the fetch is waiting to retry.
+            try await eventually("a failed attempt") { logs.all.contains { $0.contains("provider unavailable, retrying") } }
             let server = try await ScriptedProvider.serve(service, socketPath: path)
             let response = try await fetch.value
             server.beginGracefulShutdown()

@@ -164,7 +164,11 @@ struct ProviderHealthTests {
             )
             let previous = ["stuck": ProviderHealthService.ProviderState(socketPath: root + "/stuck.sock", healthy: true)]
             let round = Task { await service.checkRound(previous: previous) }
-            try await Task.sleep(for: .milliseconds(200))
+            // The round's Version call has connected (a connection waits in the backlog): it is under way.
+            try await eventually("the round's connection waiting to be accepted") {
+                var waiting = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+                return poll(&waiting, 1, 0) == 1
+            }
             round.cancel()
             #expect(await round.value == previous)
             #expect(reports.withLock { $0 } == 0)

@@ -110,6 +110,24 @@ struct SyncAndRotationTests {
         }
     }
 
+    @Test("a failed Secret write keeps the API error as its cause; the message names it as before")
+    func failedSecretWriteKeepsItsCause() async throws {
+        let kubernetes = FakeKubernetesClient()
+        let forbidden = KubernetesClientError.forbidden("secrets is forbidden")
+        kubernetes.failSecretWrites(with: forbidden)
+        let secret = KubernetesSecret(
+            namespace: "ns", name: "db", type: "Opaque", data: ["pw": Array("x".utf8)], labels: [KubernetesSecret.managedLabel: "true"]
+        )
+        let failure = await #expect(throws: SecretSyncer.Failure.self) {
+            _ = try await SecretSyncer(kubernetes: kubernetes).apply(secret, logger: Logger(label: "test"))
+        }
+        #expect(failure?.cause == forbidden)
+        #expect(
+            failure?.message
+                == "failed to sync secret ns/db: \(forbidden) (the driver may not write Secrets: install the chart with syncSecret.enabled=true)"
+        )
+    }
+
     @Test func forbiddenSecretWritesSayWhatToEnable() async throws {
         try await withTemporaryDirectory { (root: String) async throws in
             let harness = PipelineHarness(
@@ -207,8 +225,8 @@ struct SyncAndRotationTests {
                     group.addTask { try await harness.publisher.publish(request, logger: harness.logs.logger()) }
                 }
                 // Release the provider once the four followers are waiting on the first pod's fetch.
-                while harness.publisher.joinedFetchCount < 4 || harness.provider.requests.count < 2 {
-                    try await Task.sleep(for: .milliseconds(2))
+                try await eventually("four followers joined and two fetches started", every: .milliseconds(2)) {
+                    harness.publisher.joinedFetchCount >= 4 && harness.provider.requests.count >= 2
                 }
                 harness.provider.release()
                 for try await outcome in group { #expect(outcome == .published) }

@@ -37,6 +37,7 @@ struct SyncControllerTests {
     /// An API, a provider and a running controller; `body` runs while it runs.
     static func withController(
         defaultInterval: Duration = .seconds(3600),
+        workers: Int = 8,
         audiences: [String]? = ["api://AzureADTokenExchange"],
         logs: LogCapture = LogCapture(),
         _ body: (InMemoryControllerAPI, StaticProvider, SyncController) async throws -> Void
@@ -56,7 +57,7 @@ struct SyncControllerTests {
             kubernetes: api,
             step: step,
             tokens: tokens,
-            configuration: .init(namespace: nil, defaultInterval: defaultInterval, tick: .milliseconds(20)),
+            configuration: .init(namespace: nil, defaultInterval: defaultInterval, workers: workers, tick: .milliseconds(20)),
             monotonicNow: { ContinuousClock.now - start },
             wallClockSeconds: { 1_800_000_000 }
         )
@@ -195,15 +196,45 @@ struct SyncControllerTests {
         }
     }
 
+    @Test("a failed sync keeps the provider's error as its cause; the condition's message names it as before")
+    func failedSyncKeepsItsCause() async throws {
+        let api = InMemoryControllerAPI()
+        api.addServiceAccount(namespace: Self.namespace, name: "app")
+        api.setCSIDriverAudiences([])
+        let provider = StaticProvider(Self.response("s3cret"))
+        provider.fail(with: .unavailable("vault down"))
+        let step = SecretProviderClassSyncStep(
+            kubernetes: api,
+            providers: FixedProviderDirectory(["static": provider]),
+            tokens: ServiceAccountTokenCache(client: api, nowSeconds: { 1_800_000_000 }),
+            audiences: .init { _ async throws(KubernetesClientError) in [] }
+        )
+        api.apply(Self.spc())
+        let spc = try #require(api.storedClass(namespace: Self.namespace, name: "db"))
+        let outcome = await step.sync(spc, previous: [], logger: Logger(label: "test"))
+        #expect(outcome.reason == .providerError)
+        let cause = try #require(outcome.cause as? PublishError)
+        #expect(cause == .provider(name: "static", .unavailable("vault down")))
+        #expect(outcome.message == "failed to mount secrets store objects, provider \"static\": unavailable: vault down")
+    }
+
     @Test("deleting the class garbage-collects its Secret and the controller forgets it")
     func deletionCollects() async throws {
-        try await Self.withController { api, _, controller in
+        // One worker: the queue is worked in order, so a later restore that completed proves every earlier one did.
+        try await Self.withController(workers: 1) { api, _, controller in
             api.apply(Self.spc())
             try await eventually("synced") { api.storedSecrets[Self.secretKey] != nil }
             api.deleteClass(namespace: Self.namespace, name: "db")
             try await eventually("forgotten") { controller.trackedClasses.isEmpty }
-            try await Task.sleep(for: .milliseconds(200))
-            #expect(api.storedSecrets.isEmpty)
+            // A later event on the same watch and queue: another class's Secret deleted and restored. Once it is
+            // back, the controller has seen the collected Secret's deletion and worked whatever it queued for it.
+            api.apply(Self.spc(name: "later", secretName: "later-secret"))
+            let later = "\(Self.namespace)/later-secret"
+            try await eventually("the later class synced") { api.storedSecrets[later] != nil }
+            api.removeSecret(namespace: Self.namespace, name: "later-secret")
+            try await eventually("the later Secret restored") { api.storedSecrets[later] != nil }
+            #expect(api.storedSecrets[Self.secretKey] == nil)
+            #expect(controller.trackedClasses == ["\(Self.namespace)/later"])
         }
     }
 
@@ -357,9 +388,10 @@ struct SyncControllerPartsTests {
                 wallTime: { "\(ContinuousClock.now - SyncControllerPartsTests.origin)" }
             )
         }
-        let logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+        // Each candidate's logger is labelled with its identity, so the API's record of lease reads tells them apart.
+        let logger: @Sendable (String) -> Logger = { Logger(label: $0, factory: { _ in SwiftLogNoOpLogHandler() }) }
         let a = Task {
-            await elector("a").run(logger: logger) {
+            await elector("a").run(logger: logger("a")) {
                 leading.withLock { $0["a"] = true }
                 while !Task.isCancelled { try? await Task.sleep(for: .milliseconds(10)) }
                 leading.withLock { $0["a"] = false }
@@ -367,13 +399,15 @@ struct SyncControllerPartsTests {
         }
         try await eventually("a leads") { leading.withLock { $0["a"] == true } }
         let b = Task {
-            await elector("b").run(logger: logger) {
+            await elector("b").run(logger: logger("b")) {
                 leading.withLock { $0["b"] = true }
                 while !Task.isCancelled { try? await Task.sleep(for: .milliseconds(10)) }
                 leading.withLock { $0["b"] = false }
             }
         }
-        try await Task.sleep(for: .milliseconds(500))
+        // b had its chance: it read the lease a holds three times (a standby decides on each read).
+        try await eventually("b read the lease three times") { api.leaseReads(byLoggerLabel: "b") >= 3 }
+        #expect(api.storedLease(namespace: "ns", name: "lease")?.holderIdentity == "a")
         #expect(leading.withLock { $0["b"] } == nil)
         // The API refuses a's renewals (and b's reads): a stops leading before its lease expires.
         api.failLeases(with: .unavailable("partition"))

@@ -259,6 +259,15 @@ struct KubernetesConfigurationTests {
         #expect(error?.description.hasPrefix("/k") == true)
     }
 
+    @Test func anUnparsableKubeconfigKeepsTheDecoderErrorAsItsCause() throws {
+        let error = #expect(throws: KubernetesConfiguration.LoadError.self) {
+            try KubernetesConfiguration.kubeconfig(text: "current-context: [", baseDirectory: "/", source: "/k")
+        }
+        let cause = try #require(error?.underlying)
+        #expect(!(cause is KubernetesConfiguration.LoadError))
+        #expect(error?.description == "/k: not a valid kubeconfig: \(cause)")
+    }
+
     @Test func inClusterConfiguration() async throws {
         try await withTemporaryDirectory { (directory: String) async throws in
             try "CA".write(toFile: directory + "/ca.crt", atomically: true, encoding: .utf8)

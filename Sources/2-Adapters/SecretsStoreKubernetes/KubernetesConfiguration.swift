@@ -59,8 +59,18 @@ package struct KubernetesConfiguration: Sendable, Equatable {
 
     /// A configuration problem, with the file or variable at fault.
     package struct LoadError: Error, CustomStringConvertible, Equatable {
-        /// What is wrong and where.
+        /// What is wrong and where (naming the cause, when there is one).
         package var description: String
+        /// The error behind it (the YAML decoder's, for a kubeconfig that does not parse), when there is one.
+        package var underlying: (any Error)?
+
+        package init(description: String, underlying: (any Error)? = nil) {
+            self.description = description
+            self.underlying = underlying
+        }
+
+        /// Equal when they say the same thing (the cause is named in `description`; errors are not `Equatable`).
+        package static func == (lhs: LoadError, rhs: LoadError) -> Bool { lhs.description == rhs.description }
     }
 
     /// The in-cluster configuration: `KUBERNETES_SERVICE_HOST`/`_PORT`, the service account token file and CA.
@@ -102,7 +112,7 @@ package struct KubernetesConfiguration: Sendable, Equatable {
         do {
             config = try YAMLDecoder().decode(Kubeconfig.self, from: text)
         } catch {
-            throw LoadError(description: "\(source): not a valid kubeconfig: \(error)")
+            throw LoadError(description: "\(source): not a valid kubeconfig: \(error)", underlying: error)
         }
         guard let contextName = config.currentContext, !contextName.isEmpty else {
             throw LoadError(description: "\(source): current-context is not set")

@@ -9,8 +9,9 @@ import Glibc
 /// (`node_publish_total{provider,os_type}`, `rotation_reconcile_duration_sec`…), plus provider fetch duration
 /// and Key Vault requests by status; with `--provider-health-check`, `provider_health_check_healthy{provider}`;
 /// and the upstream Azure provider's `keyvault_request` and `grpc_request` histograms (its names, labels and
-/// buckets). Label values come from fixed sets, except the Azure provider's `object_name` and `grpc_message`,
-/// which upstream defines: object names and status messages, never secrets.
+/// buckets). Label values come from fixed sets, except `provider` (a SecretProviderClass's `spec.provider`) and
+/// the Azure provider's `object_name` and `grpc_message`, which upstream defines: names and status messages,
+/// never secrets.
 package final class PrometheusDriverMetrics: DriverMetrics {
     package let registry: PrometheusCollectorRegistry
     private static let osType = "linux"

@@ -48,6 +48,9 @@ package struct SecretProviderClassSyncStep: Sendable {
         package var written: [String]
         /// Whether a timer should retry it (false for a spec error: the next edit of the class is awaited).
         package var retryable: Bool
+        /// The error behind a failure, when there is one (the Kubernetes API's, the token request's or the
+        /// provider's); `message` already names it.
+        package var cause: (any Error)? = nil
 
         /// Ready=True.
         package var succeeded: Bool { reason == .synced }
@@ -122,10 +125,11 @@ package struct SecretProviderClassSyncStep: Sendable {
 
     /// Syncs `spc`; `previous` are the versions synced last.
     package func sync(_ spc: SecretProviderClass, previous: [ObjectVersion], logger: Logger) async -> Outcome {
-        func failure(_ reason: Reason, _ message: String, retryable: Bool = true) -> Outcome {
+        func failure(_ reason: Reason, _ message: String, retryable: Bool = true, cause: (any Error)? = nil) -> Outcome {
             Outcome(
                 reason: reason, message: message, objects: previous,
-                syncedSecrets: spc.secretObjects.map(\.secretName).sorted(), desired: [], written: [], retryable: retryable
+                syncedSecrets: spc.secretObjects.map(\.secretName).sorted(), desired: [], written: [], retryable: retryable,
+                cause: cause
             )
         }
         do {
@@ -144,7 +148,7 @@ package struct SecretProviderClassSyncStep: Sendable {
                 }
                 for (key, value) in secret.data { secrets[key] = String(decoding: value, as: UTF8.self) }
             } catch {
-                return failure(.invalidSpec, "spec.sync.nodePublishSecretRef.name: cannot read secret \(spc.namespace)/\(reference): \(error)")
+                return failure(.invalidSpec, "spec.sync.nodePublishSecretRef.name: cannot read secret \(spc.namespace)/\(reference): \(error)", cause: error)
             }
         }
 
@@ -165,7 +169,7 @@ package struct SecretProviderClassSyncStep: Sendable {
             }
             if !entries.isEmpty { attributes[VolumeContextKey.serviceAccountTokens] = Self.tokensJSON(entries) }
         } catch {
-            return failure(.tokenRequestFailed, "spec.sync.serviceAccountName: token request for serviceaccount \(spc.namespace)/\(account) failed: \(error)")
+            return failure(.tokenRequestFailed, "spec.sync.serviceAccountName: token request for serviceaccount \(spc.namespace)/\(account) failed: \(error)", cause: error)
         }
 
         // The provider.
@@ -186,7 +190,7 @@ package struct SecretProviderClassSyncStep: Sendable {
             }
             try ProviderResponseValidation.validate(response, providerName: spc.provider)
         } catch {
-            return failure(.providerError, "\(error)")
+            return failure(.providerError, "\(error)", cause: error)
         }
 
         // The Secrets.
@@ -244,9 +248,14 @@ package struct SecretProviderClassSyncStep: Sendable {
         package var reason: Reason
         /// The message (no values).
         package var message: String
+        /// The Kubernetes API error behind it, when there is one (`message` already names it).
+        package var cause: KubernetesClientError? = nil
 
         func with(objects: [ObjectVersion], syncedSecrets: [String]) -> Outcome {
-            Outcome(reason: reason, message: message, objects: objects, syncedSecrets: syncedSecrets.sorted(), desired: [], written: [], retryable: true)
+            Outcome(
+                reason: reason, message: message, objects: objects, syncedSecrets: syncedSecrets.sorted(), desired: [], written: [],
+                retryable: true, cause: cause
+            )
         }
     }
 
@@ -256,7 +265,7 @@ package struct SecretProviderClassSyncStep: Sendable {
             do {
                 if try await syncer.apply(secret, logger: logger) { written.append(secret.name) }
             } catch {
-                return (written, FailedApply(reason: error.isUnmanagedConflict ? .secretConflict : .providerError, message: error.message))
+                return (written, FailedApply(reason: error.isUnmanagedConflict ? .secretConflict : .providerError, message: error.message, cause: error.cause))
             }
         }
         return (written, nil)

@@ -1,5 +1,8 @@
 /// Where the driver reports what it did; the Prometheus implementation lives at the edge
-/// (`SecretsStoreObservability`), tests use a recording one. Label values come from fixed sets only.
+/// (`SecretsStoreObservability`). A publisher built without one reports to ``NoMetrics``; tests read the
+/// Prometheus one's `/metrics` from the driver as assembled. Label values: `error_type` from the fixed set
+/// ``ErrorType``, `rotated` true or false, and `provider`, the SecretProviderClass's `spec.provider` (a name its
+/// author chose, never a secret).
 package protocol DriverMetrics: Sendable {
     /// A NodePublishVolume succeeded, including one that found the volume already published. `provider` is
     /// `spec.provider` (empty when it was never learnt). Prometheus: `node_publish_total{provider,os_type}`.

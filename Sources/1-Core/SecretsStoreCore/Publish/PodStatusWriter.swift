@@ -24,6 +24,8 @@ package final class PodStatusWriter: Sendable {
     private struct State {
         var nextGeneration: UInt64 = 0
         var pending: [String: Pending] = [:]
+        /// Writes cancelled by ``cancel(_:)`` whose task has not ended yet, by generation.
+        var cancelled: [UInt64: Task<Void, Never>] = [:]
         var closed = false
     }
 
@@ -69,12 +71,17 @@ package final class PodStatusWriter: Sendable {
 
     /// Stops retrying the pending write for `target`, if there is one (a request in flight is cancelled too).
     package func cancel(_ target: String) {
-        state.withLock { $0.pending.removeValue(forKey: target) }?.task.cancel()
+        state.withLock { state -> Task<Void, Never>? in
+            guard let pending = state.pending.removeValue(forKey: target) else { return nil }
+            state.cancelled[pending.generation] = pending.task
+            return pending.task
+        }?.cancel()
     }
 
-    /// Waits until no write is pending: every write submitted so far landed or was cancelled.
+    /// Waits until no write is pending or ending: every write submitted so far landed, or was cancelled and its
+    /// task has ended (so none of them writes afterwards).
     package func settle() async {
-        while let task = state.withLock({ $0.pending.values.first?.task }) {
+        while let task = state.withLock({ $0.pending.values.first?.task ?? $0.cancelled.values.first }) {
             await task.value
         }
     }
@@ -131,6 +138,7 @@ package final class PodStatusWriter: Sendable {
     private func finished(_ target: String, generation: UInt64) {
         state.withLock { state in
             if state.pending[target]?.generation == generation { state.pending[target] = nil }
+            state.cancelled[generation] = nil
         }
     }
 }

@@ -38,6 +38,8 @@ package struct SecretSyncer: Sendable {
         package var message: String
         /// The Secret exists and is not managed by the driver (no managed label): it is never taken over.
         package var isUnmanagedConflict: Bool = false
+        /// The Kubernetes API error behind it, when there is one (`message` already names it).
+        package var cause: KubernetesClientError? = nil
     }
 
     /// What one sync did.
@@ -84,7 +86,9 @@ package struct SecretSyncer: Sendable {
                 : info.ownerReferences
         } catch {
             return Outcome(
-                failures: spc.secretObjects.map { Failure(secretName: $0.secretName, message: "failed to get pod \(pod.namespace)/\(pod.name): \(error)") }
+                failures: spc.secretObjects.map {
+                    Failure(secretName: $0.secretName, message: "failed to get pod \(pod.namespace)/\(pod.name): \(error)", cause: error)
+                }
             )
         }
         let contents = Dictionary(files.map { ($0.path, $0.contents) }, uniquingKeysWith: { first, _ in first })
@@ -204,7 +208,7 @@ package struct SecretSyncer: Sendable {
             if case .forbidden = error as? KubernetesClientError {
                 message += " (the driver may not write Secrets: install the chart with syncSecret.enabled=true)"
             }
-            return Failure(secretName: desired.name, message: message)
+            return Failure(secretName: desired.name, message: message, cause: error as? KubernetesClientError)
         }
         let policy = RetryPolicy.conflictingWrites
         var attempt = 0
