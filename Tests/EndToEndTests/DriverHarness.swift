@@ -22,6 +22,8 @@ struct DriverHarness {
     let mounter: any Mounter
     let publisher: NodePublisher
     let metrics: PrometheusDriverMetrics
+    /// The loopback port of the driver's `/metrics` and `/healthz` listener.
+    let metricsPort: Int
     let node: Csi_V1_Node.Client<HTTP2ClientTransport.Posix>
     let identity: Csi_V1_Identity.Client<HTTP2ClientTransport.Posix>
 
@@ -99,9 +101,11 @@ struct DriverHarness {
 /// what is injected: the Kubernetes REST client points at the fake API server, the provider directories are
 /// under `root`, the mounter records when not root, and the wall clock is fixed. The SecretProviderClass
 /// watch cache is off unless `watchSecretProviderClasses` (these tests inject API faults into the GET of the
-/// class; with the cache a publish reads it from the watch).
+/// class; with the cache a publish reads it from the watch). `builtInAzure` configures the assembly's own Azure
+/// provider (wired to the driver's metrics as in production); a provider in `builtIn` wins over it by name.
 func withDriver(
     rotation: RotationPolicy = .disabled,
+    builtInAzure: DriverConfiguration.BuiltInAzure? = nil,
     maxReceiveMessageBytes: Int = 4_194_304,
     builtIn: [String: any SecretsProvider] = [:],
     syncSecrets: Bool = false,
@@ -145,7 +149,7 @@ func withDriver(
                     rotation: rotation,
                     syncSecrets: syncSecrets,
                     metricsAddress: "127.0.0.1:0",
-                    builtInAzure: nil,
+                    builtInAzure: builtInAzure,
                     watchSecretProviderClasses: watchSecretProviderClasses
                 ),
                 seams: DriverAssembly.Seams(
@@ -170,6 +174,7 @@ func withDriver(
                             mounter: mounter,
                             publisher: driver.publisher,
                             metrics: driver.metrics,
+                            metricsPort: listening.metricsPort,
                             node: Csi_V1_Node.Client(wrapping: client),
                             identity: Csi_V1_Identity.Client(wrapping: client)
                         )

@@ -40,14 +40,15 @@ struct DriverProcessTests {
         try await eventually("the socket at \(path)") { FileManager.default.fileExists(atPath: path) }
     }
 
-    static func kubeconfig(server: String, in directory: String) throws -> String {
-        let path = directory + "/kubeconfig"
+    /// Writes a kubeconfig for `server` with the bearer `token` into `directory` and returns its path.
+    static func kubeconfig(server: String, in directory: String, token: String = "driver-token") throws -> String {
+        let path = directory + (token == "driver-token" ? "/kubeconfig" : "/kubeconfig-" + token)
         try """
         apiVersion: v1
         kind: Config
         current-context: test
         clusters: [{name: fake, cluster: {server: "\(server)"}}]
-        users: [{name: driver, user: {token: driver-token}}]
+        users: [{name: driver, user: {token: \(token)}}]
         contexts: [{name: test, context: {cluster: fake, user: driver}}]
         """.write(toFile: path, atomically: true, encoding: .utf8)
         return path
@@ -105,8 +106,13 @@ struct DriverProcessTests {
             #expect(Self.inode(registrationSocket) == registrationInode)
 
             // A second after recovery, with nothing in flight, the driver trims its heap and unmaps its code
-            // pages (HeapTrimService, --release-code-pages on by default); it goes on serving.
-            try await Task.sleep(for: .seconds(2))
+            // pages (HeapTrimService, --release-code-pages on by default); once it logged the trim, it goes on
+            // serving.
+            var log = earlyLog
+            try await eventually("the heap trim's log line") {
+                log += Self.availableOutput(output)
+                return log.contains("returned freed memory")
+            }
             try await withCSIClient(socketPath: socket) { (client: GRPCClient<HTTP2ClientTransport.Posix>) async throws in
                 #expect(try await Csi_V1_Identity.Client(wrapping: client).probe(Csi_V1_ProbeRequest()).ready.value)
             }
@@ -116,7 +122,7 @@ struct DriverProcessTests {
             #expect(process.terminationStatus == 0)
             #expect(!FileManager.default.fileExists(atPath: socket))
             #expect(!FileManager.default.fileExists(atPath: registrationSocket), "kubelet learns the plugin is gone")
-            let log = earlyLog + String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            log += Self.remainingOutput(output)
             #expect(log.contains("\"msg\":\"listening\""))
             #expect(log.contains("\"msg\":\"stopped\""))
             // Swift concurrency ran on the event loops (EventLoopConcurrency) for all of the above.
@@ -157,22 +163,47 @@ struct DriverProcessTests {
         return Int(line[range.upperBound...].prefix { $0.isNumber })
     }
 
-    /// Reads log lines until the metrics listener reports its address.
+    /// What `output` holds now, without waiting for more (the read end is made non-blocking).
+    static func availableOutput(_ output: Pipe) -> String {
+        let descriptor = output.fileHandleForReading.fileDescriptor
+        _ = fcntl(descriptor, F_SETFL, fcntl(descriptor, F_GETFL) | O_NONBLOCK)
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while case let count = read(descriptor, &buffer, buffer.count), count > 0 { bytes += buffer[0..<count] }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Everything `output` still holds, up to its end (the writer has exited), after ``availableOutput(_:)``.
+    static func remainingOutput(_ output: Pipe) -> String {
+        let descriptor = output.fileHandleForReading.fileDescriptor
+        _ = fcntl(descriptor, F_SETFL, fcntl(descriptor, F_GETFL) & ~O_NONBLOCK)
+        return String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    }
+
+    /// Reads log lines until the metrics listener reports its address; returns the port and what was read. The
+    /// reads do not block (a blocked cooperative thread can starve the in-process fakes the driver is waiting
+    /// on); the pipe is left blocking again for the caller's later reads.
     static func metricsPort(_ output: Pipe) async throws -> (Int, String) {
         var seen = ""
-        for _ in 0..<200 {
-            let data = output.fileHandleForReading.availableData
-            seen += String(decoding: data, as: UTF8.self)
+        var port: Int?
+        defer {
+            let descriptor = output.fileHandleForReading.fileDescriptor
+            _ = fcntl(descriptor, F_SETFL, fcntl(descriptor, F_GETFL) & ~O_NONBLOCK)
+        }
+        try await eventually("the metrics listener's address in the log") {
+            seen += availableOutput(output)
             for line in seen.split(separator: "\n") where line.contains("metrics listening") {
                 if let range = line.range(of: "\"metrics.address\":\""),
                     let end = line[range.upperBound...].firstIndex(of: "\""),
-                    let port = Int(line[range.upperBound..<end].split(separator: ":").last ?? "")
+                    let found = Int(line[range.upperBound..<end].split(separator: ":").last ?? "")
                 {
-                    return (port, seen)
+                    port = found
                 }
             }
+            return port != nil
         }
-        throw CocoaError(.fileReadUnknown)
+        guard let port else { throw CocoaError(.fileReadUnknown) }
+        return (port, seen)
     }
 
     /// A plain HTTP/1.1 GET over a TCP socket (no client library needed for two lines of protocol).

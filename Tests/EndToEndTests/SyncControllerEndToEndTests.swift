@@ -116,14 +116,7 @@ struct SyncControllerEndToEndTests {
             configuration: configuration(world, leaderElection: .init(namespace: "kube-system", name: "secrets-store-csi-driver-controller")),
             logger: logs.logger(level: .trace)
         )
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await assembly.run() }
-            var failure: (any Error)?
-            do { try await body() } catch { failure = error }
-            await assembly.triggerGracefulShutdown()
-            try await group.waitForAll()
-            if let failure { throw failure }
-        }
+        try await assembly.withRunning { _ in try await body() }
     }
 
     static func password(_ api: FakeKubernetesAPIServer, _ path: String = secretPath) -> String? {
@@ -178,7 +171,14 @@ struct SyncControllerEndToEndTests {
                 // Deleting the SPC garbage-collects its Secret.
                 try await Self.delete(api, Self.spcs + "/db")
                 try await eventually("collected", within: .seconds(30)) { api.object(at: Self.secretPath) == nil }
-                try await Task.sleep(for: .milliseconds(300))
+                // A later event on the same watch: another class's Secret deleted and restored. Once it is back,
+                // the controller has seen the collected Secret's deletion (earlier on the Secret watch) and
+                // worked what it queued before; the collected one stays gone.
+                let later = "/api/v1/namespaces/apps/secrets/later"
+                api.seed(path: Self.spcs, object: Self.spc(name: "later"))
+                try await eventually("the later class synced", within: .seconds(30)) { Self.password(api, later) == "second-password" }
+                try await Self.delete(api, later)
+                try await eventually("the later Secret restored", within: .seconds(5)) { Self.password(api, later) == "second-password" }
                 #expect(api.object(at: Self.secretPath) == nil)
             }
             #expect(!world.issued.all.isEmpty)
@@ -258,11 +258,18 @@ struct SyncControllerEndToEndTests {
             defer { if first.isRunning { kill(first.processIdentifier, SIGKILL); first.waitUntilExit() } }
             try await eventually("first leads", within: .seconds(30)) { Self.holder(api) != nil }
             let firstHolder = try #require(Self.holder(api))
-            let second = try Self.startController(world, kubeconfig: kubeconfig, log: world.root + "/second.log")
+            // The second process has its own token, so the API server's record tells its requests apart.
+            let secondKubeconfig = try DriverProcessTests.kubeconfig(server: api.url, in: world.root, token: "second-token")
+            let second = try Self.startController(world, kubeconfig: secondKubeconfig, log: world.root + "/second.log")
             defer { if second.isRunning { second.terminate(); second.waitUntilExit() } }
             api.seed(path: Self.spcs, object: Self.spc())
             try await eventually("synced by the leader", within: .seconds(30)) { Self.password(api) == "first-password" }
-            try await Task.sleep(for: .seconds(1))
+            // The standby had its chance: it read the lease again after the class was synced (every 2 s).
+            func secondLeaseReads() -> Int {
+                api.requests.filter { $0.authorization == "Bearer second-token" && $0.method == "GET" && $0.path.contains("/leases/") }.count
+            }
+            let readsBefore = secondLeaseReads()
+            try await eventually("the standby reading the lease", within: .seconds(10)) { secondLeaseReads() > readsBefore }
             #expect(Self.holder(api) == firstHolder)
             let secondLog = try String(contentsOfFile: world.root + "/second.log", encoding: .utf8)
             #expect(!secondLog.contains("secret provider class synced"))
