@@ -8,6 +8,7 @@ import SecretsStoreAzure
 import SecretsStoreCSI
 import SecretsStoreCore
 import SecretsStoreCoreTesting
+import SecretsStoreHTTPServer
 import SecretsStoreApplication
 import SecretsStoreObservability
 import ServiceLifecycle
@@ -47,10 +48,10 @@ struct ProviderModeTests {
     }
 
     /// Runs `provider azure` on `<root>/azure.sock` (health and metrics on free loopback ports) against a fresh
-    /// emulator, under an outer group so that the test can stop it gracefully, and runs `body` once it listens.
+    /// emulator, and runs `body` once it listens (the server is passed so that the test can stop it gracefully).
     static func withProvider(
         healthzPath: String = "/healthz",
-        _ body: (BuiltInProviderServer.Listening, PrometheusDriverMetrics, ServiceGroup) async throws -> Void
+        _ body: (BuiltInProviderServer.Listening, PrometheusDriverMetrics, BuiltInProviderServer) async throws -> Void
     ) async throws {
         try await withTemporaryDirectory { root in
             let emulator = try await KeyVaultEmulator(
@@ -68,24 +69,15 @@ struct ProviderModeTests {
                 )
             )
             let metrics = PrometheusDriverMetrics(driverSeries: false)
-            let (stream, continuation) = AsyncStream.makeStream(of: BuiltInProviderServer.Listening.self)
-            let service = ProviderModeService(
-                azure: azure,
-                socketPath: root + "/azure.sock",
-                options: .init(healthzAddress: "127.0.0.1:0", healthzPath: healthzPath, healthzTimeout: .seconds(5), metricsAddress: "127.0.0.1:0"),
-                metrics: metrics,
-                onListening: { continuation.yield($0) }
-            )
-            let group = ServiceGroup(services: [service], logger: Logger(label: "test"))
             do {
-                try await withThrowingTaskGroup(of: Void.self) { tasks in
-                    tasks.addTask { try await group.run() }
-                    var iterator = stream.makeAsyncIterator()
-                    guard let listening = await iterator.next() else { throw CancellationError() }
-                    try await body(listening, metrics, group)
-                    await group.triggerGracefulShutdown()
-                    try await tasks.waitForAll()
-                }
+                let server = try BuiltInProviderServer(
+                    azure: azure,
+                    socketPath: root + "/azure.sock",
+                    options: .init(healthzAddress: "127.0.0.1:0", healthzPath: healthzPath, healthzTimeout: .seconds(5), metricsAddress: "127.0.0.1:0"),
+                    metrics: metrics,
+                    logger: Logger(label: "test")
+                )
+                try await server.withRunning { listening in try await body(listening, metrics, server) }
             } catch {
                 try? await emulator.shutdown()
                 throw error
@@ -165,7 +157,7 @@ struct ProviderModeTests {
     func healthzListener() async throws {
         let verdict = Mutex<String?>(nil)
         let (stream, continuation) = AsyncStream.makeStream(of: Int.self)
-        let listener = try HealthzListener(
+        let listener = try HTTPListener.providerHealth(
             address: "127.0.0.1:0",
             path: "/live",
             limits: .init(maxRequestHeadBytes: 1024, maxHeaderFields: 10),
@@ -205,7 +197,7 @@ struct ProviderModeTests {
             try await tasks.waitForAll()
         }
         #expect(throws: HealthzPathError.self) {
-            try HealthzListener(address: ":0", path: "healthz", logger: Logger(label: "test"), check: { nil })
+            try HTTPListener.providerHealth(address: ":0", path: "healthz", logger: Logger(label: "test"), check: { nil })
         }
     }
 
@@ -264,26 +256,6 @@ struct ProviderModeTests {
             let problem = await HealthCheckClient.problem(socketPath: root + "/none.sock", timeout: .seconds(2))
             #expect(problem?.hasPrefix("health check of unix://\(root)/none.sock failed:") == true, "\(problem ?? "nil")")
         }
-    }
-}
-
-/// `provider azure` as a service of an outer group (so a test can stop it gracefully).
-private struct ProviderModeService: Service {
-    let azure: DriverConfiguration.BuiltInAzure
-    let socketPath: String
-    let options: BuiltInProviderServer.Options
-    let metrics: PrometheusDriverMetrics
-    let onListening: @Sendable (BuiltInProviderServer.Listening) -> Void
-
-    func run() async throws {
-        try await BuiltInProviderServer.runAzure(
-            azure,
-            socketPath: socketPath,
-            options: options,
-            metrics: metrics,
-            logger: Logger(label: "test"),
-            onListening: onListening
-        )
     }
 }
 

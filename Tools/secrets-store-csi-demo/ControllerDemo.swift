@@ -54,9 +54,7 @@ enum ControllerDemo {
         let secretName = ((document["spec"] as? [String: Any])?["secretObjects"] as? [[String: Any]])?.first?["secretName"] as? String ?? name
         let secretPath = "/api/v1/namespaces/\(namespace)/secrets/\(secretName)"
         let spcPathInAPI = "/apis/secrets-store.csi.x-k8s.io/v1/namespaces/\(namespace)/secretproviderclasses/\(name)"
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await controller.run() }
-            defer { group.cancelAll() }
+        try await controller.withRunning { _ in
             Demo.say("sync controller running against a fake API server on \(api.url) (leader election on a Lease)")
             emulator.resetCounters()
             let start = ContinuousClock.now
@@ -72,8 +70,6 @@ enum ControllerDemo {
             try await waitFor(limit: .seconds(20)) { value(api.object(at: secretPath), "password") == "controller-rotated" }
             Demo.say("Secret \(secretName) password now: controller-rotated (after \(Demo.milliseconds(ContinuousClock.now - rotated)) ms)")
             printStatus(api.object(at: spcPathInAPI))
-            await controller.triggerGracefulShutdown()
-            try await group.next()
         }
         try await api.shutdown()
     }

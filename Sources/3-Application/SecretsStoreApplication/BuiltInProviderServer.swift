@@ -1,16 +1,16 @@
 import Logging
 import SecretsStoreAzure
 import SecretsStoreCSI
+import SecretsStoreHTTPServer
 import SecretsStoreObservability
 import ServiceLifecycle
-import Synchronization
-import UnixSignals
 
 /// `provider azure`: the built-in Azure provider served over the v1alpha1 provider API on a Unix socket, so
 /// the upstream Go driver (or this driver with `--builtin-azure-provider=false`) can use it as `azure.sock`.
 ///
 /// It shares the provider's construction with ``DriverAssembly`` (``DriverConfiguration/BuiltInAzure``) and
-/// runs under one `ServiceGroup`, as the upstream Azure provider's process does:
+/// runs under one `ServiceGroup` as every assembly does (``ServiceAssembly``), with the parts the upstream
+/// Azure provider's process has:
 /// - the socket serves `v1alpha1.CSIDriverProvider` (`Version`, `Mount`) and `grpc.health.v1.Health` (`Check`,
 ///   `Watch`; `SERVING` for `""` and `v1alpha1.CSIDriverProvider` until shutdown, then `NOT_SERVING`);
 /// - `--healthz-port`/`--healthz-path`/`--healthz-timeout`: an HTTP endpoint that answers 200 `ok` when a
@@ -19,7 +19,10 @@ import UnixSignals
 ///   histograms (and `/healthz` `ok` for the listener's own liveness);
 /// - on graceful shutdown the health statuses turn `NOT_SERVING` and `Watch` streams end first, then the HTTP
 ///   listeners close, then the socket server finishes its calls; the HTTPS client is shut down last.
-package enum BuiltInProviderServer {
+///
+/// It listens (``Listening``) once the socket accepts connections and every listener the options ask for is
+/// bound.
+package final class BuiltInProviderServer: ServiceAssembly {
     /// The runtime name the provider API reports.
     package static let azureRuntimeName = "secrets-store-csi-driver-swift-azure"
     /// The provider service's full name, as health clients ask for it (from the generated descriptor).
@@ -60,24 +63,71 @@ package enum BuiltInProviderServer {
         package var metricsPort: Int?
     }
 
-    /// Serves `azure` on `socketPath` until one of `gracefulShutdownSignals` (or cancellation).
+    /// The parts of ``Listening`` reported so far.
+    package struct ListeningProgress: Sendable {
+        var socketPath: String?
+        var healthzPort: Int?
+        var metricsPort: Int?
+    }
+
+    /// What the server would otherwise do in production, for tests.
+    package struct Seams: Sendable {
+        /// Awaited in `run` before the services are made (production: nothing; tests hold start-up here).
+        package var startingUp: @Sendable () async -> Void
+
+        /// Production seams, with any replaced.
+        package init(startingUp: @escaping @Sendable () async -> Void = {}) {
+            self.startingUp = startingUp
+        }
+    }
+
+    /// The provider socket.
+    package let socketPath: String
+    /// The health endpoint and metrics listeners.
+    package let options: Options
+    /// The series `/metrics` serves (tests read them directly).
+    package let metrics: PrometheusDriverMetrics
+    /// Running once, shutdown requests, the listening signal.
+    package let lifecycle: AssemblyLifecycle<ListeningProgress, Listening>
+
+    private let provider: AzureKeyVaultProvider
+    private let http: AzureHTTP
+    private let logger: Logger
+
+    /// Makes the Azure provider and its HTTPS client; nothing listens yet.
     ///
-    /// - Parameters:
-    ///   - options: the health endpoint and metrics listeners.
-    ///   - metrics: the series `/metrics` serves (tests read them directly).
-    ///   - onListening: told where everything listens, once all of it does.
-    /// - Throws: the HTTPS client's errors (a bad CA bundle, an unusable proxy variable) and the listeners'
-    ///   address errors before serving; the server's (a locked socket) and the listeners' bind errors.
-    package static func runAzure(
-        _ azure: DriverConfiguration.BuiltInAzure,
+    /// - Throws: the HTTPS client's errors (a bad CA bundle, an unusable proxy variable).
+    package init(
+        azure: DriverConfiguration.BuiltInAzure,
         socketPath: String,
         options: Options = Options(),
         metrics: PrometheusDriverMetrics = PrometheusDriverMetrics(driverSeries: false),
-        gracefulShutdownSignals: [UnixSignal] = [],
-        logger: Logger,
-        onListening: @escaping @Sendable (Listening) -> Void = { _ in }
-    ) async throws {
-        let (provider, http) = try azure.makeProvider(onHTTPExchange: { exchange in
+        seams: Seams = Seams(),
+        logger: Logger
+    ) throws {
+        self.socketPath = socketPath
+        self.options = options
+        self.metrics = metrics
+        self.logger = logger
+        let (expectsHealthz, expectsMetrics) = (options.healthzAddress != nil, options.metricsAddress != nil)
+        self.lifecycle = AssemblyLifecycle(
+            logger: logger,
+            nothingListening: ListeningProgress(),
+            complete: { progress in
+                guard let socketPath = progress.socketPath, !expectsHealthz || progress.healthzPort != nil,
+                    !expectsMetrics || progress.metricsPort != nil
+                else { return nil }
+                return Listening(socketPath: socketPath, healthzPort: progress.healthzPort, metricsPort: progress.metricsPort)
+            },
+            describe: { listening in
+                var metadata: Logger.Metadata = ["provider.endpoint": "unix://\(listening.socketPath)"]
+                if let port = listening.healthzPort { metadata["healthz.port"] = "\(port)" }
+                if let port = listening.metricsPort { metadata["metrics.port"] = "\(port)" }
+                return metadata
+            },
+            startingUp: seams.startingUp
+        )
+        (provider, http) = try azure.makeProvider(onHTTPExchange: { exchange in
             guard let object = exchange.keyVaultObject else { return }
             let error: String
             switch exchange.status {
@@ -87,68 +137,30 @@ package enum BuiltInProviderServer {
             }
             metrics.keyVaultRequestObserved(objectType: object.type, objectName: object.name, error: error, duration: exchange.duration)
         })
-        do {
-            try await serve(
-                provider: provider,
-                proxy: http.proxySummary,
-                socketPath: socketPath,
-                options: options,
-                metrics: metrics,
-                gracefulShutdownSignals: gracefulShutdownSignals,
-                logger: logger,
-                onListening: onListening
-            )
-        } catch {
-            try? await http.shutdown()
-            throw error
+    }
+
+    /// The proxy line, when a proxy is in use.
+    package func startUp() async {
+        if let proxy = http.proxySummary {
+            logger.info("outbound proxy in use for Entra ID and Key Vault", metadata: ["proxy": "\(proxy)"])
         }
-        try await http.shutdown()
     }
 
-    /// The group of `provider azure` around an already-made provider.
-    private static func serve(
-        provider: AzureKeyVaultProvider,
-        proxy: String?,
-        socketPath: String,
-        options: Options,
-        metrics: PrometheusDriverMetrics,
-        gracefulShutdownSignals: [UnixSignal],
-        logger: Logger,
-        onListening: @escaping @Sendable (Listening) -> Void
-    ) async throws {
-        // Built outside the async function: in release, Swift 6.3's coroutine splitting crashed on the throwing
-        // initialisers below when they were called inside it (signal 11 in CoroSplit, swifterror).
-        let services = try makeServices(
-            provider: provider, proxy: proxy, socketPath: socketPath, options: options, metrics: metrics,
-            logger: logger, onListening: onListening
-        )
-        let group = ServiceGroup(
-            configuration: .init(services: services, gracefulShutdownSignals: gracefulShutdownSignals, logger: logger)
-        )
-        try await group.run()
-    }
-
-    /// The provider socket's server, the listeners the options ask for and the health board, in group order.
-    private static func makeServices(
-        provider: AzureKeyVaultProvider,
-        proxy: String?,
-        socketPath: String,
-        options: Options,
-        metrics: PrometheusDriverMetrics,
-        logger: Logger,
-        onListening: @escaping @Sendable (Listening) -> Void
+    /// The provider socket's server, the listeners the options ask for and the health board, in group order;
+    /// each reports its part of ``Listening``.
+    package func services(
+        reportingTo parts: ListeningSignal<ListeningProgress, Listening>
     ) throws -> [ServiceGroupConfiguration.ServiceConfiguration] {
-        let board = HealthStatusBoard(services: [providerServiceName])
+        let (provider, metrics, options, socketPath, logger) = (self.provider, self.metrics, self.options, self.socketPath, self.logger)
+        let board = HealthStatusBoard(services: [Self.providerServiceName])
         let observer = GRPCCallObserver { call in
             metrics.grpcRequestObserved(method: call.method, code: call.code, message: call.message, duration: call.duration)
         }
-        let expected = ListeningParts(healthz: options.healthzAddress != nil, metrics: options.metricsAddress != nil)
-        let parts = ProviderListeningSignal(expected: expected, onListening: onListening)
         let server = CSIServer(
             socketPath: socketPath,
             services: [
                 ObservedProviderService(
-                    ProviderService(provider: provider, runtimeName: azureRuntimeName, logger: logger),
+                    ProviderService(provider: provider, runtimeName: Self.azureRuntimeName, logger: logger),
                     observer: observer
                 ),
                 ObservedHealthService(HealthService(board: board), observer: observer),
@@ -159,14 +171,14 @@ package enum BuiltInProviderServer {
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: server)]
         if let address = options.metricsAddress {
             services.append(
-                .init(service: try MetricsAndHealthListener(address: address, metrics: metrics, logger: logger, onListening: { parts.metrics($0) }))
+                .init(service: try HTTPListener.metricsAndHealth(address: address, metrics: metrics, logger: logger, onListening: { parts.metrics($0) }))
             )
         }
         if let address = options.healthzAddress {
             let timeout = options.healthzTimeout
             services.append(
                 .init(
-                    service: try HealthzListener(
+                    service: try HTTPListener.providerHealth(
                         address: address,
                         path: options.healthzPath,
                         logger: logger,
@@ -179,8 +191,12 @@ package enum BuiltInProviderServer {
         // Last in the group, so first to stop: statuses turn NOT_SERVING and Watch streams end before the
         // server waits for its calls to finish.
         services.append(.init(service: HealthBoardService(board: board)))
-        if let proxy { logger.info("outbound proxy in use for Entra ID and Key Vault", metadata: ["proxy": "\(proxy)"]) }
         return services
+    }
+
+    /// Shuts down the Azure provider's HTTPS client.
+    package func releaseOwnedResources() async throws {
+        try await http.shutdown()
     }
 }
 
@@ -194,43 +210,11 @@ private struct HealthBoardService: Service {
     }
 }
 
-/// Which listeners `provider azure` runs besides the socket.
-private struct ListeningParts {
-    var healthz: Bool
-    var metrics: Bool
-}
-
-/// Collects where each part listens and reports ``BuiltInProviderServer/Listening`` once, when all have.
-private final class ProviderListeningSignal: Sendable {
-    private struct State {
-        var socketPath: String?
-        var healthzPort: Int?
-        var metricsPort: Int?
-        var reported = false
-    }
-
-    private let expected: ListeningParts
-    private let onListening: @Sendable (BuiltInProviderServer.Listening) -> Void
-    private let state = Mutex(State())
-
-    init(expected: ListeningParts, onListening: @escaping @Sendable (BuiltInProviderServer.Listening) -> Void) {
-        self.expected = expected
-        self.onListening = onListening
-    }
-
-    func socket(_ path: String) { update { $0.socketPath = path } }
-    func healthz(_ port: Int) { update { $0.healthzPort = port } }
-    func metrics(_ port: Int) { update { $0.metricsPort = port } }
-
-    private func update(_ change: (inout State) -> Void) {
-        let ready = state.withLock { state -> BuiltInProviderServer.Listening? in
-            change(&state)
-            guard !state.reported, let socketPath = state.socketPath,
-                !expected.healthz || state.healthzPort != nil, !expected.metrics || state.metricsPort != nil
-            else { return nil }
-            state.reported = true
-            return .init(socketPath: socketPath, healthzPort: state.healthzPort, metricsPort: state.metricsPort)
-        }
-        if let ready { onListening(ready) }
-    }
+extension ListeningSignal where Progress == BuiltInProviderServer.ListeningProgress {
+    /// The provider socket accepts connections on `path`.
+    fileprivate func socket(_ path: String) { report { $0.socketPath = path } }
+    /// The health endpoint is bound to `port`.
+    fileprivate func healthz(_ port: Int) { report { $0.healthzPort = port } }
+    /// The metrics listener is bound to `port`.
+    fileprivate func metrics(_ port: Int) { report { $0.metricsPort = port } }
 }

@@ -4,10 +4,10 @@ import SecretsStoreCSI
 import SecretsStoreCore
 import SecretsStoreKubernetes
 import SecretsStoreLinux
+import SecretsStoreHTTPServer
 import SecretsStoreObservability
 import ServiceLifecycle
 import Synchronization
-import UnixSignals
 
 #if canImport(Glibc)
 import Glibc
@@ -101,8 +101,11 @@ package struct ControllerConfiguration: Sendable {
 
 /// The sync controller, assembled: the Kubernetes client, the providers, the token cache, the
 /// ``SyncController`` (behind leader election when on) and the metrics and health listener, in one
-/// `ServiceGroup`. The executable, the demo, the benchmark and the end-to-end tests all build it here.
-package final class ControllerAssembly: Sendable {
+/// `ServiceGroup` run as every assembly runs (``ServiceAssembly``). It listens (``Listening``) once the
+/// metrics listener is bound. When the group has stopped (the controller's watches and the leader election's
+/// Lease release have ended with it) it shuts the HTTP clients it made down. The executable, the demo and the
+/// end-to-end tests all build it here.
+package final class ControllerAssembly: ServiceAssembly {
     /// What the assembly would otherwise make for production.
     package struct Seams: Sendable {
         /// The Kubernetes client; `nil` (production): a REST client for the configuration, owned by the
@@ -112,16 +115,35 @@ package final class ControllerAssembly: Sendable {
         package var builtInProviders: [String: any SecretsProvider]
         /// Seconds since the epoch.
         package var wallClockSeconds: @Sendable () -> Int64
+        /// A monotonic instant, for the controller's refresh schedule and the leader election's deadlines.
+        package var monotonicNow: @Sendable () -> Duration
+        /// Awaited in `run` before the services are made (production: nothing; tests hold start-up here).
+        package var startingUp: @Sendable () async -> Void
         /// Production seams, with any replaced.
         package init(
             kubernetes: (any ControllerKubernetesClient)? = nil,
             builtInProviders: [String: any SecretsProvider] = [:],
-            wallClockSeconds: @escaping @Sendable () -> Int64 = { Int64(time(nil)) }
+            wallClockSeconds: @escaping @Sendable () -> Int64 = { Int64(time(nil)) },
+            monotonicNow: @escaping @Sendable () -> Duration = ProcessClock.monotonicNow,
+            startingUp: @escaping @Sendable () async -> Void = {}
         ) {
             self.kubernetes = kubernetes
             self.builtInProviders = builtInProviders
             self.wallClockSeconds = wallClockSeconds
+            self.monotonicNow = monotonicNow
+            self.startingUp = startingUp
         }
+    }
+
+    /// Where the running controller can be reached.
+    package struct Listening: Sendable, Equatable {
+        /// The port the metrics and health listener is bound to (the chosen one when the address asked for 0).
+        package var metricsPort: Int
+    }
+
+    /// The parts of ``Listening`` reported so far.
+    package struct ListeningProgress: Sendable {
+        var metricsPort: Int?
     }
 
     /// The configuration it was built from.
@@ -138,13 +160,21 @@ package final class ControllerAssembly: Sendable {
     private let azureHTTP: AzureHTTP?
     private let elector: LeaderElector?
     private let logger: Logger
-    private let running = RunningController()
+    /// Running once, shutdown requests, the listening signal.
+    package let lifecycle: AssemblyLifecycle<ListeningProgress, Listening>
 
     /// Makes the clients and the controller; nothing runs yet. Nothing is left open when it throws: a client
     /// it made is shut down before the error is thrown.
     package init(configuration: ControllerConfiguration, seams: Seams = Seams(), logger: Logger) async throws {
         self.configuration = configuration
         self.logger = logger
+        self.lifecycle = AssemblyLifecycle(
+            logger: logger,
+            nothingListening: ListeningProgress(),
+            complete: { progress in progress.metricsPort.map { Listening(metricsPort: $0) } },
+            describe: { ["metrics.port": "\($0.metricsPort)"] },
+            startingUp: seams.startingUp
+        )
         let metrics = PrometheusDriverMetrics()
         self.metrics = metrics
         if let injected = seams.kubernetes {
@@ -181,7 +211,7 @@ package final class ControllerAssembly: Sendable {
             step: step,
             tokens: tokens,
             configuration: .init(namespace: configuration.namespace, defaultInterval: configuration.defaultInterval),
-            monotonicNow: DriverAssembly.Seams.processMonotonicNow,
+            monotonicNow: seams.monotonicNow,
             wallClockSeconds: seams.wallClockSeconds
         )
         elector = configuration.leaderElection.map { election in
@@ -191,7 +221,7 @@ package final class ControllerAssembly: Sendable {
                 name: election.name,
                 identity: election.identity,
                 timing: election.timing,
-                monotonicNow: DriverAssembly.Seams.processMonotonicNow,
+                monotonicNow: seams.monotonicNow,
                 wallTime: { UTCTimestamp.rfc3339Micro(nanosecondsSinceEpoch: Self.nanosecondsSinceEpoch()) }
             )
         }
@@ -226,13 +256,8 @@ package final class ControllerAssembly: Sendable {
         return Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
     }
 
-    /// The port the metrics and health listener is bound to, once it is.
-    package var metricsPort: Int? { running.port.withLock { $0 } }
-
-    /// Runs until a signal in `gracefulShutdownSignals`, ``triggerGracefulShutdown()`` or cancellation; then
-    /// releases the Lease (when leading) and shuts the clients down.
-    package func run(gracefulShutdownSignals: [UnixSignal] = []) async throws {
-        let serviceGroup = try makeGroup(gracefulShutdownSignals: gracefulShutdownSignals)
+    /// The start-up line.
+    package func startUp() async {
         logger.info(
             "starting the sync controller",
             metadata: [
@@ -242,46 +267,29 @@ package final class ControllerAssembly: Sendable {
                 "leader.election": "\(configuration.leaderElection.map { "\($0.namespace)/\($0.name)" } ?? "off")",
             ]
         )
-        var failure: (any Error)?
-        do { try await serviceGroup.run() } catch { failure = error }
-        try? await ownedClient?.shutdown()
-        try? await azureHTTP?.shutdown()
-        if let failure { throw failure }
     }
 
-    /// The listener and the controller service in one group, remembered for ``triggerGracefulShutdown()``.
-    /// Synchronous on purpose: the release compiler has crashed on throwing initialisers inside async
-    /// functions (see the provider command), so the throwing construction stays out of ``run(gracefulShutdownSignals:)``.
-    private func makeGroup(gracefulShutdownSignals: [UnixSignal]) throws -> ServiceGroup {
-        let running = self.running
-        let listener = try MetricsAndHealthListener(
+    /// The metrics listener, then the controller service (shut down first); the listener reports ``Listening``.
+    package func services(
+        reportingTo signal: ListeningSignal<ListeningProgress, Listening>
+    ) throws -> [ServiceGroupConfiguration.ServiceConfiguration] {
+        let listener = try HTTPListener.metricsAndHealth(
             address: configuration.metricsAddress,
             metrics: metrics,
             logger: logger,
-            onListening: { bound in running.port.withLock { $0 = bound } }
+            onListening: { port in signal.report { $0.metricsPort = port } }
         )
         let controllerService = ControllerService(controller: controller, elector: elector, logger: logger)
-        let serviceGroup = ServiceGroup(
-            configuration: ServiceGroupConfiguration(
-                services: [.init(service: listener), .init(service: controllerService)],
-                gracefulShutdownSignals: gracefulShutdownSignals,
-                logger: logger
-            )
-        )
-        running.group.withLock { $0 = serviceGroup }
-        return serviceGroup
+        return [.init(service: listener), .init(service: controllerService)]
     }
 
-    /// Stops the running controller gracefully.
-    package func triggerGracefulShutdown() async {
-        await running.group.withLock { $0 }?.triggerGracefulShutdown()
+    /// Shuts down the HTTP clients the assembly made (the Kubernetes REST client, the Azure HTTPS client).
+    package func releaseOwnedResources() async throws {
+        var failure: (any Error)?
+        do { try await ownedClient?.shutdown() } catch { failure = error }
+        do { try await azureHTTP?.shutdown() } catch { failure = failure ?? error }
+        if let failure { throw failure }
     }
-}
-
-/// Where the running controller listens, and its group (for a graceful stop).
-private final class RunningController: Sendable {
-    let port = Mutex<Int?>(nil)
-    let group = Mutex<ServiceGroup?>(nil)
 }
 
 /// The CSIDriver's audiences as last read, and when.
@@ -290,19 +298,22 @@ private final class CachedAudiences: Sendable {
 }
 
 /// Runs the ``SyncController`` while this process leads (or always, without leader election) until
-/// graceful shutdown.
+/// graceful shutdown. The controller's work (its watches, its sync queue, the leader election with the
+/// Lease's release) is structured inside ``run()``: it has ended when "sync controller stopped" is logged,
+/// just before ``run()`` returns.
 struct ControllerService: Service {
     let controller: SyncController
     let elector: LeaderElector?
     let logger: Logger
 
     func run() async throws {
-        try await cancelWhenGracefulShutdown {
+        await cancelWhenGracefulShutdown {
             if let elector {
                 await elector.run(logger: logger) { [controller, logger] in await controller.run(logger: logger) }
             } else {
                 await controller.run(logger: logger)
             }
         }
+        logger.info("sync controller stopped")
     }
 }

@@ -4,31 +4,33 @@ import SecretsStoreCSI
 import SecretsStoreCore
 import SecretsStoreKubernetes
 import SecretsStoreLinux
+import SecretsStoreHTTPServer
 import SecretsStoreObservability
 import ServiceLifecycle
-import Synchronization
-import UnixSignals
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// The driver, assembled: the one place that turns a ``DriverConfiguration`` into the long-lived pieces and
-/// runs them under one `ServiceGroup`.
+/// runs them under one `ServiceGroup`, as every assembly does (``ServiceAssembly``: `run`, `listening()`,
+/// `triggerGracefulShutdown()`, `withRunning`, `shutdown()`).
 ///
 /// Made by ``init(configuration:seams:logger:)``: the Kubernetes REST client (unless one is injected), the
 /// built-in Azure provider and its HTTPS client (when configured), the provider lookup, the ``NodePublisher``
 /// and the CSI Identity and Node services; with a client that can watch (``ControllerKubernetesClient``) and
 /// ``DriverConfiguration/watchSecretProviderClasses`` on, the publisher reads SecretProviderClasses through a
-/// watch cache (``CachedSecretProviderClasses``). ``run(gracefulShutdownSignals:maximumGracefulShutdownDuration:)``
-/// then recovers this node's published volumes from their pod statuses, and only after that starts the CSI
-/// server on the socket, the metrics and health listener, the cache's ``ReflectorService`` (when there is a
-/// cache), the ``HeapTrimService`` (unless turned off) and (with rotation on) the ``RotationService``; when
-/// the group has stopped it shuts the HTTP clients it made down.
+/// watch cache (``CachedSecretProviderClasses``). `run` then recovers this node's published volumes from
+/// their pod statuses (``startUp()``), and only after that starts the services of ``services(reportingTo:)``:
+/// the pod status writes' owner, the CSI server on the socket, the metrics and health listener, the kubelet
+/// registrar (when configured), the cache's ``ReflectorService`` (when there is a cache), the
+/// ``HeapTrimService`` (unless turned off), the ``RotationService`` (with rotation on) and the provider health
+/// check (when on). It listens (``Listening``) once the CSI socket accepts connections and the metrics listener
+/// is bound. When the group has stopped it shuts the HTTP clients it made down.
 ///
 /// The executable, the demo, the benchmarks and the end-to-end tests all build the driver here; what they
 /// change is in ``Seams``.
-package final class DriverAssembly: Sendable {
+package final class DriverAssembly: ServiceAssembly {
     /// What the assembly would otherwise make for production, for tests, the demo and the benchmarks.
     package struct Seams: Sendable {
         /// The Kubernetes client; `nil` (production): a REST client for ``DriverConfiguration/kubernetes``,
@@ -51,6 +53,9 @@ package final class DriverAssembly: Sendable {
         package var metrics: PrometheusDriverMetrics
         /// How the rotation loop waits between two cycles (production: `Task.sleep`).
         package var rotationSleep: @Sendable (Duration) async throws -> Void
+        /// Awaited in `run` after recovery, before the services are made (production: nothing; tests hold
+        /// start-up here).
+        package var startingUp: @Sendable () async -> Void
 
         /// Production seams, with any of them replaced.
         package init(
@@ -59,10 +64,11 @@ package final class DriverAssembly: Sendable {
             providers: (any ProviderDirectory)? = nil,
             mounter: any Mounter = LinuxMounter(),
             fileSystem: any FileSystem = PosixFileSystem(),
-            monotonicNow: @escaping @Sendable () -> Duration = Seams.processMonotonicNow,
+            monotonicNow: @escaping @Sendable () -> Duration = ProcessClock.monotonicNow,
             wallClockSeconds: @escaping @Sendable () -> Int64 = { Int64(time(nil)) },
             metrics: PrometheusDriverMetrics = PrometheusDriverMetrics(),
-            rotationSleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) }
+            rotationSleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) },
+            startingUp: @escaping @Sendable () async -> Void = {}
         ) {
             self.kubernetes = kubernetes
             self.builtInProviders = builtInProviders
@@ -73,11 +79,8 @@ package final class DriverAssembly: Sendable {
             self.wallClockSeconds = wallClockSeconds
             self.metrics = metrics
             self.rotationSleep = rotationSleep
+            self.startingUp = startingUp
         }
-
-        /// The production monotonic clock: time since the first reading in this process.
-        package static let processMonotonicNow: @Sendable () -> Duration = { ContinuousClock.now - processStart }
-        private static let processStart = ContinuousClock.now
 
         /// A rotation wait that does not end before the group stops: the loop is in the group but never runs a
         /// cycle on its own, for callers that drive ``NodePublisher/rotate(logger:)`` themselves.
@@ -92,6 +95,12 @@ package final class DriverAssembly: Sendable {
         package var socketPath: String
         /// The port the metrics and health listener is bound to (the chosen one when the address asked for 0).
         package var metricsPort: Int
+    }
+
+    /// The parts of ``Listening`` reported so far.
+    package struct ListeningProgress: Sendable {
+        var socketPath: String?
+        var metricsPort: Int?
     }
 
     /// The configuration the driver was assembled from.
@@ -114,24 +123,11 @@ package final class DriverAssembly: Sendable {
     /// The SecretProviderClass watch cache the publisher reads through, run as a service; `nil` when the
     /// client cannot watch or ``DriverConfiguration/watchSecretProviderClasses`` is off.
     private let secretProviderClassCache: Reflector<SecretProviderClass>?
-    private let listeningSignal = ListeningSignal()
+    /// Running once, shutdown requests, the listening signal.
+    package let lifecycle: AssemblyLifecycle<ListeningProgress, Listening>
     /// How long pod status writes still pending at a graceful shutdown may take to land before they are
     /// cancelled (a later publish or restart recovery writes the status again).
     private static let podStatusDrainBound: Duration = .seconds(5)
-    private let runState = Mutex(RunState())
-
-    /// What ``run(gracefulShutdownSignals:maximumGracefulShutdownDuration:)``, ``triggerGracefulShutdown()``
-    /// and ``shutdown()`` share.
-    private struct RunState {
-        /// `run` was called.
-        var started = false
-        /// `triggerGracefulShutdown` was called (possibly before the group existed).
-        var shutdownRequested = false
-        /// The running group, once `run` has made it.
-        var group: ServiceGroup?
-        /// The owned HTTP clients were shut down.
-        var clientsShutDown = false
-    }
 
     /// Makes the clients, the providers, the publisher and the CSI services; nothing listens yet.
     ///
@@ -142,6 +138,16 @@ package final class DriverAssembly: Sendable {
         self.logger = logger
         self.metrics = seams.metrics
         self.rotationSleep = seams.rotationSleep
+        self.lifecycle = AssemblyLifecycle(
+            logger: logger,
+            nothingListening: ListeningProgress(),
+            complete: { progress in
+                guard let socketPath = progress.socketPath, let metricsPort = progress.metricsPort else { return nil }
+                return Listening(socketPath: socketPath, metricsPort: metricsPort)
+            },
+            describe: { ["csi.endpoint": "unix://\($0.socketPath)", "metrics.port": "\($0.metricsPort)"] },
+            startingUp: seams.startingUp
+        )
 
         let kubernetes: any KubernetesClient
         if let injected = seams.kubernetes {
@@ -204,44 +210,10 @@ package final class DriverAssembly: Sendable {
         }
     }
 
-    /// Runs the driver until the group stops (a signal in `gracefulShutdownSignals`,
-    /// ``triggerGracefulShutdown()``, a service ending, or cancellation), then shuts down the HTTP clients the
-    /// assembly made. Call it once.
-    ///
-    /// Start-up recovery runs first: the volumes this node's pod statuses name and that are still mounted
-    /// and filled are adopted (so rotation and republish see them) before the CSI socket accepts a publish.
-    /// A failure to list is logged and the driver serves anyway.
-    ///
-    /// - Parameters:
-    ///   - gracefulShutdownSignals: the signals that stop the driver gracefully (the executable: SIGTERM,
-    ///     SIGINT; in-process users: none).
-    ///   - maximumGracefulShutdownDuration: after this long a graceful shutdown becomes cancellation (`nil`:
-    ///     wait for in-flight calls however long they take).
-    package func run(
-        gracefulShutdownSignals: [UnixSignal] = [],
-        maximumGracefulShutdownDuration: Duration? = nil
-    ) async throws {
-        let first = runState.withLock { state in
-            defer { state.started = true }
-            return !state.started
-        }
-        guard first else { throw DriverAssemblyError.alreadyStarted }
-        do {
-            try await serve(
-                gracefulShutdownSignals: gracefulShutdownSignals,
-                maximumGracefulShutdownDuration: maximumGracefulShutdownDuration
-            )
-        } catch {
-            listeningSignal.end(with: error)
-            try? await shutdown()
-            throw error
-        }
-        listeningSignal.end(with: DriverAssemblyError.stoppedBeforeListening)
-        try await shutdown()
-    }
-
-    /// Recovery, then the services, then the group until it stops.
-    private func serve(gracefulShutdownSignals: [UnixSignal], maximumGracefulShutdownDuration: Duration?) async throws {
+    /// Start-up recovery: the volumes this node's pod statuses name and that are still mounted and filled are
+    /// adopted (so rotation and republish see them) before the CSI socket accepts a publish. A failure to list
+    /// is logged and the driver serves anyway. Then the "starting" line.
+    package func startUp() async {
         do {
             try await publisher.recover(logger: logger)
         } catch {
@@ -250,14 +222,6 @@ package final class DriverAssembly: Sendable {
                 metadata: ["error": "\(error)"]
             )
         }
-        let signal = listeningSignal
-        let server = CSIServer(
-            socketPath: configuration.socketPath,
-            identity: identity,
-            node: node,
-            logger: logger,
-            onListening: { signal.csiListening(at: $0) }
-        )
         logger.info(
             "starting",
             metadata: [
@@ -271,12 +235,25 @@ package final class DriverAssembly: Sendable {
         if configuration.restartOnRotation, !configuration.rotation.enabled {
             logger.warning("--enable-rotation-restart has no effect without --enable-secret-rotation: volumes are never refreshed")
         }
+    }
+
+    /// The driver's services, in group order; the CSI server and the metrics listener report ``Listening``.
+    package func services(
+        reportingTo signal: ListeningSignal<ListeningProgress, Listening>
+    ) throws -> [ServiceGroupConfiguration.ServiceConfiguration] {
+        let server = CSIServer(
+            socketPath: configuration.socketPath,
+            identity: identity,
+            node: node,
+            logger: logger,
+            onListening: { path in signal.report { $0.socketPath = path } }
+        )
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             // First, so shut down last: the writes the CSI server's calls submitted end before the group does.
             .init(service: PodStatusWriterService(writer: publisher.podStatusWrites, drainBound: Self.podStatusDrainBound)),
             .init(service: server),
             .init(
-                service: try MetricsAndHealthListener(
+                service: try HTTPListener.metricsAndHealth(
                     address: configuration.metricsAddress,
                     metrics: metrics,
                     logger: logger,
@@ -284,7 +261,7 @@ package final class DriverAssembly: Sendable {
                         let result = await probe.check()
                         return result.healthy ? nil : result.reason
                     },
-                    onListening: { signal.metricsListening(on: $0) }
+                    onListening: { port in signal.report { $0.metricsPort = port } }
                 )
             ),
         ]
@@ -339,84 +316,15 @@ package final class DriverAssembly: Sendable {
                 )
             )
         }
-        var groupConfiguration = ServiceGroupConfiguration(
-            services: services,
-            gracefulShutdownSignals: gracefulShutdownSignals,
-            logger: logger
-        )
-        groupConfiguration.maximumGracefulShutdownDuration = maximumGracefulShutdownDuration
-        let group = ServiceGroup(configuration: groupConfiguration)
-        let requested = runState.withLock { state in
-            state.group = group
-            return state.shutdownRequested
-        }
-        // A request that came before the group existed; the group starts its services and stops them at once.
-        if requested { await group.triggerGracefulShutdown() }
-        try await group.run()
+        return services
     }
 
-    /// Waits until the CSI socket accepts connections and the metrics listener is bound.
-    ///
-    /// - Throws: the error ``run(gracefulShutdownSignals:maximumGracefulShutdownDuration:)`` stopped with
-    ///   (``DriverAssemblyError/stoppedBeforeListening`` when it stopped cleanly) if it ends before both
-    ///   listen; `CancellationError` when the waiting task is cancelled.
-    package func listening() async throws -> Listening {
-        try await listeningSignal.wait()
-    }
-
-    /// Stops the running driver gracefully: the rotation loop, then the metrics listener, then the CSI server
-    /// once its in-flight calls are answered. Before ``run(gracefulShutdownSignals:maximumGracefulShutdownDuration:)``
-    /// it makes that run stop as soon as it has started.
-    package func triggerGracefulShutdown() async {
-        let group = runState.withLock { state in
-            state.shutdownRequested = true
-            return state.group
-        }
-        await group?.triggerGracefulShutdown()
-    }
-
-    /// Shuts down the HTTP clients the assembly made (the Kubernetes REST client, the Azure HTTPS client);
-    /// later calls do nothing. ``run(gracefulShutdownSignals:maximumGracefulShutdownDuration:)`` calls it when
-    /// the group has stopped; call it yourself only for an assembly that is never run.
-    package func shutdown() async throws {
-        let first = runState.withLock { state in
-            defer { state.clientsShutDown = true }
-            return !state.clientsShutDown
-        }
-        guard first else { return }
+    /// Shuts down the HTTP clients the assembly made (the Kubernetes REST client, the Azure HTTPS client).
+    package func releaseOwnedResources() async throws {
         var failure: (any Error)?
         do { try await ownedKubernetes?.shutdown() } catch { failure = error }
         do { try await azureHTTP?.shutdown() } catch { failure = failure ?? error }
         if let failure { throw failure }
-    }
-
-    /// Runs the driver, waits until it listens, runs `body`, then stops the driver gracefully and waits for
-    /// it to finish. The error of `body` wins over one of the driver's own stopping.
-    ///
-    /// - Parameter maximumGracefulShutdownDuration: see ``run(gracefulShutdownSignals:maximumGracefulShutdownDuration:)``.
-    package func withRunning<T: Sendable>(
-        maximumGracefulShutdownDuration: Duration? = nil,
-        isolation: isolated (any Actor)? = #isolation,
-        _ body: (Listening) async throws -> T
-    ) async throws -> T {
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask {
-                try await self.run(maximumGracefulShutdownDuration: maximumGracefulShutdownDuration)
-            }
-            let result: Result<T, any Error>
-            do {
-                let listening = try await listening()
-                result = .success(try await body(listening))
-            } catch {
-                result = .failure(error)
-            }
-            await triggerGracefulShutdown()
-            var stopError: (any Error)?
-            do { try await group.waitForAll() } catch { stopError = error }
-            let value = try result.get()
-            if let stopError { throw stopError }
-            return value
-        }
     }
 }
 
@@ -462,109 +370,5 @@ struct KubeletRegistrar: Service {
         if Task.isShuttingDownGracefully { return }
         logger.info("registering with kubelet", metadata: ["registration.socket": "\(socketPath)"])
         try await CSIServer(socketPath: socketPath, services: [service], lockFile: false, logger: logger).run()
-    }
-}
-
-/// Why the assembly did not do what it was asked.
-package enum DriverAssemblyError: Error, Equatable, CustomStringConvertible {
-    /// ``DriverAssembly/run(gracefulShutdownSignals:maximumGracefulShutdownDuration:)`` was called a second time.
-    case alreadyStarted
-    /// The driver stopped before the CSI socket and the metrics listener were both listening.
-    case stoppedBeforeListening
-
-    /// A sentence for the log.
-    package var description: String {
-        switch self {
-        case .alreadyStarted: "the driver assembly has already been run"
-        case .stoppedBeforeListening: "the driver stopped before it was listening"
-        }
-    }
-}
-
-/// Remembers when the CSI server and the metrics listener are listening, and wakes whoever waits for both.
-final class ListeningSignal: Sendable {
-    /// The halves seen so far, the outcome, and who waits.
-    private struct State {
-        /// The CSI socket, once it accepts connections.
-        var socketPath: String?
-        /// The metrics port, once bound.
-        var metricsPort: Int?
-        /// Both, once both are known.
-        var listening: DriverAssembly.Listening?
-        /// Why the driver stopped, if it did before listening.
-        var ended: (any Error)?
-        /// Suspended ``wait()`` calls by id.
-        var waiters: [UInt64: CheckedContinuation<DriverAssembly.Listening, any Error>] = [:]
-        /// The id of the next ``wait()``.
-        var nextWaiter: UInt64 = 0
-
-        /// Records `listening` once both halves are known and hands back the waiters to wake.
-        mutating func completeIfReady() -> [CheckedContinuation<DriverAssembly.Listening, any Error>] {
-            guard listening == nil, let socketPath, let metricsPort else { return [] }
-            listening = .init(socketPath: socketPath, metricsPort: metricsPort)
-            defer { waiters = [:] }
-            return Array(waiters.values)
-        }
-    }
-
-    private let state = Mutex(State())
-
-    /// The CSI server accepts connections on `path`.
-    func csiListening(at path: String) {
-        let (listening, waiters) = state.withLock { state in
-            state.socketPath = path
-            let waiters = state.completeIfReady()
-            return (state.listening, waiters)
-        }
-        resume(waiters, with: listening)
-    }
-
-    /// The metrics listener is bound to `port`.
-    func metricsListening(on port: Int) {
-        let (listening, waiters) = state.withLock { state in
-            state.metricsPort = port
-            let waiters = state.completeIfReady()
-            return (state.listening, waiters)
-        }
-        resume(waiters, with: listening)
-    }
-
-    /// The driver stopped; waiters still waiting get `error` (nothing changes if it listened already).
-    func end(with error: any Error) {
-        let waiters = state.withLock { state in
-            guard state.listening == nil, state.ended == nil else { return [CheckedContinuation<DriverAssembly.Listening, any Error>]() }
-            state.ended = error
-            defer { state.waiters = [:] }
-            return Array(state.waiters.values)
-        }
-        for waiter in waiters { waiter.resume(throwing: error) }
-    }
-
-    /// Where the driver listens, once it does.
-    func wait() async throws -> DriverAssembly.Listening {
-        let id = state.withLock { state in
-            defer { state.nextWaiter += 1 }
-            return state.nextWaiter
-        }
-        return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { continuation in
-                let outcome: Result<DriverAssembly.Listening, any Error>? = state.withLock { state in
-                    if let listening = state.listening { return .success(listening) }
-                    if let ended = state.ended { return .failure(ended) }
-                    if Task.isCancelled { return .failure(CancellationError()) }
-                    state.waiters[id] = continuation
-                    return nil
-                }
-                if let outcome { continuation.resume(with: outcome) }
-            }
-        } onCancel: {
-            state.withLock { $0.waiters.removeValue(forKey: id) }?.resume(throwing: CancellationError())
-        }
-    }
-
-    /// Wakes `waiters` with `listening` (when there is one).
-    private func resume(_ waiters: [CheckedContinuation<DriverAssembly.Listening, any Error>], with listening: DriverAssembly.Listening?) {
-        guard let listening else { return }
-        for waiter in waiters { waiter.resume(returning: listening) }
     }
 }

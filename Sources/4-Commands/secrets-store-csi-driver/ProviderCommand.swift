@@ -71,8 +71,8 @@ struct ProviderCommand: AsyncParsableCommand {
     func run() async throws {
         let logger = bootstrapLogging(verbosity: verbosity, json: logFormatJSON)
         let socketPath = try Endpoint.socketPath(from: endpoint)
-        try await BuiltInProviderServer.runAzure(
-            try azure.builtInAzure(),
+        let server = try BuiltInProviderServer(
+            azure: try azure.builtInAzure(),
             socketPath: socketPath,
             options: BuiltInProviderServer.Options(
                 healthzAddress: ":\(healthzPort)",
@@ -80,9 +80,9 @@ struct ProviderCommand: AsyncParsableCommand {
                 healthzTimeout: try checkTimeout(),
                 metricsAddress: ":\(prometheusPort)"
             ),
-            gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger
         )
+        try await server.run(gracefulShutdownSignals: [.sigterm, .sigint])
     }
 }
 
