@@ -14,7 +14,7 @@ struct RecoveryStep: Sendable {
         do {
             statuses = try await kubernetes.podStatuses(nodeName: context.configuration.nodeID, logger: logger)
         } catch {
-            throw PublishError(error, notFound: .kubernetesFailed("\(error)"))
+            throw PublishError(error)
         }
         var recovered: [String] = []
         for status in statuses where context.volumes.volume(at: status.targetPath) == nil {
