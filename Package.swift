@@ -113,8 +113,9 @@ let package = Package(
             path: "Sources/2-Adapters/SecretsStoreAzure",
             swiftSettings: swiftSettings
         ),
-        // A small HTTP/1.1 server (plain or TLS) for the test doubles of HTTP services (Key Vault emulator, fake
-        // Kubernetes API server). Nothing in the driver's own binary depends on it.
+        // The one HTTP/1.1 listener (`HTTPListener`, a bounded NIO server as a `Service`): every port the program
+        // opens (/metrics + /healthz, the provider's health endpoint) and, with bodies and TLS, the test doubles
+        // of HTTP services (Key Vault emulator, fake Kubernetes API server).
         .target(
             name: "SecretsStoreHTTPServer",
             dependencies: [
@@ -122,18 +123,19 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Sources/2-Adapters/SecretsStoreHTTPServer",
             swiftSettings: swiftSettings
         ),
-        // Prometheus metrics and the production /metrics + /healthz listener (bounded, NIO HTTP/1.1).
+        // Prometheus metrics, the log line handler, and the routes of the /metrics + /healthz and provider health
+        // listeners (served by SecretsStoreHTTPServer's `HTTPListener`).
         .target(
             name: "SecretsStoreObservability",
             dependencies: [
                 "SecretsStoreCore",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
+                "SecretsStoreHTTPServer",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -200,6 +202,7 @@ let package = Package(
                 "SecretsStoreCore",
                 "SecretsStoreAzure",
                 "SecretsStoreObservability",
+                "SecretsStoreHTTPServer",
                 "SecretsStoreCSI",
                 "SecretsStoreKubernetes",
                 "SecretsStoreLinux",
@@ -384,11 +387,17 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // The metrics and health listener against abusive clients.
+        // The HTTP listener against abusive clients, as the metrics and health listener, the provider's health
+        // endpoint and a test double (request bodies, TLS, streamed answers).
         .testTarget(
             name: "SecretsStoreObservabilityTests",
             dependencies: [
                 "SecretsStoreObservability",
+                "SecretsStoreHTTPServer",
+                "KeyVaultEmulator",
+                "SecretsStoreHTTPClient",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 "SecretsStoreCoreTesting",
                 "SecretsStoreTesting",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -465,7 +474,7 @@ let package = Package(
                 "SecretsStoreCommandLine",
                 "SecretsStoreCore", "SecretsStoreCSI", "SecretsStoreApplication", "SecretsStoreKubernetes", "SecretsStoreLinux",
                 "SecretsStoreCoreTesting", "SecretsStoreTesting", "CSIProtocol", "SecretsStoreAzure", "KeyVaultEmulator",
-                "SecretsStoreObservability",
+                "SecretsStoreObservability", "SecretsStoreHTTPServer",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),

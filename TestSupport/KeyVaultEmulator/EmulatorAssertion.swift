@@ -151,7 +151,7 @@ extension State {
     /// (RS256 by one of the issuer's keys; the key its `kid` names when there is one, else each), the time range
     /// (`nbf` when present, `exp`), then subject and audience. `nil` when accepted, else Entra's error answer,
     /// which names the issuer, subject and audience, as Entra's do, never the assertion.
-    func checkAssertion(_ assertion: String, client: EmulatorSeed.Client) -> LoopbackHTTPServer.Response? {
+    func checkAssertion(_ assertion: String, client: EmulatorSeed.Client) -> HTTPListener.Response? {
         guard let jwt = ClientAssertion(assertion) else {
             return Self.entraError(400, "invalid_request", code: 50027, "JWT token is invalid or malformed.")
         }

@@ -10,22 +10,25 @@ extension State {
     /// An object name outside Key Vault's rule, or a version that is not 32 hex digits, gets Key Vault's
     /// `400 BadParameter` (`The request URI contains an invalid name: …` / `… invalid version: …`).
     mutating func keyVault(
-        _ request: LoopbackHTTPServer.Request,
+        _ request: HTTPListener.Request,
         vault requestedVault: String?,
         rest: [String],
         baseURL: String
-    ) -> LoopbackHTTPServer.Response {
-        var response = keyVaultUnlatched(request, vault: requestedVault, rest: rest, baseURL: baseURL)
-        if let latency = faults.latency { response.delay = latency }
-        return response
+    ) -> HTTPListener.Response {
+        let response = keyVaultUnlatched(request, vault: requestedVault, rest: rest, baseURL: baseURL)
+        guard let latency = faults.latency else { return response }
+        return .deferred {
+            try? await Task.sleep(for: latency)
+            return response
+        }
     }
 
     private mutating func keyVaultUnlatched(
-        _ request: LoopbackHTTPServer.Request,
+        _ request: HTTPListener.Request,
         vault requestedVault: String?,
         rest: [String],
         baseURL: String
-    ) -> LoopbackHTTPServer.Response {
+    ) -> HTTPListener.Response {
         if let failure = faults.failNext, failure.count > 0 {
             faults.failNext = failure.count > 1 ? (failure.status, failure.count - 1) : nil
             if failure.status == 429 {
@@ -209,12 +212,12 @@ extension State {
         return item
     }
 
-    private func notFound(_ collection: String, _ name: String) -> LoopbackHTTPServer.Response {
+    private func notFound(_ collection: String, _ name: String) -> HTTPListener.Response {
         let (code, noun) = collection == "secrets" ? ("SecretNotFound", "secret") : collection == "keys" ? ("KeyNotFound", "key") : ("CertificateNotFound", "certificate")
         return Self.keyVaultError(404, code, "A \(noun) with (name/id) \(name) was not found in this key vault. If you recently deleted this \(noun) you may be able to recover it using the correct recovery command. For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125182")
     }
 
-    private func disabled(_ noun: String) -> LoopbackHTTPServer.Response {
+    private func disabled(_ noun: String) -> HTTPListener.Response {
         Self.keyVaultError(403, "Forbidden", "Operation get is not allowed on a disabled \(noun).", inner: "\(noun.prefix(1).uppercased() + noun.dropFirst())Disabled")
     }
 }

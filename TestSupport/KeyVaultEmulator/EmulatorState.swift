@@ -169,12 +169,12 @@ struct State {
 
     // MARK: Responses
 
-    static func json(_ status: Int, _ body: Any, headers: [(String, String)] = []) -> LoopbackHTTPServer.Response {
+    static func json(_ status: Int, _ body: Any, headers: [(String, String)] = []) -> HTTPListener.Response {
         let data = (try? JSONSerialization.data(withJSONObject: body, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
         return .init(status: status, headers: [("Content-Type", "application/json; charset=utf-8")] + headers, body: Array(data))
     }
 
-    static func entraError(_ status: Int, _ error: String, code: Int, _ description: String) -> LoopbackHTTPServer.Response {
+    static func entraError(_ status: Int, _ error: String, code: Int, _ description: String) -> HTTPListener.Response {
         let trace = UUID().uuidString.lowercased()
         let timestamp = ISO8601DateFormatter().string(from: Date())
         return json(
@@ -187,7 +187,7 @@ struct State {
         )
     }
 
-    static func keyVaultError(_ status: Int, _ code: String, _ message: String, inner: String? = nil, headers: [(String, String)] = []) -> LoopbackHTTPServer.Response {
+    static func keyVaultError(_ status: Int, _ code: String, _ message: String, inner: String? = nil, headers: [(String, String)] = []) -> HTTPListener.Response {
         var error: [String: Any] = ["code": code, "message": message]
         if let inner { error["innererror"] = ["code": inner] }
         return json(status, ["error": error], headers: headers)
@@ -195,7 +195,7 @@ struct State {
 
     // MARK: Entra ID
 
-    mutating func entraToken(_ request: LoopbackHTTPServer.Request, tenant: String, baseURL: String) -> LoopbackHTTPServer.Response {
+    mutating func entraToken(_ request: HTTPListener.Request, tenant: String, baseURL: String) -> HTTPListener.Response {
         guard request.method == "POST" else { return Self.entraError(405, "invalid_request", code: 900561, "The endpoint only accepts POST requests.") }
         if let tenantID, tenant != tenantID, tenant != "organizations", !additionalTenantIDs.contains(tenant) {
             return Self.entraError(400, "invalid_request", code: 90002, "Tenant '\(tenant)' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.")
@@ -228,7 +228,7 @@ struct State {
         return issue(clientID: clientID, resource: String(scope.dropLast("/.default".count)), imds: false)
     }
 
-    mutating func imdsToken(_ request: LoopbackHTTPServer.Request) -> LoopbackHTTPServer.Response {
+    mutating func imdsToken(_ request: HTTPListener.Request) -> HTTPListener.Response {
         guard request.headers.first(name: "Metadata")?.lowercased() == "true" else {
             return Self.json(400, ["error": "invalid_request", "error_description": "Required metadata header not specified"])
         }
@@ -243,7 +243,7 @@ struct State {
         return issue(clientID: identity, resource: resource.hasSuffix("/") ? String(resource.dropLast()) : resource, imds: true)
     }
 
-    private mutating func issue(clientID: String, resource: String, imds: Bool) -> LoopbackHTTPServer.Response {
+    private mutating func issue(clientID: String, resource: String, imds: Bool) -> HTTPListener.Response {
         let token = "emu." + makeVersionID() + makeVersionID()
         let lifetime = 3599
         let expires = Date().addingTimeInterval(TimeInterval(lifetime))
@@ -258,7 +258,7 @@ struct State {
         return Self.json(200, ["token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": token])
     }
 
-    func openIDConfiguration(tenant: String, baseURL: String) -> LoopbackHTTPServer.Response {
+    func openIDConfiguration(tenant: String, baseURL: String) -> HTTPListener.Response {
         Self.json(200, [
             "token_endpoint": "\(baseURL)/\(tenant)/oauth2/v2.0/token",
             "authorization_endpoint": "\(baseURL)/\(tenant)/oauth2/v2.0/authorize",

@@ -19,7 +19,7 @@ package final class KeyVaultEmulator: Sendable {
     package static let keyVaultResource = "https://vault.azure.net"
 
     private let state: Mutex<State>
-    private let server: LoopbackHTTPServer
+    private let server: RunningHTTPListener
     /// The CA, server and client certificates it serves with.
     package let certificates: EmulatorCertificates
     /// `https://127.0.0.1:<port>`.
@@ -55,7 +55,7 @@ package final class KeyVaultEmulator: Sendable {
         let state = Mutex(try State(seed: seed))
         let box = Box()
         let tls = try certificates.serverContext(requireClientCertificate: requireClientCertificate)
-        self.server = try await LoopbackHTTPServer(port: port, tls: tls) { request in
+        self.server = try await RunningHTTPListener(port: port, tls: tls) { request in
             box.emulator.withLock { $0 }?.handle(request) ?? .init(status: 503)
         }
         self.state = state
@@ -128,7 +128,7 @@ package final class KeyVaultEmulator: Sendable {
 
     // MARK: Routing
 
-    private func handle(_ request: LoopbackHTTPServer.Request) -> LoopbackHTTPServer.Response {
+    private func handle(_ request: HTTPListener.Request) -> HTTPListener.Response {
         state.withLock { state in
             state.counts["\(request.method) \(request.path)", default: 0] += 1
             let segments = request.path.split(separator: "/").map(String.init)

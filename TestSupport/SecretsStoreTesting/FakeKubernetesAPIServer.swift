@@ -189,7 +189,7 @@ package final class FakeKubernetesAPIServer: Sendable {
 
     let state = Mutex<State>(State())
     private let requiredToken: String?
-    private let server: LoopbackHTTPServer
+    private let server: RunningHTTPListener
     private let tokenIssuer: TokenIssuer
     let statusSubresources: Set<String>
     private let bookmarkTask: Task<Void, Never>
@@ -215,7 +215,7 @@ package final class FakeKubernetesAPIServer: Sendable {
         self.tokenIssuer = tokenIssuer
         self.statusSubresources = statusSubresources
         let holder = Box()
-        server = try await LoopbackHTTPServer { request in
+        server = try await RunningHTTPListener { request in
             guard let fake = holder.server.withLock({ $0 }) else { return .init(status: 503) }
             let uri = request.query.isEmpty ? request.path : request.path + "?" + request.query
             let answer = fake.handle(

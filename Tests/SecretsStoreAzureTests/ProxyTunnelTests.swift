@@ -234,7 +234,7 @@ struct ProxyTunnelTests {
     @Test("every request's User-Agent carries the custom suffix after the driver's own; a line break is refused")
     func customUserAgent() async throws {
         let agents = Mutex<[String]>([])
-        let server = try await LoopbackHTTPServer { request in
+        let server = try await RunningHTTPListener { request in
             agents.withLock { $0.append(request.headers["User-Agent"].joined(separator: "|")) }
             return .init(status: 200, headers: [("Content-Type", "application/json")], body: Array(#"{"access_token":"t","expires_in":3600}"#.utf8))
         }

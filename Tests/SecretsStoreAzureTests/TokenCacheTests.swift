@@ -10,7 +10,7 @@ struct TokenCacheTests {
     @Test("a fresh token is known to be cached before any request, so a volume's objects can all be fetched at once")
     func freshTokenIsKnownWithoutARequest() async throws {
         let requests = Mutex(0)
-        let server = try await LoopbackHTTPServer { _ in
+        let server = try await RunningHTTPListener { _ in
             requests.withLock { $0 += 1 }
             return .init(status: 200, headers: [("Content-Type", "application/json")], body: Array(#"{"access_token":"t","expires_in":3600}"#.utf8))
         }

@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import SecretsStoreCoreTesting
+import SecretsStoreHTTPServer
 import SecretsStoreObservability
 import ServiceLifecycle
 import SecretsStoreTesting
@@ -10,7 +11,7 @@ import Testing
 
 /// The listener over real sockets on 127.0.0.1. Serialized: the memory tests read the process's RSS.
 @Suite(.serialized, .timeLimit(.minutes(3)))
-struct MetricsAndHealthListenerTests {
+struct HTTPListenerTests {
     // MARK: - Routes
 
     /// Proves: GET and HEAD of /healthz and /metrics; HEAD has Content-Length and no body; query ignored; keep-alive.
@@ -62,7 +63,7 @@ struct MetricsAndHealthListenerTests {
     @Test("With a health check, /healthz is 503 with its reason while it fails, 200 once it passes; HEAD has no body")
     func healthzFollowsTheCheck() async throws {
         let failing = Mutex(true)
-        let check = MetricsAndHealthListener.HealthCheck {
+        let check = HTTPListener.HealthCheck {
             failing.withLock { $0 } ? "CSI Probe on /csi/csi.sock failed: unavailable" : nil
         }
         try await withListener(healthCheck: check) { _, port in
@@ -84,7 +85,7 @@ struct MetricsAndHealthListenerTests {
     /// Proves: requests pipelined behind a /healthz whose check is still running are answered after it, in order.
     @Test("Requests pipelined behind a slow health check are answered after it, in order")
     func pipelinedBehindASlowHealthCheck() async throws {
-        let check = MetricsAndHealthListener.HealthCheck {
+        let check = HTTPListener.HealthCheck {
             try? await Task.sleep(for: .milliseconds(200))
             return nil
         }
@@ -303,7 +304,7 @@ struct MetricsAndHealthListenerTests {
         let attackers = 3_000
         let fileLimit = raiseOpenFileLimit(to: attackers + 1_024)
         try #require(fileLimit >= attackers + 256, "RLIMIT_NOFILE \(fileLimit) too low")
-        let limits = MetricsAndHealthListener.Limits()
+        let limits = HTTPListener.Limits()
         try await withListener(limits: limits) { listener, port in
             _ = try await blocking { try fetch("/metrics", port: port) }  // warm up allocations
             let before = residentBytes()
@@ -393,7 +394,7 @@ struct MetricsAndHealthListenerTests {
     /// Proves: --metrics-addr forms.
     @Test("--metrics-addr forms")
     func addressForms() throws {
-        typealias Listener = MetricsAndHealthListener
+        typealias Listener = HTTPListener
         #expect(try parsed(":8095") == Parsed(host: .allInterfaces, port: 8095))
         #expect(try parsed("127.0.0.1:8095") == Parsed(host: .host("127.0.0.1"), port: 8095))
         #expect(try parsed("[::1]:8095") == Parsed(host: .host("::1"), port: 8095))
@@ -405,11 +406,11 @@ struct MetricsAndHealthListenerTests {
             #expect {
                 try Listener.parse(address: bad)
             } throws: { error in
-                (error as? MetricsAddressError)?.description == "--metrics-addr \(bad): expected host:port or :port"
+                (error as? ListenAddressError)?.description == "--metrics-addr \(bad): expected host:port or :port"
             }
         }
-        #expect(throws: MetricsAddressError.self) {
-            try MetricsAndHealthListener(address: "nonsense", metrics: PrometheusDriverMetrics(), logger: Logger(label: "test"))
+        #expect(throws: ListenAddressError.self) {
+            try HTTPListener.metricsAndHealth(address: "nonsense", metrics: PrometheusDriverMetrics(), logger: Logger(label: "test"))
         }
     }
 
@@ -429,7 +430,7 @@ struct MetricsAndHealthListenerTests {
     @Test("Graceful shutdown closes the server channel and the open connections")
     func gracefulShutdownClosesEverything() async throws {
         let (ports, continuation) = AsyncStream<Int>.makeStream()
-        let listener = try MetricsAndHealthListener(
+        let listener = try HTTPListener.metricsAndHealth(
             address: "127.0.0.1:0",
             metrics: PrometheusDriverMetrics(),
             logger: Logger(label: "test"),
@@ -465,14 +466,14 @@ struct MetricsAndHealthListenerTests {
 /// A parsed `--metrics-addr`, comparable.
 struct Parsed: Equatable {
     /// The host part.
-    var host: MetricsAndHealthListener.ListenHost
+    var host: HTTPListener.ListenHost
     /// The port.
     var port: Int
 }
 
-/// `MetricsAndHealthListener.parse(address:)` as a ``Parsed``.
+/// `HTTPListener.parse(address:)` as a ``Parsed``.
 func parsed(_ address: String) throws -> Parsed {
-    let (host, port) = try MetricsAndHealthListener.parse(address: address)
+    let (host, port) = try HTTPListener.parse(address: address)
     return Parsed(host: host, port: port)
 }
 
