@@ -363,8 +363,8 @@ let package = Package(
             path: "Tools/csi-bench",
             swiftSettings: swiftSettings
         ),
-        // The core's tests: no gRPC, no NIO, no sockets. SecretsStoreLinux (system calls only) because the
-        // pipeline tests write real files with PosixFileSystem in a temporary directory.
+        // The core's tests: no gRPC, no sockets. SecretsStoreLinux (system calls, and NIOPosix for the thread pool
+        // its mounter uses) because the pipeline tests write real files with PosixFileSystem in a temporary directory.
         .testTarget(
             name: "SecretsStoreCoreTests",
             dependencies: [

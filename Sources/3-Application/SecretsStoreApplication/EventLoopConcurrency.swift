@@ -10,8 +10,10 @@ import Synchronization
 /// This is SwiftNIO's `NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()`,
 /// with one difference: that function looks the runtime's hook up with `dlsym`, which finds nothing in our
 /// image (the Swift runtime is linked statically and its symbols are hidden), so the hook is set through
-/// `CConcurrencyHook`, whose reference the linker resolves. Everything the driver runs on the global executor is
-/// short and non-blocking (syscalls on tmpfs and a Unix socket, no waits), which is what an event loop needs.
+/// `CConcurrencyHook`, whose reference the linker resolves. What an event loop needs is work that does not block:
+/// the calls that can (mount(2), umount2(2), `stat` of a mount point that may hang, the mountinfo read, name
+/// resolution) run on `NIOThreadPool` (`LinuxMounter`, the listener's resolver); the atomic writer's file writes
+/// to the volume's tmpfs (memory, no disk) still run on the loops, as short as a socket write.
 /// As with NIO's, only the immediate enqueue is taken over: a job resumed after `Task.sleep` goes through the
 /// runtime's delayed enqueue and still runs on a Dispatch worker, until its next hop.
 public enum EventLoopConcurrency {
