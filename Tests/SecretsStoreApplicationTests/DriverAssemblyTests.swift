@@ -181,8 +181,8 @@ struct DriverAssemblyTests {
 
 /// A ``KubernetesClient`` over ``FakeKubernetesClient`` that records, for every pod-status listing, what
 /// `probe` said at that moment, and can fail the listing.
-final class ObservingKubernetesClient: KubernetesClient {
-    private let fake = FakeKubernetesClient()
+final class ObservingKubernetesClient: ForwardingKubernetesClient {
+    let wrapped = FakeKubernetesClient()
     private let probe: @Sendable () -> Bool
     private let state = Mutex<(listings: [Bool], fail: Bool)>(([], false))
 
@@ -205,55 +205,6 @@ final class ObservingKubernetesClient: KubernetesClient {
             return state.fail
         }
         if fail { throw .unavailable("connection refused") }
-        return try await fake.podStatuses(nodeName: nodeName, logger: logger)
-    }
-
-    func secretProviderClass(namespace: String, name: String, logger: Logger) async throws(KubernetesClientError) -> SecretProviderClass {
-        try await fake.secretProviderClass(namespace: namespace, name: name, logger: logger)
-    }
-
-    func applyPodStatus(_ status: SecretProviderClassPodStatus, logger: Logger) async throws(KubernetesClientError) -> String {
-        try await fake.applyPodStatus(status, logger: logger)
-    }
-
-    func pod(namespace: String, name: String, logger: Logger) async throws(KubernetesClientError) -> PodInfo {
-        try await fake.pod(namespace: namespace, name: name, logger: logger)
-    }
-
-    func secret(namespace: String, name: String, logger: Logger) async throws(KubernetesClientError) -> KubernetesSecret? {
-        try await fake.secret(namespace: namespace, name: name, logger: logger)
-    }
-
-    func createSecret(_ secret: KubernetesSecret, logger: Logger) async throws(KubernetesClientError) {
-        try await fake.createSecret(secret, logger: logger)
-    }
-
-    func updateSecret(_ secret: KubernetesSecret, logger: Logger) async throws(KubernetesClientError) {
-        try await fake.updateSecret(secret, logger: logger)
-    }
-
-    func recordEvent(_ event: PodEvent, logger: Logger) async throws(KubernetesClientError) {
-        try await fake.recordEvent(event, logger: logger)
-    }
-
-    func replicaSetOwners(namespace: String, name: String, logger: Logger) async throws(KubernetesClientError) -> [OwnerReference] {
-        try await fake.replicaSetOwners(namespace: namespace, name: name, logger: logger)
-    }
-
-    func workload(_ reference: WorkloadReference, logger: Logger) async throws(KubernetesClientError) -> Workload {
-        try await fake.workload(reference, logger: logger)
-    }
-
-    func patchTemplateAnnotations(
-        _ reference: WorkloadReference,
-        annotations: [String: String],
-        resourceVersion: String?,
-        logger: Logger
-    ) async throws(KubernetesClientError) -> Workload {
-        try await fake.patchTemplateAnnotations(reference, annotations: annotations, resourceVersion: resourceVersion, logger: logger)
-    }
-
-    func recordEvent(_ event: WorkloadEvent, logger: Logger) async throws(KubernetesClientError) {
-        try await fake.recordEvent(event, logger: logger)
+        return try await wrapped.podStatuses(nodeName: nodeName, logger: logger)
     }
 }

@@ -59,7 +59,7 @@ struct SecretProviderClassCacheAssemblyTests {
     func publishesReadFromTheCache() async throws {
         try await withTemporaryDirectory { (root: String) async throws in
             let api = CountingControllerClient()
-            api.base.apply(Self.spc)
+            api.wrapped.apply(Self.spc)
             let driver = try await assembly(root: root, kubernetes: api, watch: true)
             let target = root + "/target"
             #expect(mkdir(target, 0o750) == 0)
@@ -77,7 +77,7 @@ struct SecretProviderClassCacheAssemblyTests {
     func watchOffIsAGet() async throws {
         try await withTemporaryDirectory { (root: String) async throws in
             let api = CountingControllerClient()
-            api.base.apply(Self.spc)
+            api.wrapped.apply(Self.spc)
             let driver = try await assembly(root: root, kubernetes: api, watch: false)
             let target = root + "/target"
             #expect(mkdir(target, 0o750) == 0)
@@ -129,91 +129,53 @@ struct SecretProviderClassCacheAssemblyTests {
 }
 
 /// An ``InMemoryControllerAPI`` that counts SecretProviderClass GETs, lists and watches.
-final class CountingControllerClient: ControllerKubernetesClient {
+final class CountingControllerClient: ControllerKubernetesClient, ForwardingKubernetesClient {
     struct Counts { var gets = 0, lists = 0, watches = 0 }
 
-    let base = InMemoryControllerAPI()
+    let wrapped = InMemoryControllerAPI()
     private let state = Mutex(Counts())
 
     var counts: Counts { state.withLock { $0 } }
 
     func secretProviderClass(namespace: String, name: String, logger: Logger) async throws(KubernetesClientError) -> SecretProviderClass {
         state.withLock { $0.gets += 1 }
-        return try await base.secretProviderClass(namespace: namespace, name: name, logger: logger)
+        return try await wrapped.secretProviderClass(namespace: namespace, name: name, logger: logger)
     }
 
     func listSecretProviderClasses(namespace: String?, logger: Logger) async throws(KubernetesClientError) -> Listed<SecretProviderClass> {
         state.withLock { $0.lists += 1 }
-        return try await base.listSecretProviderClasses(namespace: namespace, logger: logger)
+        return try await wrapped.listSecretProviderClasses(namespace: namespace, logger: logger)
     }
 
     func watchSecretProviderClasses(namespace: String?, resourceVersion: String, logger: Logger) -> WatchStream<SecretProviderClass> {
         state.withLock { $0.watches += 1 }
-        return base.watchSecretProviderClasses(namespace: namespace, resourceVersion: resourceVersion, logger: logger)
+        return wrapped.watchSecretProviderClasses(namespace: namespace, resourceVersion: resourceVersion, logger: logger)
     }
 
     // MARK: Forwarded unchanged
 
-    func applyPodStatus(_ status: SecretProviderClassPodStatus, logger: Logger) async throws(KubernetesClientError) -> String {
-        try await base.applyPodStatus(status, logger: logger)
-    }
-    func podStatuses(nodeName: String, logger: Logger) async throws(KubernetesClientError) -> [SecretProviderClassPodStatus] {
-        try await base.podStatuses(nodeName: nodeName, logger: logger)
-    }
-    func pod(namespace: String, name: String, logger: Logger) async throws(KubernetesClientError) -> PodInfo {
-        try await base.pod(namespace: namespace, name: name, logger: logger)
-    }
-    func secret(namespace: String, name: String, logger: Logger) async throws(KubernetesClientError) -> KubernetesSecret? {
-        try await base.secret(namespace: namespace, name: name, logger: logger)
-    }
-    func createSecret(_ secret: KubernetesSecret, logger: Logger) async throws(KubernetesClientError) {
-        try await base.createSecret(secret, logger: logger)
-    }
-    func updateSecret(_ secret: KubernetesSecret, logger: Logger) async throws(KubernetesClientError) {
-        try await base.updateSecret(secret, logger: logger)
-    }
-    func recordEvent(_ event: PodEvent, logger: Logger) async throws(KubernetesClientError) {
-        try await base.recordEvent(event, logger: logger)
-    }
-    func replicaSetOwners(namespace: String, name: String, logger: Logger) async throws(KubernetesClientError) -> [OwnerReference] {
-        try await base.replicaSetOwners(namespace: namespace, name: name, logger: logger)
-    }
-    func workload(_ reference: WorkloadReference, logger: Logger) async throws(KubernetesClientError) -> Workload {
-        try await base.workload(reference, logger: logger)
-    }
-    func patchTemplateAnnotations(
-        _ reference: WorkloadReference,
-        annotations: [String: String],
-        resourceVersion: String?,
-        logger: Logger
-    ) async throws(KubernetesClientError) -> Workload {
-        try await base.patchTemplateAnnotations(reference, annotations: annotations, resourceVersion: resourceVersion, logger: logger)
-    }
-    func recordEvent(_ event: WorkloadEvent, logger: Logger) async throws(KubernetesClientError) {
-        try await base.recordEvent(event, logger: logger)
-    }
     func updateSecretProviderClassStatus(
         namespace: String,
         name: String,
         status: SecretProviderClassStatus,
         logger: Logger
     ) async throws(KubernetesClientError) {
-        try await base.updateSecretProviderClassStatus(namespace: namespace, name: name, status: status, logger: logger)
+        try await wrapped.updateSecretProviderClassStatus(namespace: namespace, name: name, status: status, logger: logger)
     }
     func recordEvent(_ event: SecretProviderClassEvent, logger: Logger) async throws(KubernetesClientError) {
-        try await base.recordEvent(event, logger: logger)
+        try await wrapped.recordEvent(event, logger: logger)
     }
     func listSecrets(namespace: String?, labelSelector: [String: String], logger: Logger) async throws(KubernetesClientError) -> Listed<KubernetesSecret> {
-        try await base.listSecrets(namespace: namespace, labelSelector: labelSelector, logger: logger)
+        try await wrapped.listSecrets(namespace: namespace, labelSelector: labelSelector, logger: logger)
     }
     func watchSecrets(namespace: String?, labelSelector: [String: String], resourceVersion: String, logger: Logger) -> WatchStream<KubernetesSecret> {
-        base.watchSecrets(namespace: namespace, labelSelector: labelSelector, resourceVersion: resourceVersion, logger: logger)
+        wrapped.watchSecrets(namespace: namespace, labelSelector: labelSelector, resourceVersion: resourceVersion, logger: logger)
     }
     func deleteSecret(namespace: String, name: String, logger: Logger) async throws(KubernetesClientError) {
-        try await base.deleteSecret(namespace: namespace, name: name, logger: logger)
+        try await wrapped.deleteSecret(namespace: namespace, name: name, logger: logger)
     }
     func serviceAccountExists(namespace: String, name: String, logger: Logger) async throws(KubernetesClientError) -> Bool {
-        try await base.serviceAccountExists(namespace: namespace, name: name, logger: logger)
+        try await wrapped.serviceAccountExists(namespace: namespace, name: name, logger: logger)
     }
     func requestToken(
         namespace: String,
@@ -222,20 +184,20 @@ final class CountingControllerClient: ControllerKubernetesClient {
         expirationSeconds: Int,
         logger: Logger
     ) async throws(KubernetesClientError) -> ServiceAccountToken {
-        try await base.requestToken(
+        try await wrapped.requestToken(
             namespace: namespace, serviceAccount: serviceAccount, audience: audience, expirationSeconds: expirationSeconds, logger: logger
         )
     }
     func csiDriverTokenAudiences(driverName: String, logger: Logger) async throws(KubernetesClientError) -> [String] {
-        try await base.csiDriverTokenAudiences(driverName: driverName, logger: logger)
+        try await wrapped.csiDriverTokenAudiences(driverName: driverName, logger: logger)
     }
     func lease(namespace: String, name: String, logger: Logger) async throws(KubernetesClientError) -> LeaseRecord? {
-        try await base.lease(namespace: namespace, name: name, logger: logger)
+        try await wrapped.lease(namespace: namespace, name: name, logger: logger)
     }
     func createLease(_ lease: LeaseRecord, logger: Logger) async throws(KubernetesClientError) -> LeaseRecord {
-        try await base.createLease(lease, logger: logger)
+        try await wrapped.createLease(lease, logger: logger)
     }
     func updateLease(_ lease: LeaseRecord, logger: Logger) async throws(KubernetesClientError) -> LeaseRecord {
-        try await base.updateLease(lease, logger: logger)
+        try await wrapped.updateLease(lease, logger: logger)
     }
 }

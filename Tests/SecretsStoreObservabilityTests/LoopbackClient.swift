@@ -32,25 +32,13 @@ func withRunning<T: Sendable>(
     _ makeListener: (@escaping @Sendable (Int) -> Void) throws -> HTTPListener,
     _ body: (HTTPListener, Int) async throws -> T
 ) async throws -> T {
-    let (ports, continuation) = AsyncStream<Int>.makeStream()
-    let listener = try makeListener { continuation.yield($0) }
-    let task = Task {
-        defer { continuation.finish() }
-        try await listener.run()
-    }
-    var iterator = ports.makeAsyncIterator()
-    guard let port = await iterator.next() else {
-        try await task.value
-        throw SocketError(call: "listener did not start", code: 0)
-    }
+    let running = try await RunningHTTPListener(makeListener)
     do {
-        let result = try await body(listener, port)
-        task.cancel()
-        try await task.value
+        let result = try await body(running.listener, running.port)
+        try await running.shutdown()
         return result
     } catch {
-        task.cancel()
-        _ = try? await task.value
+        _ = try? await running.shutdown()
         throw error
     }
 }

@@ -5,6 +5,8 @@ import NIOSSL
 /// stop it (the Key Vault emulator, the fake Kubernetes API server, one-off test servers). Not a second server:
 /// it only runs the listener's ``HTTPListener/run()`` and cancels it.
 package final class RunningHTTPListener: Sendable {
+    /// The listener being run.
+    package let listener: HTTPListener
     /// The bound port.
     package let port: Int
     /// The task running the listener.
@@ -27,6 +29,7 @@ package final class RunningHTTPListener: Sendable {
             try await task.value
             throw CancellationError()  // run() returned without binding: only when cancelled before it could
         }
+        self.listener = listener
         self.port = port
         self.task = task
     }
