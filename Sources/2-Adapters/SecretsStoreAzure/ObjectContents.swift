@@ -171,6 +171,9 @@ package enum ObjectContents {
         do {
             bundle = try NIOSSLPKCS12Bundle(buffer: der, passphrase: [UInt8]())
         } catch {
+            // The one place an error is told apart by its text, at the edge with NIOSSL: BoringSSL's reason reaches
+            // us only inside `BoringSSLInternalError`'s description (its code is private). The reason's name is
+            // BoringSSL's stable identifier; any other failure keeps NIOSSL's text in the message below.
             if "\(error)".contains("MULTIPLE_PRIVATE_KEYS") { throw multipleKeys("more than one private key") }
             throw Failure("failed to decode PKCS#12 secret: \(error)")
         }
