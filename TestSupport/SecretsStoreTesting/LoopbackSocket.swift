@@ -1,4 +1,5 @@
 // A blocking HTTP/1.1 test client over plain POSIX sockets on 127.0.0.1, for tests that abuse a listener.
+import Foundation
 import NIOCore
 import NIOPosix
 
@@ -200,6 +201,16 @@ extension Substring {
 /// Runs blocking socket work on NIO's thread pool, off Swift's cooperative threads.
 package func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
     try await NIOThreadPool.singleton.runIfActive(body)
+}
+
+/// Runs blocking work that may take seconds (a child process run to its end) on a thread of its own: off Swift's
+/// two cooperative threads, whose other tests' waits it would stall, and off NIO's thread pool, which the
+/// in-process drivers of other tests use for their mounts.
+package func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        let thread = Thread { continuation.resume(with: Result { try body() }) }
+        thread.start()
+    }
 }
 
 /// One `GET <path>` with `Connection: close` on a fresh connection.

@@ -1,4 +1,5 @@
 import Foundation
+import SecretsStoreTesting
 import Testing
 
 /// The Go forms of every boolean flag reach the parser: the hand-written `booleanFlagNames` /
@@ -17,10 +18,13 @@ struct GoBooleanFlagsTests {
 
     /// The long names of the flags (options without a value) each subcommand declares, `--no-<name>`
     /// inversions and help left out.
-    static func declaredFlags() throws -> [String: [String]] {
-        let (process, output) = try DriverProcessTests.start(["--experimental-dump-help"])
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
+    static func declaredFlags() async throws -> [String: [String]] {
+        let data = try await onOwnThread {
+            let (process, output) = try DriverProcessTests.start(["--experimental-dump-help"])
+            let data = output.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            return data
+        }
         let root = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
         let command = try #require(root["command"] as? [String: Any])
         let subcommands = try #require(command["subcommands"] as? [[String: Any]])
@@ -38,16 +42,21 @@ struct GoBooleanFlagsTests {
     }
 
     @Test("--name=false and --name=T of every declared flag parse, on every subcommand that serves or checks")
-    func everyDeclaredFlagTakesTheGoForm() throws {
-        let flags = try Self.declaredFlags()
+    func everyDeclaredFlagTakesTheGoForm() async throws {
+        let flags = try await Self.declaredFlags()
         for (subcommand, refusal) in Self.refusals {
             let names = try #require(flags[subcommand], "\(subcommand) is described")
             #expect(!names.isEmpty, "\(subcommand) declares flags")
             for name in names {
                 for value in ["false", "T"] {
-                    let (process, output) = try DriverProcessTests.start([subcommand, "--\(name)=\(value)"] + refusal.arguments)
-                    let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-                    process.waitUntilExit()
+                    let arguments = [subcommand, "--\(name)=\(value)"] + refusal.arguments
+                    // A process run to its end blocks a thread: not one of the two cooperative ones.
+                    let text = try await onOwnThread {
+                        let (process, output) = try DriverProcessTests.start(arguments)
+                        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                        process.waitUntilExit()
+                        return text
+                    }
                     #expect(text.contains(refusal.message), "\(subcommand) --\(name)=\(value): \(text.prefix(200))")
                 }
             }

@@ -276,7 +276,12 @@ struct RenderEndToEndTests {
 
     // MARK: The binary
 
-    static func run(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+    static func run(_ arguments: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
+        try await onOwnThread { try runToEnd(arguments) }
+    }
+
+    /// Runs the driver binary with `arguments` to its end, blocking the calling thread.
+    static func runToEnd(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: DriverProcessTests.binary)
         process.arguments = arguments
@@ -298,7 +303,7 @@ struct RenderEndToEndTests {
             try emulator.certificates.caCertificatePEM.write(toFile: directory + "/ca.pem", atomically: true, encoding: .utf8)
             try ServiceAccountToken.make(subject: "system:serviceaccount:default:demo")
                 .write(toFile: directory + "/token", atomically: true, encoding: .utf8)
-            let result = try Self.run([
+            let result = try await Self.run([
                 "render", "-f", Self.example, "--token-file", directory + "/token", "--service-account=demo",
                 "--azure-keyvault-url-template=" + emulator.baseURL + "/{vault}", "--azure-authority-host", emulator.baseURL + "/",
                 "--azure-ca-bundle", directory + "/ca.pem", "--write-cert-and-key-in-separate-files=true",
@@ -323,19 +328,19 @@ struct RenderEndToEndTests {
             )
             #expect(!result.stdout.contains("first-password") && !result.stderr.contains("first-password"))
 
-            let dryRun = try Self.run(["render", "-f", Self.example, "--dry-run", "--write-cert-and-key-in-separate-files"])
+            let dryRun = try await Self.run(["render", "-f", Self.example, "--dry-run", "--write-cert-and-key-in-separate-files"])
             #expect(dryRun.status == 0, "\(dryRun.stdout)\(dryRun.stderr)")
             #expect(dryRun.stdout.contains("0644  web.crt") && dryRun.stdout.contains("0644  web.key"))
 
             try "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata: {name: x}\nspec:\n  provider: azure\n  parameters: {password: hunter2}\n"
                 .write(toFile: directory + "/bad.yaml", atomically: true, encoding: .utf8)
-            let invalid = try Self.run(["render", "-f", directory + "/bad.yaml", "--dry-run=true"])
+            let invalid = try await Self.run(["render", "-f", directory + "/bad.yaml", "--dry-run=true"])
             #expect(invalid.status == 1)
             #expect(invalid.stdout.contains("spec.parameters.password: holds a credential"))
             #expect(invalid.stdout.contains("spec.parameters.keyvaultName: keyvaultName is not provided"))
             #expect(!invalid.stdout.contains("hunter2") && !invalid.stderr.contains("hunter2"))
 
-            let unreadable = try Self.run(["render", "-f", directory + "/nothing.yaml"])
+            let unreadable = try await Self.run(["render", "-f", directory + "/nothing.yaml"])
             #expect(unreadable.status != 0)
             #expect(unreadable.stderr.contains("-f \(directory)/nothing.yaml"))
         }
@@ -349,14 +354,14 @@ struct RenderEndToEndTests {
             let kubeconfig = try DriverProcessTests.kubeconfig(server: api.url, in: directory)
             let names = ["secretproviderclasses.secrets-store.csi.x-k8s.io", "secretproviderclasspodstatuses.secrets-store.csi.x-k8s.io"]
             for name in names { api.injectFailure(status: 200, forPathContaining: "/customresourcedefinitions/" + name) }
-            let applied = try Self.run(["crds", "apply", "--kubeconfig", kubeconfig])
+            let applied = try await Self.run(["crds", "apply", "--kubeconfig", kubeconfig])
             #expect(applied.status == 0, "\(applied.stdout)\(applied.stderr)")
             #expect(applied.stdout == names.map { "customresourcedefinition.apiextensions.k8s.io/\($0) serverside-applied\n" }.joined())
             #expect(api.requests.map(\.contentType) == ["application/apply-patch+yaml", "application/apply-patch+yaml"])
 
             api.injectFailure(status: 403, forPathContaining: "/customresourcedefinitions/" + names[0])
             api.injectFailure(status: 403, forPathContaining: "/customresourcedefinitions/" + names[1])
-            let refused = try Self.run(["crds", "apply", "-kubeconfig=" + kubeconfig])
+            let refused = try await Self.run(["crds", "apply", "-kubeconfig=" + kubeconfig])
             #expect(refused.status == 1)
             #expect(refused.stderr.contains("failed to apply CustomResourceDefinition \(names[0]): the API server refused the service account"))
             #expect(!refused.stderr.contains("driver-token"))
