@@ -182,7 +182,7 @@ struct DriverAssemblyTests {
 /// A ``KubernetesClient`` over ``FakeKubernetesClient`` that records, for every pod-status listing, what
 /// `probe` said at that moment, and can fail the listing.
 final class ObservingKubernetesClient: ForwardingKubernetesClient {
-    let wrapped = FakeKubernetesClient()
+    let wrapped: any KubernetesClient = FakeKubernetesClient()
     private let probe: @Sendable () -> Bool
     private let state = Mutex<(listings: [Bool], fail: Bool)>(([], false))
 

@@ -59,7 +59,7 @@ struct SecretProviderClassCacheAssemblyTests {
     func publishesReadFromTheCache() async throws {
         try await withTemporaryDirectory { (root: String) async throws in
             let api = CountingControllerClient()
-            api.wrapped.apply(Self.spc)
+            api.base.apply(Self.spc)
             let driver = try await assembly(root: root, kubernetes: api, watch: true)
             let target = root + "/target"
             #expect(mkdir(target, 0o750) == 0)
@@ -77,7 +77,7 @@ struct SecretProviderClassCacheAssemblyTests {
     func watchOffIsAGet() async throws {
         try await withTemporaryDirectory { (root: String) async throws in
             let api = CountingControllerClient()
-            api.wrapped.apply(Self.spc)
+            api.base.apply(Self.spc)
             let driver = try await assembly(root: root, kubernetes: api, watch: false)
             let target = root + "/target"
             #expect(mkdir(target, 0o750) == 0)
@@ -132,7 +132,8 @@ struct SecretProviderClassCacheAssemblyTests {
 final class CountingControllerClient: ControllerKubernetesClient, ForwardingKubernetesClient {
     struct Counts { var gets = 0, lists = 0, watches = 0 }
 
-    let wrapped = InMemoryControllerAPI()
+    let base = InMemoryControllerAPI()
+    var wrapped: any KubernetesClient { base }
     private let state = Mutex(Counts())
 
     var counts: Counts { state.withLock { $0 } }
@@ -144,12 +145,12 @@ final class CountingControllerClient: ControllerKubernetesClient, ForwardingKube
 
     func listSecretProviderClasses(namespace: String?, logger: Logger) async throws(KubernetesClientError) -> Listed<SecretProviderClass> {
         state.withLock { $0.lists += 1 }
-        return try await wrapped.listSecretProviderClasses(namespace: namespace, logger: logger)
+        return try await base.listSecretProviderClasses(namespace: namespace, logger: logger)
     }
 
     func watchSecretProviderClasses(namespace: String?, resourceVersion: String, logger: Logger) -> WatchStream<SecretProviderClass> {
         state.withLock { $0.watches += 1 }
-        return wrapped.watchSecretProviderClasses(namespace: namespace, resourceVersion: resourceVersion, logger: logger)
+        return base.watchSecretProviderClasses(namespace: namespace, resourceVersion: resourceVersion, logger: logger)
     }
 
     // MARK: Forwarded unchanged
@@ -160,22 +161,22 @@ final class CountingControllerClient: ControllerKubernetesClient, ForwardingKube
         status: SecretProviderClassStatus,
         logger: Logger
     ) async throws(KubernetesClientError) {
-        try await wrapped.updateSecretProviderClassStatus(namespace: namespace, name: name, status: status, logger: logger)
+        try await base.updateSecretProviderClassStatus(namespace: namespace, name: name, status: status, logger: logger)
     }
     func recordEvent(_ event: SecretProviderClassEvent, logger: Logger) async throws(KubernetesClientError) {
-        try await wrapped.recordEvent(event, logger: logger)
+        try await base.recordEvent(event, logger: logger)
     }
     func listSecrets(namespace: String?, labelSelector: [String: String], logger: Logger) async throws(KubernetesClientError) -> Listed<KubernetesSecret> {
-        try await wrapped.listSecrets(namespace: namespace, labelSelector: labelSelector, logger: logger)
+        try await base.listSecrets(namespace: namespace, labelSelector: labelSelector, logger: logger)
     }
     func watchSecrets(namespace: String?, labelSelector: [String: String], resourceVersion: String, logger: Logger) -> WatchStream<KubernetesSecret> {
-        wrapped.watchSecrets(namespace: namespace, labelSelector: labelSelector, resourceVersion: resourceVersion, logger: logger)
+        base.watchSecrets(namespace: namespace, labelSelector: labelSelector, resourceVersion: resourceVersion, logger: logger)
     }
     func deleteSecret(namespace: String, name: String, logger: Logger) async throws(KubernetesClientError) {
-        try await wrapped.deleteSecret(namespace: namespace, name: name, logger: logger)
+        try await base.deleteSecret(namespace: namespace, name: name, logger: logger)
     }
     func serviceAccountExists(namespace: String, name: String, logger: Logger) async throws(KubernetesClientError) -> Bool {
-        try await wrapped.serviceAccountExists(namespace: namespace, name: name, logger: logger)
+        try await base.serviceAccountExists(namespace: namespace, name: name, logger: logger)
     }
     func requestToken(
         namespace: String,
@@ -184,20 +185,20 @@ final class CountingControllerClient: ControllerKubernetesClient, ForwardingKube
         expirationSeconds: Int,
         logger: Logger
     ) async throws(KubernetesClientError) -> ServiceAccountToken {
-        try await wrapped.requestToken(
+        try await base.requestToken(
             namespace: namespace, serviceAccount: serviceAccount, audience: audience, expirationSeconds: expirationSeconds, logger: logger
         )
     }
     func csiDriverTokenAudiences(driverName: String, logger: Logger) async throws(KubernetesClientError) -> [String] {
-        try await wrapped.csiDriverTokenAudiences(driverName: driverName, logger: logger)
+        try await base.csiDriverTokenAudiences(driverName: driverName, logger: logger)
     }
     func lease(namespace: String, name: String, logger: Logger) async throws(KubernetesClientError) -> LeaseRecord? {
-        try await wrapped.lease(namespace: namespace, name: name, logger: logger)
+        try await base.lease(namespace: namespace, name: name, logger: logger)
     }
     func createLease(_ lease: LeaseRecord, logger: Logger) async throws(KubernetesClientError) -> LeaseRecord {
-        try await wrapped.createLease(lease, logger: logger)
+        try await base.createLease(lease, logger: logger)
     }
     func updateLease(_ lease: LeaseRecord, logger: Logger) async throws(KubernetesClientError) -> LeaseRecord {
-        try await wrapped.updateLease(lease, logger: logger)
+        try await base.updateLease(lease, logger: logger)
     }
 }

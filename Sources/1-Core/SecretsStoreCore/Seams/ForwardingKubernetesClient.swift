@@ -1,16 +1,14 @@
 import Logging
-import SecretsStoreCore
 
-/// A test wrapper around another ``KubernetesClient``: a conforming type names the client it wraps and implements
-/// only the verbs it observes or changes; every other verb reaches ``wrapped`` unchanged.
+/// A decorator of another ``KubernetesClient``: a conforming type names the client it wraps and implements only
+/// the verbs it changes (``CachedSecretProviderClasses`` the class read; test wrappers what they observe); every
+/// other verb reaches ``wrapped`` unchanged.
 ///
-/// Test support only. ``KubernetesClient`` itself has no default verbs, so a production client that leaves one out
-/// does not compile; this protocol is the explicit opt-in of a decorator that wants to forward.
+/// ``KubernetesClient`` itself has no default verbs, so a client that leaves one out does not compile; conforming
+/// to this protocol is the explicit choice of a decorator to forward what it does not implement.
 package protocol ForwardingKubernetesClient: KubernetesClient {
-    /// The client every verb the wrapper does not implement goes to.
-    associatedtype Wrapped: KubernetesClient
-    /// The wrapped client.
-    var wrapped: Wrapped { get }
+    /// The client every verb the decorator does not implement goes to.
+    var wrapped: any KubernetesClient { get }
 }
 
 extension ForwardingKubernetesClient {
