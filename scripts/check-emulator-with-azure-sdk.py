@@ -102,6 +102,57 @@ def main():
         except ResourceNotFoundError as error:
             check("a missing secret raises ResourceNotFoundError (SecretNotFound)", error.error.code == "SecretNotFound", error.error.code)
 
+        # The vault's secret list ("Get Secrets"): pages, tags, enabled flags, attributes.updated, and a 403
+        # for an identity that may get secrets but not list them.
+        listed = {p.name: p for p in secrets.list_properties_of_secrets()}
+        check("list_properties_of_secrets lists the seeded secrets",
+              {"db-pass", "api-key", "db-creds", "feature-checkout", "feature-legacy"} <= set(listed), sorted(listed))
+        check("a listed secret's id has no version", all(p.version is None for p in listed.values()),
+              [p.id for p in listed.values() if p.version is not None])
+        check("tags are read back from the list", listed["feature-checkout"].tags == {"env": "prod", "team": "web"},
+              listed["feature-checkout"].tags)
+        check("the enabled flag is read back from the list",
+              listed["feature-legacy"].enabled is False and listed["feature-checkout"].enabled is True)
+        check("contentType is read back from the list", listed["db-creds"].content_type == "application/json",
+              listed["db-creds"].content_type)
+        for index in range(26):
+            secrets.set_secret(f"bulk-{index:02d}", f"bulk-value-{index}", tags={"batch": "bulk"})
+        pages = [list(page) for page in secrets.list_properties_of_secrets().by_page()]
+        total = len(listed) + 26
+        check("more than 25 secrets list as pages of 25 (Key Vault's default page size)",
+              [len(page) for page in pages] == [25, total - 25], [len(page) for page in pages])
+        small = [[p.name for p in page] for page in secrets.list_properties_of_secrets(max_page_size=4).by_page()]
+        names = [name for page in small for name in page]
+        check("max_page_size=4 pages by 4 and every secret comes once",
+              all(len(page) == 4 for page in small[:-1]) and 1 <= len(small[-1]) <= 4 and len(names) == total
+              and len(set(names)) == total, [len(page) for page in small])
+        check("the list is in case-insensitive name order", names == sorted(names, key=str.upper), names[:6])
+        before = listed["feature-checkout"]
+        secrets.update_secret_properties("feature-checkout", tags={"env": "prod", "team": "payments"})
+        after = {p.name: p for p in secrets.list_properties_of_secrets()}["feature-checkout"]
+        check("changing tags changes them in the list and advances updated_on, not created_on",
+              after.tags == {"env": "prod", "team": "payments"} and after.updated_on > before.updated_on
+              and after.created_on == before.created_on, (after.tags, after.updated_on, before.updated_on))
+        secrets.update_secret_properties("feature-search", enabled=False)
+        search = {p.name: p for p in secrets.list_properties_of_secrets()}["feature-search"]
+        check("disabling the current version shows enabled=False in the list", search.enabled is False)
+        renewed = secrets.set_secret("feature-checkout", "off")
+        current = {p.name: p for p in secrets.list_properties_of_secrets()}["feature-checkout"]
+        check("a new version is the listed one: new created_on and updated_on, its own (no) tags",
+              current.created_on == renewed.properties.created_on and current.created_on > after.created_on
+              and current.updated_on == current.created_on and not current.tags, (current.created_on, current.tags))
+        reader_credential = ClientSecretCredential(TENANT, "demo-reader", "demo-reader-secret", authority=base,
+                                                   disable_instance_discovery=True)
+        reader = SecretClient(vault_url=base, credential=reader_credential, verify_challenge_resource=False)
+        check("an identity with secret get only reads a secret", reader.get_secret("db-creds").properties.name == "db-creds")
+        try:
+            list(reader.list_properties_of_secrets())
+            check("an identity with secret get only is refused the list", False)
+        except HttpResponseError as error:
+            check("an identity with secret get only is refused the list with 403 Forbidden",
+                  error.status_code == 403 and error.error is not None and error.error.code == "Forbidden"
+                  and "secrets list permission" in error.message, (error.status_code, str(error)[:200]))
+
         wi = ClientAssertionCredential(TENANT, "5f8b6a9e-demo-workload", lambda: jwt(issuer_key, "system:serviceaccount:default:demo"),
                                        authority=base, disable_instance_discovery=True)
         keys = KeyClient(vault_url=base, credential=wi, verify_challenge_resource=False)

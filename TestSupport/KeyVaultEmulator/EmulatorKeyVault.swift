@@ -9,6 +9,14 @@ extension State {
     ///
     /// An object name outside Key Vault's rule, or a version that is not 32 hex digits, gets Key Vault's
     /// `400 BadParameter` (`The request URI contains an invalid name: …` / `… invalid version: …`).
+    ///
+    /// `GET <vault>/secrets` is Key Vault's "Get Secrets": a page of `SecretItem`s (`id` without a version, the
+    /// current version's `attributes`, `tags`, `contentType`, `managed` for certificate-backed secrets) in a
+    /// stable order (names compared case-insensitively), at most `maxresults` (1 to 25, default 25) a page,
+    /// and `nextLink` (an absolute URL carrying an opaque `$skiptoken` and the `maxresults` asked for) or
+    /// `null` on the last page. The token marks the next name, so secrets added or deleted between pages
+    /// neither repeat nor skip the others. An identity limited to secret `get`
+    /// (``EmulatorSeed/Vault/secretPermissions``) is refused the list with 403 `Forbidden`.
     mutating func keyVault(
         _ request: HTTPListener.Request,
         vault requestedVault: String?,
@@ -72,9 +80,12 @@ extension State {
             return Self.keyVaultError(404, "VaultNotFound", "Vault '\(vaultName)' does not exist in this emulator.")
         }
         let collection = rest[0]
-        if let allowed = vault.allowedClients, !allowed.contains(token.clientID) {
-            let permission = collection == "secrets" ? "secrets get" : collection == "keys" ? "keys get" : "certificates get"
-            return Self.keyVaultError(403, "Forbidden", "The user, group or application 'appid=\(token.clientID);' does not have \(permission) permission on key vault '\(vaultName);location=emulator'. For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125287", inner: "AccessDenied")
+        if let refusal = authorizationRefusal(vault, vaultName: vaultName, clientID: token.clientID, method: request.method, rest: rest) {
+            return refusal
+        }
+        if collection == "secrets", rest.count == 1 {
+            guard request.method == "GET" else { return Self.keyVaultError(405, "MethodNotAllowed", "The method is not allowed.") }
+            return listSecrets(vault, query: query, prefix: prefix)
         }
         guard rest.count >= 2 else { return Self.keyVaultError(400, "BadParameter", "An object name is required.") }
         let name = rest[1]
@@ -87,19 +98,32 @@ extension State {
         if request.method == "PUT", collection == "secrets", rest.count == 2 {
             let body = (try? JSONSerialization.jsonObject(with: Data(request.body))) as? [String: Any] ?? [:]
             guard let value = body["value"] as? String else { return Self.keyVaultError(400, "BadParameter", "Property value is required.") }
-            let version = SecretVersion(id: makeVersionID(), value: value, contentType: body["contentType"] as? String, kid: nil, enabled: true, created: tick())
+            let enabled = (body["attributes"] as? [String: Any])?["enabled"] as? Bool ?? true
+            let version = SecretVersion(
+                id: makeVersionID(), value: value, contentType: body["contentType"] as? String, kid: nil, enabled: enabled,
+                created: tick(), tags: body["tags"] as? [String: String]
+            )
             vault.secrets[name, default: []].append(version)
             vaults[vaultName] = vault
             return Self.json(200, secretBundle(version, base: base))
         }
-        if request.method == "PATCH", collection == "secrets", rest.count == 3 {
-            guard let index = vault.secrets[name]?.firstIndex(where: { $0.id == rest[2] }) else {
-                return notFound(collection, "\(name)/\(rest[2])")
+        if request.method == "PATCH", collection == "secrets", rest.count == 2 || rest.count == 3 {
+            // Without a version (`PATCH /secrets/<name>/`, as SDKs send it), the current version.
+            let requested = rest.count == 3 ? rest[2] : nil
+            guard let index = requested.map({ id in vault.secrets[name]?.firstIndex { $0.id == id } }) ?? vault.secrets[name]?.indices.last else {
+                return notFound(collection, requested.map { "\(name)/\($0)" } ?? name)
             }
             let body = (try? JSONSerialization.jsonObject(with: Data(request.body))) as? [String: Any] ?? [:]
             if let enabled = (body["attributes"] as? [String: Any])?["enabled"] as? Bool {
                 vault.secrets[name]![index].enabled = enabled
             }
+            if let tags = body["tags"] as? [String: String] {
+                vault.secrets[name]![index].tags = tags
+            }
+            if let contentType = body["contentType"] as? String {
+                vault.secrets[name]![index].contentType = contentType
+            }
+            vault.secrets[name]![index].updated = tick()
             vaults[vaultName] = vault
             return Self.json(200, secretBundle(vault.secrets[name]![index], base: base))
         }
@@ -109,7 +133,7 @@ extension State {
         if rest.count == 3, rest[2] == "versions" {
             let items: [[String: Any]]
             switch collection {
-            case "secrets": items = (vault.secrets[name] ?? []).map { properties(id: "\(base)/\($0.id)", enabled: $0.enabled, created: $0.created, extra: $0.contentType.map { ["contentType": $0] } ?? [:]) }
+            case "secrets": items = (vault.secrets[name] ?? []).map { secretItem($0, id: "\(base)/\($0.id)") }
             case "keys": items = (vault.keys[name] ?? []).map { properties(id: "\(base)/\($0.id)", enabled: $0.enabled, created: $0.created, idKey: "kid") }
             default: items = (vault.certificates[name] ?? []).map { properties(id: "\(base)/\($0.id)", enabled: $0.enabled, created: $0.created) }
             }
@@ -190,7 +214,7 @@ extension State {
     private func secretBundle(_ version: SecretVersion, base: String) -> [String: Any] {
         var bundle: [String: Any] = [
             "value": version.value, "id": "\(base)/\(version.id)",
-            "attributes": attributes(enabled: version.enabled, created: version.created),
+            "attributes": attributes(enabled: version.enabled, created: version.created, updated: version.updated),
         ]
         if let contentType = version.contentType { bundle["contentType"] = contentType }
         if let tags = version.tags { bundle["tags"] = tags }
@@ -202,14 +226,21 @@ extension State {
         return bundle
     }
 
-    private func attributes(enabled: Bool, created: Int) -> [String: Any] {
-        ["enabled": enabled, "created": created, "updated": created, "recoveryLevel": "Recoverable+Purgeable", "recoverableDays": 90]
+    private func attributes(enabled: Bool, created: Int, updated: Int? = nil) -> [String: Any] {
+        ["enabled": enabled, "created": created, "updated": updated ?? created, "recoveryLevel": "Recoverable+Purgeable", "recoverableDays": 90]
     }
 
-    private func properties(id: String, enabled: Bool, created: Int, idKey: String = "id", extra: [String: Any] = [:]) -> [String: Any] {
-        var item: [String: Any] = [idKey: id, "attributes": attributes(enabled: enabled, created: created)]
-        item.merge(extra) { _, new in new }
+    /// A `SecretItem` as Key Vault lists it: no value and no `kid`; `managed` for a certificate's secret.
+    private func secretItem(_ version: SecretVersion, id: String) -> [String: Any] {
+        var item: [String: Any] = ["id": id, "attributes": attributes(enabled: version.enabled, created: version.created, updated: version.updated)]
+        if let contentType = version.contentType { item["contentType"] = contentType }
+        if let tags = version.tags { item["tags"] = tags }
+        if version.kid != nil { item["managed"] = true }
         return item
+    }
+
+    private func properties(id: String, enabled: Bool, created: Int, idKey: String = "id") -> [String: Any] {
+        [idKey: id, "attributes": attributes(enabled: enabled, created: created)]
     }
 
     private func notFound(_ collection: String, _ name: String) -> HTTPListener.Response {
@@ -217,7 +248,128 @@ extension State {
         return Self.keyVaultError(404, code, "A \(noun) with (name/id) \(name) was not found in this key vault. If you recently deleted this \(noun) you may be able to recover it using the correct recovery command. For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125182")
     }
 
+    /// The 403 Key Vault answers when the caller may not do this, or `nil`. A client outside the vault's
+    /// ``Vault/allowedClients`` is refused everything (unless ``Vault/secretPermissions`` names it, for
+    /// secrets); a client named in ``Vault/secretPermissions`` is refused the secret operations outside its
+    /// permissions. The body is access policies' (`AccessDenied`) or, in an RBAC vault, Azure RBAC's
+    /// (`ForbiddenByRbac`), with Key Vault's texts.
+    private func authorizationRefusal(_ vault: Vault, vaultName: String, clientID: String, method: String, rest: [String]) -> HTTPListener.Response? {
+        let collection = rest[0]
+        let limits = collection == "secrets" ? vault.secretPermissions[clientID] : nil
+        let needed: SecretPermission
+        if method != "GET" {
+            needed = .set
+        } else if rest.count == 1 || (rest.count == 3 && rest[2] == "versions") {
+            needed = .list
+        } else {
+            needed = .get
+        }
+        let resource = "/" + rest.prefix(2).joined(separator: "/")
+        if let allowed = vault.allowedClients, !allowed.contains(clientID), limits == nil {
+            let action = collection == "secrets" ? SecretPermission.get.rbacAction : "Microsoft.KeyVault/vaults/\(collection)/read"
+            return forbidden(vault, vaultName: vaultName, clientID: clientID, permission: "\(collection) get", action: action, resource: resource)
+        }
+        guard let limits, !limits.contains(needed) else { return nil }
+        return forbidden(vault, vaultName: vaultName, clientID: clientID, permission: "secrets \(needed.rawValue)", action: needed.rbacAction, resource: resource)
+    }
+
+    private func forbidden(_ vault: Vault, vaultName: String, clientID: String, permission: String, action: String, resource: String) -> HTTPListener.Response {
+        guard vault.enableRbacAuthorization else {
+            return Self.keyVaultError(403, "Forbidden", "The user, group or application 'appid=\(clientID);' does not have \(permission) permission on key vault '\(vaultName);location=emulator'. For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125287", inner: "AccessDenied")
+        }
+        let issuer = "https://sts.windows.net/\(tenantID ?? "common")/"
+        let scope = "/subscriptions/00000000-0000-0000-0000-000000000000/resourcegroups/emulator/providers/microsoft.keyvault/vaults/\(vaultName)\(resource)".lowercased()
+        let message = [
+            "Caller is not authorized to perform action on resource.",
+            "If role assignments, deny assignments or role definitions were changed recently, please observe propagation time.",
+            "Caller: appid=\(clientID);iss=\(issuer)",
+            "Action: '\(action)'",
+            "Resource: '\(scope)'",
+            "Assignment: (not found)",
+            "DenyAssignmentId: null",
+            "DecisionReason: 'DeniedWithNoValidRBAC' ",
+            "Vault: \(vaultName);location=emulator",
+            "",
+        ].joined(separator: "\r\n")
+        return Self.keyVaultError(403, "Forbidden", message, inner: "ForbiddenByRbac")
+    }
+
+    /// Key Vault's page limit for lists (`maxresults` 1 to 25; 25 when unset).
+    static let listPageLimit = 25
+
+    /// One page of "Get Secrets" (see ``keyVault(_:vault:rest:baseURL:)``).
+    private func listSecrets(_ vault: Vault, query: [String: String], prefix: String) -> HTTPListener.Response {
+        var pageSize = Self.listPageLimit
+        if let asked = query["maxresults"] {
+            guard let size = Int(asked), (1...Self.listPageLimit).contains(size) else {
+                return Self.keyVaultError(400, "BadParameter", "The value of maxresults is invalid: '\(asked)'. It must be an integer from 1 to \(Self.listPageLimit).")
+            }
+            pageSize = size
+        }
+        let names = vault.secrets.filter { !$0.value.isEmpty }.keys.sorted(by: SecretListToken.precedes)
+        var start = names.startIndex
+        if let token = query["$skiptoken"] {
+            guard let next = SecretListToken.nextName(from: token) else {
+                return Self.keyVaultError(400, "BadParameter", "The skip token is invalid.")
+            }
+            start = names.firstIndex { !SecretListToken.precedes($0, next) } ?? names.endIndex
+        }
+        let end = min(start + pageSize, names.endIndex)
+        let items = names[start..<end].map { name in secretItem(vault.secrets[name]!.last!, id: "\(prefix)/secrets/\(name)") }
+        var body: [String: Any] = ["value": items, "nextLink": NSNull()]
+        if end < names.endIndex {
+            let apiVersion = query["api-version"]!.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(["-", "."])) ?? ""
+            var next = "\(prefix)/secrets?api-version=\(apiVersion)&$skiptoken=\(SecretListToken.make(nextName: names[end]))"
+            if query["maxresults"] != nil { next += "&maxresults=\(pageSize)" }
+            body["nextLink"] = next
+        }
+        return Self.json(200, body)
+    }
+
     private func disabled(_ noun: String) -> HTTPListener.Response {
         Self.keyVaultError(403, "Forbidden", "Operation get is not allowed on a disabled \(noun).", inner: "\(noun.prefix(1).uppercased() + noun.dropFirst())Disabled")
+    }
+}
+
+/// The `$skiptoken` of a secret list's `nextLink`, shaped as Key Vault's (base64url JSON with a `NextMarker`
+/// naming the next secret): opaque to clients, checked strictly when it comes back.
+enum SecretListToken {
+    /// The list's order: names compared case-insensitively (Key Vault's names are), then exactly.
+    static func precedes(_ first: String, _ second: String) -> Bool {
+        let (a, b) = (first.uppercased(), second.uppercased())
+        return a != b ? a < b : first < second
+    }
+
+    static func make(nextName: String) -> String {
+        let key = "secret/\(nextName)"
+        let marker = "\(padded(key.utf8.count))!\(key)!000028!9999-12-31T23:59:59.9999999Z!"
+        let encodedMarker = Data(marker.utf8).base64EncodedString()
+        let json = #"{"NextMarker":"2!\#(encodedMarker.utf8.count)!\#(encodedMarker)","TargetLocation":0}"#
+        return State.base64URL(Data(json.utf8))
+    }
+
+    /// The name `make(nextName:)` was given, or `nil` for anything it did not make.
+    static func nextName(from token: String) -> String? {
+        var text = token.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while text.utf8.count % 4 != 0 { text += "=" }
+        guard let json = Data(base64Encoded: text),
+            let object = (try? JSONSerialization.jsonObject(with: json)) as? [String: Any], object.count == 2,
+            (object["TargetLocation"] as? Int) == 0, let nextMarker = object["NextMarker"] as? String
+        else { return nil }
+        let parts = nextMarker.split(separator: "!", maxSplits: 2, omittingEmptySubsequences: false)
+        guard parts.count == 3, parts[0] == "2", Int(parts[1]) == parts[2].utf8.count,
+            let markerData = Data(base64Encoded: String(parts[2])), let marker = String(data: markerData, encoding: .utf8)
+        else { return nil }
+        let fields = marker.split(separator: "!", omittingEmptySubsequences: false)
+        guard fields.count == 5, fields[4].isEmpty, fields[0].utf8.count == 6, Int(fields[0]) == fields[1].utf8.count,
+            fields[2] == "000028", fields[3] == "9999-12-31T23:59:59.9999999Z", fields[1].hasPrefix("secret/")
+        else { return nil }
+        let name = String(fields[1].dropFirst("secret/".count))
+        return State.isValidObjectName(name) ? name : nil
+    }
+
+    private static func padded(_ number: Int) -> String {
+        let digits = String(number)
+        return String(repeating: "0", count: max(0, 6 - digits.count)) + digits
     }
 }

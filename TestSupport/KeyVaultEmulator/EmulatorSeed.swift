@@ -25,6 +25,12 @@ import Yams
 ///       signing: [{jwk: {kty: RSA, n: ..., e: AQAB}}]
 ///     certificates:
 ///       web: [{pkcs12: <base64 PFX>}]              # creates the certificate, its secret and its key
+///   kv2:
+///     secrets:
+///       db-host: [{value: db.internal, tags: {env: prod, team: web}}]   # tags belong to a version
+///     secretPermissions:                           # clients limited to these secret permissions
+///       reader-app: [get]                          # may read secrets, not list them (403 on GET /secrets)
+///     enableRbacAuthorization: true                # refusals read as Azure RBAC's (ForbiddenByRbac)
 /// ```
 package struct EmulatorSeed: Codable, Sendable {
     /// An issuer of service account tokens and the RSA public keys its tokens are signed with. Entra finds an
@@ -100,7 +106,8 @@ package struct EmulatorSeed: Codable, Sendable {
         package var pem: String?
         /// `false` makes reads of this version fail with 403 (as Key Vault does); enabled when `nil`.
         package var enabled: Bool?
-        /// Tags returned with the bundle.
+        /// The version's tags, returned with the bundle and, for the current (newest) version, in the vault's
+        /// secret list.
         package var tags: [String: String]?
         /// A secret version.
         package init(value: String? = nil, contentType: String? = nil, pkcs12: String? = nil, pem: String? = nil, enabled: Bool? = nil, tags: [String: String]? = nil) {
@@ -152,17 +159,33 @@ package struct EmulatorSeed: Codable, Sendable {
         package var certificates: [String: [CertificateVersion]]?
         /// Client IDs allowed to read; everyone authenticated when unset.
         package var allowedClients: [String]?
+        /// Clients whose secret operations are limited to these permissions, by client ID, with the names of
+        /// an access policy's secret permissions: `get` (read a secret or a version), `list` (the vault's secret
+        /// list and a secret's version list), `set` (new versions, property updates). A client named here may
+        /// use secrets even when ``allowedClients`` leaves it out; an operation outside its permissions is
+        /// refused with 403 `Forbidden`, as Key Vault refuses it. `[get]` is the real-world split of an
+        /// identity that may read the secrets it is told about but not list the vault (an access policy with
+        /// `get` only, or an RBAC role assignment without `secrets/readMetadata/action`).
+        package var secretPermissions: [String: [String]]?
+        /// `true`: the vault uses the Azure RBAC permission model (ARM's `enableRbacAuthorization`), and refusals
+        /// read as RBAC's (`Caller is not authorized…`, inner code `ForbiddenByRbac`); otherwise as access
+        /// policies' (`… does not have secrets list permission…`, inner code `AccessDenied`).
+        package var enableRbacAuthorization: Bool?
         /// A vault.
         package init(
             secrets: [String: [SecretVersion]]? = nil,
             keys: [String: [KeyVersion]]? = nil,
             certificates: [String: [CertificateVersion]]? = nil,
-            allowedClients: [String]? = nil
+            allowedClients: [String]? = nil,
+            secretPermissions: [String: [String]]? = nil,
+            enableRbacAuthorization: Bool? = nil
         ) {
             self.secrets = secrets
             self.keys = keys
             self.certificates = certificates
             self.allowedClients = allowedClients
+            self.secretPermissions = secretPermissions
+            self.enableRbacAuthorization = enableRbacAuthorization
         }
     }
 

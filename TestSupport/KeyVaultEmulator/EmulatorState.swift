@@ -15,6 +15,19 @@ struct State {
         var enabled: Bool
         var created: Int
         var tags: [String: String]? = nil
+        /// `attributes.updated`: `created` until the version's attributes, tags or content type change.
+        var updated: Int
+
+        init(id: String, value: String, contentType: String?, kid: String?, enabled: Bool, created: Int, tags: [String: String]? = nil) {
+            self.id = id
+            self.value = value
+            self.contentType = contentType
+            self.kid = kid
+            self.enabled = enabled
+            self.created = created
+            self.tags = tags
+            self.updated = created
+        }
     }
     struct KeyVersion {
         var id: String
@@ -33,6 +46,23 @@ struct State {
         var keys: [String: [KeyVersion]] = [:]
         var certificates: [String: [CertificateVersion]] = [:]
         var allowedClients: Set<String>?
+        /// Clients limited to these secret permissions (``EmulatorSeed/Vault/secretPermissions``).
+        var secretPermissions: [String: Set<SecretPermission>] = [:]
+        /// Refusals read as Azure RBAC's (`ForbiddenByRbac`) rather than access policies' (`AccessDenied`).
+        var enableRbacAuthorization = false
+    }
+    /// The secret permissions the emulator tells apart, by their access-policy names.
+    enum SecretPermission: String, CaseIterable {
+        case get, list, set
+
+        /// The Azure RBAC data action Key Vault names when a role assignment lacks this permission.
+        var rbacAction: String {
+            switch self {
+            case .get: "Microsoft.KeyVault/vaults/secrets/getSecret/action"
+            case .list: "Microsoft.KeyVault/vaults/secrets/readMetadata/action"
+            case .set: "Microsoft.KeyVault/vaults/secrets/setSecret/action"
+            }
+        }
     }
     struct IssuedToken {
         var clientID: String
@@ -49,6 +79,8 @@ struct State {
     var vaults: [String: Vault] = [:]
     var tokens: [String: IssuedToken] = [:]
     var counts: [String: Int] = [:]
+    /// Key Vault requests by vault (lowercased; `""` without a vault segment) and operation.
+    var operationCounts: [String: [KeyVaultEmulator.Operation: Int]] = [:]
     var keyVaultRequests = 0
     var tokenRequests = 0
     var faults = KeyVaultEmulator.Faults()
@@ -65,6 +97,15 @@ struct State {
         for (name, vaultSeed) in seed.vaults ?? [:] {
             var vault = Vault()
             vault.allowedClients = vaultSeed.allowedClients.map(Set.init)
+            vault.enableRbacAuthorization = vaultSeed.enableRbacAuthorization ?? false
+            for (client, names) in vaultSeed.secretPermissions ?? [:] {
+                vault.secretPermissions[client] = try Set(names.map { permissionName in
+                    guard let permission = SecretPermission(rawValue: permissionName.lowercased()) else {
+                        throw EmulatorError("vault \(name): secretPermissions of \(client): '\(permissionName)' is not one of get, list, set")
+                    }
+                    return permission
+                })
+            }
             vaults[name] = vault
             for (secret, versions) in vaultSeed.secrets ?? [:] {
                 for version in versions {
