@@ -214,6 +214,7 @@ enum KeyVaultSeeds {
         case .keyVault(let failure): return failure.message
         case .contents(let failure): return failure.message
         case .decoding(let message): return message
+        case .jsonFields(let failure): return failure.message
         }
     }
 

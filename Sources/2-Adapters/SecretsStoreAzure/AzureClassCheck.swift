@@ -235,9 +235,17 @@ package enum AzureClassCheck {
                     }
                 }
                 if !result.problems.contains(where: { $0.place.isInObjects }) {
-                    record(error, at: .objects)
+                    // A problem between entries (a JSON field's file written by another entry) is its entry's.
+                    let entry = place(of: error)
+                    record(error, at: entry.isInObjects ? entry : .objects)
                 }
             }
+        }
+        // maxSelectedObjects, with everything else valid.
+        var selectionCap = baseline
+        selectionCap["maxSelectedObjects"] = attributes["maxSelectedObjects"]
+        if case .failure(let error) = parse(selectionCap, secrets: placeholderSecrets) {
+            record(error, at: .parameter("maxSelectedObjects"))
         }
         // The whole class, as the provider parses it.
         var full = attributes
@@ -281,6 +289,12 @@ package enum AzureClassCheck {
             return .nodePublishSecretRef
         case .workloadIdentityToken:
             return .serviceAccountToken
+        case .maxSelectedObjectsOutOfRange:
+            return .parameter("maxSelectedObjects")
+        case .invalidSelector(let index, _):
+            return .object(index: index)
+        case .invalidJSONFields(let object, _):
+            return .object(index: object.index)
         case .podNameMissing, .podNamespaceMissing, .invalidFlag, .conflictingIdentityModes, .podIdentityUnsupported,
             .azureTokenProxyUnsupported, .keyVaultNameMissing, .tenantMissing, .invalidKeyVaultName, .objectsMissing,
             .objectsNotYAML, .objectNotYAML, .invalidObject, .unknownCloud, .azureStackEnvironmentUnreadable,
@@ -322,7 +336,9 @@ package enum AzureClassCheck {
 
     /// The files the provider writes for `objects`, in its order (see the provider's file naming: alias or
     /// name; `<file>/<index>` for a version history; `.crt` and `.key` first for certificate-backed secrets
-    /// when the provider writes them separately).
+    /// when the provider writes them separately; an entry with `objectJSONFields` writes one file per field,
+    /// and the whole secret only under its alias). A selector (`objectNameRegex`/`objectTags`) plans no file:
+    /// what it writes is known only from the vault's list; its entry is in ``Plan/objects``.
     ///
     /// - Parameter classVault: the class's `keyvaultName`: an object naming another vault has its id qualified
     ///   with that vault (`<vault>/<type>/<name>`), as the provider reports it.
@@ -340,6 +356,15 @@ package enum AzureClassCheck {
                     files.append(PlannedFile(path: path + ".key", mode: mode, source: source, condition: [condition, certificateOnly].compactMap { $0 }.joined(separator: ", ")))
                 }
                 files.append(PlannedFile(path: path, mode: mode, source: source, condition: condition))
+            }
+            if object.selector != nil { continue }
+            if !object.jsonFields.isEmpty {
+                let condition = object.optional ? "if Key Vault has it (optional)" : nil
+                for field in object.jsonFields {
+                    files.append(PlannedFile(path: field.fileName, mode: mode, source: "\(id) field \(field.dottedPath)", condition: condition))
+                }
+                if !object.alias.isEmpty { add(object.alias, source: id, condition: nil) }
+                continue
             }
             if object.versionHistory > 1 {
                 for index in 0..<object.versionHistory {

@@ -16,6 +16,13 @@ import Foundation
 /// whose objects are all optional and all missing fails as not found (nothing to publish). Objects may name
 /// their own `keyvaultName` and `tenantID`; tokens stay cached per tenant and resource (see
 /// ``TokenProvider``), so several vaults of one tenant cost one token.
+///
+/// A selector (`objectNameRegex`/`objectTags`) writes every enabled secret its vault's list matches, each at
+/// its latest version under its own name; the lists are read before any object is fetched, one request per
+/// page, and a secret whose list entry shows the `updated` of the answer kept for it is not fetched again
+/// (``SelectedSecretCache``, shared by every volume and refresh). A secret a selector matched that is gone by
+/// its GET (404) is left out. An entry with `objectJSONFields` writes the fields of its secret's JSON value,
+/// one file each, and the whole value only under its `objectAlias`.
 package final class AzureKeyVaultProvider: SecretsProvider {
     /// The provider's name, as a SecretProviderClass's `spec.provider` and `provider <name>` spell it.
     package static let name = "azure"
@@ -25,6 +32,8 @@ package final class AzureKeyVaultProvider: SecretsProvider {
     private let overrides: AzureEndpointOverrides
     private let defaultCloudName: String
     private let onKeyVaultResponse: @Sendable (Int) -> Void
+    /// The answers kept for the secrets selectors matched, across volumes and refreshes.
+    let selectedSecrets = SelectedSecretCache()
 
     /// - Parameters:
     ///   - overrides: operator settings: endpoints for emulators and private clouds, and the
@@ -98,15 +107,21 @@ package final class AzureKeyVaultProvider: SecretsProvider {
         var versions: [ObjectVersion] = []
         var missing: [MissingObject] = []
         var parts: [String: CertificateBundleParts] = [:]
-        let results = await fetchAll(parameters.objects, clients: objectClients)
-        for (object, result) in zip(parameters.objects, results) {
+        let units = try await fetchUnits(parameters, clients: objectClients)
+        let results = await fetchAll(units)
+        for (unit, result) in zip(units, results) {
+            let object = unit.object
+            if unit.match != nil, case .failure(let error) = result, Self.isMissing(error) {
+                logger.debug("selected secret gone before its read; publishing without it", metadata: ["azure.object": "secret/\(object.name)"])
+                continue
+            }
             let mode = object.filePermission ?? parameters.defaultFilePermission
             let idPrefix = parameters.readsAnotherVault(object) ? "\(parameters.vaultName(of: object))/" : ""
             switch result {
             case .success(let output):
                 for item in output.items {
                     files.append(SecretFile(path: item.path, mode: mode, contents: item.contents))
-                    versions.append(ObjectVersion(id: idPrefix + item.id, version: item.version))
+                    if item.recordsVersion { versions.append(ObjectVersion(id: idPrefix + item.id, version: item.version)) }
                 }
                 parts.merge(output.parts) { first, _ in first }
                 logger.debug("fetched key vault object", metadata: ["azure.object": "\(idPrefix)\(object.type.rawValue)/\(object.name)"])
@@ -123,6 +138,14 @@ package final class AzureKeyVaultProvider: SecretsProvider {
                     + missing.map(\.id).joined(separator: ", ") + "); refusing to publish an empty volume"
             )
         }
+        if !parameters.objects.isEmpty, versions.isEmpty {
+            let selectors = parameters.objects.indices.filter { parameters.objects[$0].selector != nil }.map { "objects[\($0)]" }
+            throw .objectNotFound(
+                "failed to mount objects, error: no enabled secret matches the selectors (" + selectors.joined(separator: ", ") + ")"
+                    + (missing.isEmpty ? "" : " and no optional object is in Key Vault (" + missing.map(\.id).joined(separator: ", ") + ")")
+                    + "; refusing to publish an empty volume"
+            )
+        }
         return ProviderResponse(files: files, objectVersions: versions, missingOptionalObjects: missing, certificateParts: parts)
     }
 
@@ -133,7 +156,7 @@ package final class AzureKeyVaultProvider: SecretsProvider {
         switch error {
         case .keyVault(let failure):
             return failure.kind == .notFound && (failure.code.map(KeyVaultFailure.objectNotFoundCodes.contains) ?? false)
-        case .contents, .decoding:
+        case .contents, .decoding, .jsonFields:
             return false
         }
     }
@@ -145,19 +168,19 @@ package final class AzureKeyVaultProvider: SecretsProvider {
     /// cached yet is fetched alone, in order, so that token is requested once per tenant; the rest (every
     /// object, when the tokens are cached) run ``parallelFetches`` at a time. When the first object was fetched
     /// alone and failed (and is not an optional one that is missing), the result holds only that failure.
-    private func fetchAll(_ objects: [KeyVaultObject], clients: [KeyVaultClient]) async -> [Result<ObjectOutput, FetchError>] {
-        guard !objects.isEmpty else { return [] }
-        var results = [Result<ObjectOutput, FetchError>?](repeating: nil, count: objects.count)
+    private func fetchAll(_ units: [FetchUnit]) async -> [Result<ObjectOutput, FetchError>] {
+        guard !units.isEmpty else { return [] }
+        var results = [Result<ObjectOutput, FetchError>?](repeating: nil, count: units.count)
         var seenTenants: Set<String> = []
         var rest: [Int] = []
-        for index in objects.indices {
-            guard seenTenants.insert(clients[index].tenantID).inserted, !clients[index].hasFreshToken else {
+        for index in units.indices {
+            guard seenTenants.insert(units[index].client.tenantID).inserted, !units[index].client.hasFreshToken else {
                 rest.append(index)
                 continue
             }
-            let result = await result(of: objects[index], client: clients[index])
+            let result = await result(of: units[index])
             results[index] = result
-            if index == 0, case .failure(let error) = result, !(objects[0].optional && Self.isMissing(error)) {
+            if index == 0, case .failure(let error) = result, !((units[0].object.optional || units[0].match != nil) && Self.isMissing(error)) {
                 return [result]
             }
         }
@@ -165,14 +188,14 @@ package final class AzureKeyVaultProvider: SecretsProvider {
             var next = 0
             while next < rest.count, next < Self.parallelFetches {
                 let index = rest[next]
-                group.addTask { (index, await self.result(of: objects[index], client: clients[index])) }
+                group.addTask { (index, await self.result(of: units[index])) }
                 next += 1
             }
             for await (index, result) in group {
                 results[index] = result
                 if next < rest.count {
                     let index = rest[next]
-                    group.addTask { (index, await self.result(of: objects[index], client: clients[index])) }
+                    group.addTask { (index, await self.result(of: units[index])) }
                     next += 1
                 }
             }
@@ -180,9 +203,13 @@ package final class AzureKeyVaultProvider: SecretsProvider {
         return results.compactMap { $0 }
     }
 
-    private func result(of object: KeyVaultObject, client: KeyVaultClient) async -> Result<ObjectOutput, FetchError> {
+    private func result(of unit: FetchUnit) async -> Result<ObjectOutput, FetchError> {
         do {
-            return .success(try await fetch(object, client: client))
+            if let match = unit.match {
+                let body = try await matchedSecretBody(unit.object, match: match, client: unit.client)
+                return .success(try output(of: unit.object, body: body))
+            }
+            return .success(try await fetch(unit.object, client: unit.client))
         } catch {
             return .failure(error)
         }
@@ -194,6 +221,8 @@ package final class AzureKeyVaultProvider: SecretsProvider {
         var contents: [UInt8]
         var id: String
         var version: String
+        /// Whether the item's object version is reported: once per object (the first of its JSON fields).
+        var recordsVersion = true
     }
 
     /// What one object produced: its files, and what Secret sync needs of its PKCS#12 files.
@@ -203,17 +232,58 @@ package final class AzureKeyVaultProvider: SecretsProvider {
     }
 
     /// Why one object could not be fetched: Key Vault refused or failed, the bundle could not be turned into
-    /// file contents, or the answer was not the JSON Key Vault documents.
+    /// file contents, the answer was not the JSON Key Vault documents, or a field `objectJSONFields` names could
+    /// not be read from the value.
     package enum FetchError: Error {
         case keyVault(KeyVaultFailure)
         case contents(ObjectContents.Failure)
         case decoding(String)
+        case jsonFields(JSONFieldExtraction.Failure)
+    }
+
+    /// The files of `object` (an entry naming one secret) from the body of a GET of its current version.
+    private func output(of object: KeyVaultObject, body: [UInt8]) throws(FetchError) -> ObjectOutput {
+        let fetched = try Self.objectOutput(
+            from: body,
+            object: object,
+            constructChain: overrides.constructPEMChain,
+            separateFiles: overrides.writeCertAndKeyInSeparateFiles
+        )
+        return try Self.output(of: object, fetched: fetched)
+    }
+
+    /// The files of one version of `object`: its fields with `objectJSONFields` (and the whole value only under
+    /// its alias), else its files as fetched.
+    private static func output(of object: KeyVaultObject, fetched: VersionOutput) throws(FetchError) -> ObjectOutput {
+        var output = ObjectOutput()
+        let id = "\(object.type.rawValue)/\(object.name)"
+        if !object.jsonFields.isEmpty {
+            let value = fetched.files.last(where: { $0.suffix.isEmpty })?.contents ?? []
+            let fields: [[UInt8]]
+            do {
+                fields = try JSONFieldExtraction.extract(object.jsonFields, from: value)
+            } catch {
+                throw .jsonFields(error)
+            }
+            for (index, (field, contents)) in zip(object.jsonFields, fields).enumerated() {
+                output.items.append(Item(path: field.fileName, contents: contents, id: id, version: fetched.version, recordsVersion: index == 0))
+            }
+            guard !object.alias.isEmpty else { return output }
+        }
+        for file in fetched.files {
+            output.items.append(
+                Item(path: object.fileName + file.suffix, contents: file.contents, id: id, version: fetched.version, recordsVersion: object.jsonFields.isEmpty)
+            )
+        }
+        if let parts = fetched.parts { output.parts[object.fileName] = parts }
+        return output
     }
 
     private func fetch(_ object: KeyVaultObject, client: KeyVaultClient) async throws(FetchError) -> ObjectOutput {
         var output = ObjectOutput()
         guard object.versionHistory > 1 else {
             let fetched = try await fetchVersion(object, version: object.version, client: client)
+            if !object.jsonFields.isEmpty { return try Self.output(of: object, fetched: fetched) }
             for file in fetched.files {
                 output.items.append(
                     Item(path: object.fileName + file.suffix, contents: file.contents, id: "\(object.type.rawValue)/\(object.name)", version: fetched.version)
@@ -447,6 +517,8 @@ package final class AzureKeyVaultProvider: SecretsProvider {
             return .misconfigured(prefix + failure.message)
         case .decoding(let message):
             return .invalidResponse(prefix + message)
+        case .jsonFields(let failure):
+            return .misconfigured(prefix + failure.message)
         }
     }
 }

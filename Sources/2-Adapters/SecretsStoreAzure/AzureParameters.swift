@@ -48,8 +48,16 @@ package struct KeyVaultObject: Sendable, Equatable {
     package var keyVaultName: String? = nil
     /// The object's own `tenantID` (or `tenantId`); `nil` for the class's tenant. Not an upstream field.
     package var tenantID: String? = nil
+    /// `objectNameRegex`/`objectTags`: the entry is a selector and writes every enabled secret of the vault
+    /// they match, each at its latest version under its own name; its `name`, `alias` and `version` are empty
+    /// and `optional` has no effect. `nil` for an entry naming one object. Not an upstream field.
+    package var selector: SecretSelector? = nil
+    /// `objectJSONFields`: fields of the secret's JSON value, each written to a file of its own; the whole
+    /// secret is then written only when `alias` is set. Empty for none. Not an upstream field.
+    package var jsonFields: [JSONField] = []
 
-    /// The file the object is written to: the alias, else the name.
+    /// The file the object is written to: the alias, else the name (empty for a selector, whose files are
+    /// named by what it matches).
     package var fileName: String { alias.isEmpty ? name : alias }
     /// The text of `objectVersion` for error messages.
     package var describedVersion: String { version }
@@ -90,6 +98,9 @@ package struct AzureMountParameters: Sendable, Equatable {
     package var podNamespace: String
     /// The mode of files whose object sets no `filePermission`.
     package var defaultFilePermission: UInt32
+    /// `maxSelectedObjects`: how many secrets the class's selectors may match in all (default 100, at most
+    /// 1000); more fails the mount.
+    package var maxSelectedObjects = AzureMountParameters.defaultMaxSelectedObjects
 
     /// The vault `object` is read from: its own `keyvaultName`, else the class's.
     package func vaultName(of object: KeyVaultObject) -> String { object.keyVaultName ?? keyVaultName }
@@ -104,7 +115,9 @@ package struct AzureMountParameters: Sendable, Equatable {
     }
 
     /// Thrown for a parameter problem: each case says which parameter (and for `objects`, which entry and field)
-    /// is wrong and how; ``message`` is the upstream provider's text for it (users search for those texts).
+    /// is wrong and how; ``message`` is the upstream provider's text for it (users search for those texts), or
+    /// for the fields upstream does not have (selectors, JSON fields, `maxSelectedObjects`) a text naming the
+    /// entry by index and the field, never a value.
     package enum Invalid: Error, Equatable, CustomStringConvertible {
         /// `csi.storage.k8s.io/pod.name` is empty.
         case podNameMissing
@@ -137,6 +150,12 @@ package struct AzureMountParameters: Sendable, Equatable {
         case objectNotYAML(index: Int, detail: String)
         /// Entry `object.index` of `objects` has a field that is wrong.
         case invalidObject(ObjectReference, ObjectProblem)
+        /// Entry `index` of `objects` is a selector (`objectNameRegex`, `objectTags`) that cannot be used.
+        case invalidSelector(index: Int, SelectorProblem)
+        /// Entry `object.index` of `objects` has an `objectJSONFields` that cannot be used.
+        case invalidJSONFields(ObjectReference, JSONFieldsProblem)
+        /// `maxSelectedObjects` is not a whole number from 1 to 1000.
+        case maxSelectedObjectsOutOfRange
         /// `cloudName` names no cloud.
         case unknownCloud(name: String)
         /// `cloudName` is `AzureStackCloud` and its environment file (`cloudEnvFileName`) cannot be read.
@@ -166,6 +185,10 @@ package struct AzureMountParameters: Sendable, Equatable {
             case .objectNotYAML(let index, let detail): "unmarshal failed for keyVaultObjects at index \(index), error: \(detail)"
             case .invalidObject(let object, let problem):
                 "failed to get objectType:\(object.type), objectName:\(object.name), objectVersion:\(object.version): \(problem.message)"
+            case .invalidSelector(let index, let problem): "objects[\(index)] (a selector): \(problem.message)"
+            case .invalidJSONFields(let object, let problem): "objects[\(object.index)] (objectName \(object.name)): \(problem.message)"
+            case .maxSelectedObjectsOutOfRange:
+                "maxSelectedObjects must be a whole number from \(AzureMountParameters.maxSelectedObjectsRange.lowerBound) to \(AzureMountParameters.maxSelectedObjectsRange.upperBound) (default \(AzureMountParameters.defaultMaxSelectedObjects))"
             case .unknownCloud(let name):
                 "cloudName \(name) is not valid, error: autorest/azure: There is no cloud environment matching the name \"\(name.uppercased())\""
             case .azureStackEnvironmentUnreadable(let path):
@@ -394,6 +417,7 @@ package struct AzureMountParameters: Sendable, Equatable {
         if !objects.isEmpty {
             do { try Self.validateVaultName(keyVaultName) } catch { throw .invalidKeyVaultName(error) }
         }
+        maxSelectedObjects = try Self.parseMaxSelectedObjects(value("maxSelectedObjects"))
     }
 
     /// Go's `strconv.ParseBool` over a trimmed value; empty means false.
@@ -466,6 +490,7 @@ package struct AzureMountParameters: Sendable, Equatable {
         for (index, item) in (outer.array ?? []).enumerated() {
             result.append(try parseObject(item, at: index))
         }
+        try checkJSONFieldFileNames(result)
         return result
     }
 
@@ -485,6 +510,9 @@ package struct AzureMountParameters: Sendable, Equatable {
             var keyvaultName: String?
             var tenantID: String?
             var tenantId: String?
+            var objectNameRegex: String?
+            var objectTags: String?
+            var objectJSONFields: String?
         }
         let inner: Inner
         do {
@@ -498,6 +526,23 @@ package struct AzureMountParameters: Sendable, Equatable {
         let reference = ObjectReference(index: index, type: typeText, name: name, version: version)
         func invalid(_ problem: ObjectProblem) -> Invalid { .invalidObject(reference, problem) }
         guard let type = KeyVaultObject.ObjectType(rawValue: typeText) else { throw invalid(.unknownType) }
+        let selector: SecretSelector?
+        do {
+            selector = try parseSelector(regex: inner.objectNameRegex, tags: inner.objectTags)
+        } catch {
+            throw .invalidSelector(index: index, error)
+        }
+        if selector != nil {
+            if type != .secret { throw .invalidSelector(index: index, .notSecret) }
+            let conflicting: [(String, Bool)] = [
+                ("objectName", !name.isEmpty),
+                ("objectAlias", !(inner.objectAlias ?? "").trimmingWhitespace().isEmpty),
+                ("objectVersion", !version.isEmpty),
+                ("objectVersionHistory", inner.objectVersionHistory != nil),
+                ("objectJSONFields", inner.objectJSONFields != nil),
+            ]
+            if let (field, _) = conflicting.first(where: \.1) { throw .invalidSelector(index: index, .conflictingField(field)) }
+        }
         let formatText = (inner.objectFormat ?? "").trimmingWhitespace().lowercased()
         guard let format = formatText.isEmpty ? .pem : KeyVaultObject.Format(rawValue: formatText) else {
             throw invalid(.invalidFormat(inner.objectFormat ?? ""))
@@ -510,9 +555,11 @@ package struct AzureMountParameters: Sendable, Equatable {
         }
         let alias = (inner.objectAlias ?? "").trimmingWhitespace()
         let fileName = alias.isEmpty ? name : alias
-        if fileName.isEmpty { throw invalid(.fileNameEmpty) }
-        if fileName.hasPrefix("/") { throw invalid(.fileNameAbsolute) }
-        if fileName.contains("..") { throw invalid(.fileNameClimbs) }
+        if selector == nil {
+            if fileName.isEmpty { throw invalid(.fileNameEmpty) }
+            if fileName.hasPrefix("/") { throw invalid(.fileNameAbsolute) }
+            if fileName.contains("..") { throw invalid(.fileNameClimbs) }
+        }
         var permission: UInt32?
         let permissionText = (inner.filePermission ?? "").trimmingWhitespace()
         if !permissionText.isEmpty {
@@ -522,7 +569,18 @@ package struct AzureMountParameters: Sendable, Equatable {
             permission = parsed
         }
         // An alias only names the file: without a name there is nothing to fetch.
-        if name.isEmpty { throw invalid(.nameMissing) }
+        if name.isEmpty && selector == nil { throw invalid(.nameMissing) }
+        var jsonFields: [JSONField] = []
+        if let fieldsText = inner.objectJSONFields {
+            func invalidFields(_ problem: JSONFieldsProblem) -> Invalid { .invalidJSONFields(reference, problem) }
+            if type != .secret { throw invalidFields(.notSecret) }
+            if (inner.objectVersionHistory ?? 0) > 1 { throw invalidFields(.withVersionHistory) }
+            do {
+                jsonFields = try parseJSONFields(fieldsText, alias: alias)
+            } catch {
+                throw invalidFields(error)
+            }
+        }
         var optional = false
         switch inner.optional {
         case .none: break
@@ -555,7 +613,9 @@ package struct AzureMountParameters: Sendable, Equatable {
             filePermission: permission,
             optional: optional,
             keyVaultName: vault.isEmpty ? nil : vault,
-            tenantID: objectTenant.isEmpty ? nil : objectTenant
+            tenantID: objectTenant.isEmpty ? nil : objectTenant,
+            selector: selector,
+            jsonFields: jsonFields
         )
     }
 
