@@ -166,7 +166,7 @@ struct AssemblyCase: Sendable, CustomTestStringConvertible {
                 builtInAzure: nil
             ),
             seams: DriverAssembly.Seams(
-                kubernetes: FakeKubernetesClient(),
+                kubernetes: InMemoryKubernetesAPI(),
                 mounter: RecordingMounter(),
                 rotationSleep: { duration in
                     sleeping.withLock { $0 += 1 }
@@ -193,7 +193,7 @@ struct AssemblyCase: Sendable, CustomTestStringConvertible {
     /// The controller with leader election: it leads while serving, and its work (the controller, the
     /// election and the Lease's release) has ended when `run` returns.
     static let controller = AssemblyCase(name: "controller") { _, logs, startingUp in
-        let api = InMemoryControllerAPI()
+        let api = InMemoryKubernetesAPI()
         let election = ControllerConfiguration.LeaderElection(namespace: "kube-system", name: "lifecycle-test", identity: "me")
         let controller = try await ControllerAssembly(
             configuration: ControllerConfiguration(

@@ -85,7 +85,7 @@ struct DriverAssemblyTests {
             let driver = try await DriverAssembly(
                 configuration: Self.configuration(root: root, rotation: RotationPolicy(enabled: true, interval: .seconds(60))),
                 seams: DriverAssembly.Seams(
-                    kubernetes: FakeKubernetesClient(),
+                    kubernetes: InMemoryKubernetesAPI(),
                     mounter: RecordingMounter(),
                     rotationSleep: { duration in
                         // The first wait ends at once; the next one lasts until the group stops.
@@ -109,7 +109,7 @@ struct DriverAssemblyTests {
         try await withTemporaryDirectory { (root: String) async throws in
             let driver = try await DriverAssembly(
                 configuration: Self.configuration(root: root, metricsAddress: "no-port"),
-                seams: DriverAssembly.Seams(kubernetes: FakeKubernetesClient(), mounter: RecordingMounter()),
+                seams: DriverAssembly.Seams(kubernetes: InMemoryKubernetesAPI(), mounter: RecordingMounter()),
                 logger: LogCapture().logger()
             )
             await #expect(throws: (any Error).self) {
@@ -143,7 +143,7 @@ struct DriverAssemblyTests {
         try await withTemporaryDirectory { (root: String) async throws in
             var configuration = Self.configuration(root: root)
             configuration.builtInAzure = .init()
-            let kubernetes = FakeKubernetesClient([SecretProviderClass(namespace: "ns", name: "spc", provider: "azure", parameters: ["a": "b"])])
+            let kubernetes = InMemoryKubernetesAPI([SecretProviderClass(namespace: "ns", name: "spc", provider: "azure", parameters: ["a": "b"])])
             kubernetes.add(PodInfo(namespace: "ns", name: "pod", uid: "uid-1", ownerReferences: []))
             let injected = StaticProvider(
                 ProviderResponse(
@@ -179,10 +179,10 @@ struct DriverAssemblyTests {
     }
 }
 
-/// A ``KubernetesClient`` over ``FakeKubernetesClient`` that records, for every pod-status listing, what
+/// A ``KubernetesClient`` over ``InMemoryKubernetesAPI`` that records, for every pod-status listing, what
 /// `probe` said at that moment, and can fail the listing.
 final class ObservingKubernetesClient: ForwardingKubernetesClient {
-    let wrapped: any KubernetesClient = FakeKubernetesClient()
+    let wrapped: any KubernetesClient = InMemoryKubernetesAPI()
     private let probe: @Sendable () -> Bool
     private let state = Mutex<(listings: [Bool], fail: Bool)>(([], false))
 

@@ -34,7 +34,7 @@ struct KubeletRegistrarTests {
     static func driver(root: String, registration: Bool, logs: LogCapture) async throws -> DriverAssembly {
         try await DriverAssembly(
             configuration: configuration(root: root, registration: registration),
-            seams: DriverAssembly.Seams(kubernetes: FakeKubernetesClient(), mounter: RecordingMounter()),
+            seams: DriverAssembly.Seams(kubernetes: InMemoryKubernetesAPI(), mounter: RecordingMounter()),
             logger: logs.logger(level: .debug)
         )
     }

@@ -18,7 +18,7 @@ struct PodStatusWriterServiceTests {
     /// Runs a group holding only the writer's service, with one write pending that keeps failing; `stop` ends
     /// the group. Returns once the group's `run` has returned: where the assembly shuts the client down.
     static func runGroup(
-        _ kubernetes: FakeKubernetesClient,
+        _ kubernetes: InMemoryKubernetesAPI,
         writer: PodStatusWriter,
         drainBound: Duration,
         stop: @escaping @Sendable (ServiceGroup, Task<Void, any Error>) async -> Void
@@ -32,18 +32,18 @@ struct PodStatusWriterServiceTests {
         )
         let running = Task { try await group.run() }
         writer.submit(status(), target: "/t", logger: logger) { _ in }
-        try await eventually("a first attempt") { kubernetes.podStatusWriteAttempts >= 1 }
+        try await eventually("a first attempt") { kubernetes.calls([.applyPodStatus]).count >= 1 }
         await stop(group, running)
         _ = await running.result
     }
 
     @Test("a write that can land does so at a graceful shutdown, before the group has ended")
     func gracefulShutdownLetsThePendingWriteLand() async throws {
-        let kubernetes = FakeKubernetesClient()
-        kubernetes.failPodStatusWrites(with: .unavailable("api down"))
+        let kubernetes = InMemoryKubernetesAPI()
+        kubernetes.fail([.applyPodStatus], with: .unavailable("api down"))
         let writer = PodStatusWriter(kubernetes: kubernetes, firstRetry: .milliseconds(20), maxRetry: .milliseconds(40))
         try await Self.runGroup(kubernetes, writer: writer, drainBound: .seconds(30)) { group, _ in
-            kubernetes.failPodStatusWrites(with: nil)
+            kubernetes.fail([.applyPodStatus], with: nil)
             await group.triggerGracefulShutdown()
         }
         // The client would be shut down here: the write has landed and no write task is left.
@@ -53,8 +53,8 @@ struct PodStatusWriterServiceTests {
 
     @Test("a write that cannot land within the bound is cancelled and has ended when the group has")
     func gracefulShutdownCancelsAWriteBeyondTheBound() async throws {
-        let kubernetes = FakeKubernetesClient()
-        kubernetes.failPodStatusWrites(with: .unavailable("api down"))
+        let kubernetes = InMemoryKubernetesAPI()
+        kubernetes.fail([.applyPodStatus], with: .unavailable("api down"))
         let writer = PodStatusWriter(kubernetes: kubernetes, firstRetry: .milliseconds(20), maxRetry: .milliseconds(40))
         try await Self.runGroup(kubernetes, writer: writer, drainBound: .milliseconds(100)) { group, _ in
             await group.triggerGracefulShutdown()
@@ -62,16 +62,16 @@ struct PodStatusWriterServiceTests {
         // A write task leaves `pendingTargets` as its last step, so none is running or can call the client now.
         #expect(writer.pendingTargets.isEmpty)
         #expect(kubernetes.podStatuses.isEmpty)
-        let attempts = kubernetes.podStatusWriteAttempts
+        let attempts = kubernetes.calls([.applyPodStatus]).count
         writer.submit(Self.status(), target: "/t", logger: Logger(label: "test")) { _ in }
         #expect(writer.pendingTargets.isEmpty, "no write starts once the writer is shut down")
-        #expect(kubernetes.podStatusWriteAttempts == attempts)
+        #expect(kubernetes.calls([.applyPodStatus]).count == attempts)
     }
 
     @Test("cancelling the group cancels the pending write, which has ended when the group has")
     func cancellationCancelsThePendingWrite() async throws {
-        let kubernetes = FakeKubernetesClient()
-        kubernetes.failPodStatusWrites(with: .unavailable("api down"))
+        let kubernetes = InMemoryKubernetesAPI()
+        kubernetes.fail([.applyPodStatus], with: .unavailable("api down"))
         let writer = PodStatusWriter(kubernetes: kubernetes, firstRetry: .milliseconds(20), maxRetry: .milliseconds(40))
         try await Self.runGroup(kubernetes, writer: writer, drainBound: .seconds(30)) { _, running in
             running.cancel()

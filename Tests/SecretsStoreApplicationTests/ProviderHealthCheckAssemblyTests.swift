@@ -34,7 +34,7 @@ struct ProviderHealthCheckAssemblyTests {
             let logs = LogCapture()
             let driver = try await DriverAssembly(
                 configuration: Self.configuration(root: root, interval: .milliseconds(20)),
-                seams: DriverAssembly.Seams(kubernetes: FakeKubernetesClient(), mounter: RecordingMounter()),
+                seams: DriverAssembly.Seams(kubernetes: InMemoryKubernetesAPI(), mounter: RecordingMounter()),
                 logger: logs.logger(level: .info)
             )
             try await driver.withRunning { _ in
@@ -60,7 +60,7 @@ struct ProviderHealthCheckAssemblyTests {
             let logs = LogCapture()
             let driver = try await DriverAssembly(
                 configuration: Self.configuration(root: root, interval: nil),
-                seams: DriverAssembly.Seams(kubernetes: FakeKubernetesClient(), mounter: RecordingMounter()),
+                seams: DriverAssembly.Seams(kubernetes: InMemoryKubernetesAPI(), mounter: RecordingMounter()),
                 logger: logs.logger(level: .info)
             )
             try await driver.withRunning { _ in }

@@ -58,34 +58,34 @@ struct SecretProviderClassCacheAssemblyTests {
     @Test("with a client that can watch, publishes read the class from the cache once it has synced")
     func publishesReadFromTheCache() async throws {
         try await withTemporaryDirectory { (root: String) async throws in
-            let api = CountingControllerClient()
-            api.base.apply(Self.spc)
+            let api = InMemoryKubernetesAPI()
+            api.add(Self.spc)
             let driver = try await assembly(root: root, kubernetes: api, watch: true)
             let target = root + "/target"
             #expect(mkdir(target, 0o750) == 0)
             try await driver.withRunning { (_: DriverAssembly.Listening) async throws in
                 // The reflector watches only after it has applied its first list.
-                try await eventually("the reflector watching") { api.counts.watches != 0 }
+                try await eventually("the reflector watching") { !api.calls([.watchSecretProviderClasses]).isEmpty }
                 #expect(try await driver.publisher.publish(Self.request(target: target), logger: Logger(label: "test")) == .published)
             }
-            #expect(api.counts.lists >= 1)
-            #expect(api.counts.gets == 0)
+            #expect(!api.calls([.listSecretProviderClasses]).isEmpty)
+            #expect(api.calls([.getSecretProviderClass]).isEmpty)
         }
     }
 
     @Test("with watchSecretProviderClasses off, every publish is a GET and nothing is listed")
     func watchOffIsAGet() async throws {
         try await withTemporaryDirectory { (root: String) async throws in
-            let api = CountingControllerClient()
-            api.base.apply(Self.spc)
+            let api = InMemoryKubernetesAPI()
+            api.add(Self.spc)
             let driver = try await assembly(root: root, kubernetes: api, watch: false)
             let target = root + "/target"
             #expect(mkdir(target, 0o750) == 0)
             try await driver.withRunning { (_: DriverAssembly.Listening) async throws in
                 #expect(try await driver.publisher.publish(Self.request(target: target), logger: Logger(label: "test")) == .published)
             }
-            #expect(api.counts.gets == 1)
-            #expect(api.counts.lists == 0)
+            #expect(api.calls([.getSecretProviderClass]).count == 1)
+            #expect(api.calls([.listSecretProviderClasses]).isEmpty)
         }
     }
 
@@ -98,7 +98,7 @@ struct SecretProviderClassCacheAssemblyTests {
         fast.name = "fast"
         fast.refreshInterval = "10s"
         let publisher = NodePublisher(
-            kubernetes: FakeKubernetesClient([fast]),
+            kubernetes: InMemoryKubernetesAPI([fast]),
             providers: FixedProviderDirectory(["test": StaticProvider(Self.files)]),
             mounter: RecordingMounter(fileSystem: fileSystem),
             fileSystem: fileSystem,
@@ -125,80 +125,5 @@ struct SecretProviderClassCacheAssemblyTests {
         let after = try await waits()
         #expect(after.count == 2)
         #expect(after.allSatisfy { $0 >= .seconds(10) && $0 <= .seconds(11) })
-    }
-}
-
-/// An ``InMemoryControllerAPI`` that counts SecretProviderClass GETs, lists and watches.
-final class CountingControllerClient: ControllerKubernetesClient, ForwardingKubernetesClient {
-    struct Counts { var gets = 0, lists = 0, watches = 0 }
-
-    let base = InMemoryControllerAPI()
-    var wrapped: any KubernetesClient { base }
-    private let state = Mutex(Counts())
-
-    var counts: Counts { state.withLock { $0 } }
-
-    func secretProviderClass(namespace: String, name: String, logger: Logger) async throws(KubernetesClientError) -> SecretProviderClass {
-        state.withLock { $0.gets += 1 }
-        return try await wrapped.secretProviderClass(namespace: namespace, name: name, logger: logger)
-    }
-
-    func listSecretProviderClasses(namespace: String?, logger: Logger) async throws(KubernetesClientError) -> Listed<SecretProviderClass> {
-        state.withLock { $0.lists += 1 }
-        return try await base.listSecretProviderClasses(namespace: namespace, logger: logger)
-    }
-
-    func watchSecretProviderClasses(namespace: String?, resourceVersion: String, logger: Logger) -> WatchStream<SecretProviderClass> {
-        state.withLock { $0.watches += 1 }
-        return base.watchSecretProviderClasses(namespace: namespace, resourceVersion: resourceVersion, logger: logger)
-    }
-
-    // MARK: Forwarded unchanged
-
-    func updateSecretProviderClassStatus(
-        namespace: String,
-        name: String,
-        status: SecretProviderClassStatus,
-        logger: Logger
-    ) async throws(KubernetesClientError) {
-        try await base.updateSecretProviderClassStatus(namespace: namespace, name: name, status: status, logger: logger)
-    }
-    func recordEvent(_ event: SecretProviderClassEvent, logger: Logger) async throws(KubernetesClientError) {
-        try await base.recordEvent(event, logger: logger)
-    }
-    func listSecrets(namespace: String?, labelSelector: [String: String], logger: Logger) async throws(KubernetesClientError) -> Listed<KubernetesSecret> {
-        try await base.listSecrets(namespace: namespace, labelSelector: labelSelector, logger: logger)
-    }
-    func watchSecrets(namespace: String?, labelSelector: [String: String], resourceVersion: String, logger: Logger) -> WatchStream<KubernetesSecret> {
-        base.watchSecrets(namespace: namespace, labelSelector: labelSelector, resourceVersion: resourceVersion, logger: logger)
-    }
-    func deleteSecret(namespace: String, name: String, logger: Logger) async throws(KubernetesClientError) {
-        try await base.deleteSecret(namespace: namespace, name: name, logger: logger)
-    }
-    func serviceAccountExists(namespace: String, name: String, logger: Logger) async throws(KubernetesClientError) -> Bool {
-        try await base.serviceAccountExists(namespace: namespace, name: name, logger: logger)
-    }
-    func requestToken(
-        namespace: String,
-        serviceAccount: String,
-        audience: String,
-        expirationSeconds: Int,
-        logger: Logger
-    ) async throws(KubernetesClientError) -> ServiceAccountToken {
-        try await base.requestToken(
-            namespace: namespace, serviceAccount: serviceAccount, audience: audience, expirationSeconds: expirationSeconds, logger: logger
-        )
-    }
-    func csiDriverTokenAudiences(driverName: String, logger: Logger) async throws(KubernetesClientError) -> [String] {
-        try await base.csiDriverTokenAudiences(driverName: driverName, logger: logger)
-    }
-    func lease(namespace: String, name: String, logger: Logger) async throws(KubernetesClientError) -> LeaseRecord? {
-        try await base.lease(namespace: namespace, name: name, logger: logger)
-    }
-    func createLease(_ lease: LeaseRecord, logger: Logger) async throws(KubernetesClientError) -> LeaseRecord {
-        try await base.createLease(lease, logger: logger)
-    }
-    func updateLease(_ lease: LeaseRecord, logger: Logger) async throws(KubernetesClientError) -> LeaseRecord {
-        try await base.updateLease(lease, logger: logger)
     }
 }

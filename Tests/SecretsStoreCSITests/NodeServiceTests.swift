@@ -55,7 +55,7 @@ struct InProcessNode<Transport: ClientTransport> {
     let node: Csi_V1_Node.Client<Transport>
     let identity: Csi_V1_Identity.Client<Transport>
     let mounter: RecordingMounter
-    let kubernetes: FakeKubernetesClient
+    let kubernetes: InMemoryKubernetesAPI
     let logs: LogCapture
     let root: String
 
@@ -84,7 +84,7 @@ struct InProcessNode<Transport: ClientTransport> {
         let services: [any RegistrableRPCService]
         let interceptors: [any ServerInterceptor]
         let mounter: RecordingMounter
-        let kubernetes: FakeKubernetesClient
+        let kubernetes: InMemoryKubernetesAPI
         let logs: LogCapture
     }
 
@@ -92,7 +92,7 @@ struct InProcessNode<Transport: ClientTransport> {
     /// here), over fakes of the Kubernetes client, provider and mounter.
     static func parts(provider: any SecretsProvider, root: String) async throws -> Parts {
         let mounter = RecordingMounter()
-        let kubernetes = FakeKubernetesClient([
+        let kubernetes = InMemoryKubernetesAPI([
             SecretProviderClass(namespace: "ns", name: "spc", provider: "test", parameters: ["objects": "array: []"])
         ])
         let logs = LogCapture()
@@ -198,11 +198,11 @@ extension InProcessNode where Transport == HTTP2ClientTransport.Posix {
             missingID.volumeID = ""
             #expect(await statusCode { _ = try await harness.node.nodePublishVolume(missingID) } == .invalidArgument)
             #expect(await statusCode { _ = try await harness.node.nodePublishVolume(harness.publishRequest(spc: "nope")) } == .failedPrecondition)
-            harness.kubernetes.failAll(with: .unavailable("connection refused"))
+            harness.kubernetes.fail(.all, with: .unavailable("connection refused"))
             #expect(await statusCode { _ = try await harness.node.nodePublishVolume(harness.publishRequest()) } == .unavailable)
-            harness.kubernetes.failAll(with: .forbidden("system:serviceaccount:kube-system:csi cannot get"))
+            harness.kubernetes.fail(.all, with: .forbidden("system:serviceaccount:kube-system:csi cannot get"))
             #expect(await statusCode { _ = try await harness.node.nodePublishVolume(harness.publishRequest()) } == .permissionDenied)
-            harness.kubernetes.failAll(with: nil)
+            harness.kubernetes.fail(.all, with: nil)
             #expect(await statusCode { _ = try await harness.node.nodePublishVolume(harness.publishRequest()) } == nil)
             #expect(harness.mounter.mounted == [harness.target])
             var unpublish = Csi_V1_NodeUnpublishVolumeRequest()

@@ -60,19 +60,19 @@ struct CachedSecretProviderClassesTests {
 
     @Test("a class the synced cache holds is answered from it, with no GET")
     func cacheHit() async throws {
-        let kubernetes = FakeKubernetesClient([Self.spc("a", resourceVersion: "from-get")])
+        let kubernetes = InMemoryKubernetesAPI([Self.spc("a", resourceVersion: "from-get")])
         let cache = Cache(listing: [Self.spc("a", resourceVersion: "from-cache")])
         let client = CachedSecretProviderClasses(kubernetes, cache: cache.reflector)
         try await cache.running { () async throws in
             let spc = try await client.secretProviderClass(namespace: "ns", name: "a", logger: Self.logger)
             #expect(spc.resourceVersion == "from-cache")
-            #expect(kubernetes.secretProviderClassReads.isEmpty)
+            #expect(kubernetes.calls([.getSecretProviderClass]).isEmpty)
         }
     }
 
     @Test("a class the cache does not hold is a GET; one that does not exist is still not found")
     func unknownClassIsAGet() async throws {
-        let kubernetes = FakeKubernetesClient([Self.spc("b", resourceVersion: "from-get")])
+        let kubernetes = InMemoryKubernetesAPI([Self.spc("b", resourceVersion: "from-get")])
         let cache = Cache(listing: [Self.spc("a", resourceVersion: "from-cache")])
         let client = CachedSecretProviderClasses(kubernetes, cache: cache.reflector)
         try await cache.running { () async throws in
@@ -85,24 +85,24 @@ struct CachedSecretProviderClassesTests {
                 Issue.record("expected notFound, got \(String(describing: error))")
                 return
             }
-            #expect(kubernetes.secretProviderClassReads == ["ns/b", "ns/missing"])
+            #expect(kubernetes.calls([.getSecretProviderClass]).map(\.name) == ["b", "missing"])
         }
     }
 
     @Test("before the first list has been applied every read is a GET")
     func notSyncedIsAGet() async throws {
-        let kubernetes = FakeKubernetesClient([Self.spc("a", resourceVersion: "from-get")])
+        let kubernetes = InMemoryKubernetesAPI([Self.spc("a", resourceVersion: "from-get")])
         let cache = Cache(listing: [Self.spc("a", resourceVersion: "from-cache")])
         let client = CachedSecretProviderClasses(kubernetes, cache: cache.reflector)
         #expect(!cache.reflector.hasSynced)
         let spc = try await client.secretProviderClass(namespace: "ns", name: "a", logger: Self.logger)
         #expect(spc.resourceVersion == "from-get")
-        #expect(kubernetes.secretProviderClassReads == ["ns/a"])
+        #expect(kubernetes.calls([.getSecretProviderClass]).map(\.name) == ["a"])
     }
 
     @Test("an edit seen by the watch is what the next read answers; a deletion makes it a GET again")
     func watchedChangesAreAnswered() async throws {
-        let kubernetes = FakeKubernetesClient()
+        let kubernetes = InMemoryKubernetesAPI()
         let cache = Cache(listing: [Self.spc("a", resourceVersion: "11")])
         let client = CachedSecretProviderClasses(kubernetes, cache: cache.reflector)
         try await cache.running { () async throws in
@@ -111,32 +111,32 @@ struct CachedSecretProviderClassesTests {
             cache.events.yield(.modified(Self.spc("a", resourceVersion: "12")))
             _ = await changes.next()
             #expect(try await client.secretProviderClass(namespace: "ns", name: "a", logger: Self.logger).resourceVersion == "12")
-            #expect(kubernetes.secretProviderClassReads.isEmpty)
+            #expect(kubernetes.calls([.getSecretProviderClass]).isEmpty)
 
             cache.events.yield(.deleted(Self.spc("a", resourceVersion: "13")))
             _ = await changes.next()
             await #expect(throws: KubernetesClientError.self) {
                 try await client.secretProviderClass(namespace: "ns", name: "a", logger: Self.logger)
             }
-            #expect(kubernetes.secretProviderClassReads == ["ns/a"])
+            #expect(kubernetes.calls([.getSecretProviderClass]).map(\.name) == ["a"])
         }
     }
 
     @Test("every other verb is the wrapped client's, the workload verbs included")
     func otherVerbsAreForwarded() async throws {
-        let kubernetes = FakeKubernetesClient()
+        let kubernetes = InMemoryKubernetesAPI()
         let owner = OwnerReference(apiVersion: "apps/v1", kind: "Deployment", name: "web", uid: "uid-web")
         kubernetes.addReplicaSet(namespace: "ns", name: "web-5d9", ownerReferences: [owner])
         kubernetes.add(PodInfo(namespace: "ns", name: "pod", uid: "uid-1", ownerReferences: []))
         let client = CachedSecretProviderClasses(kubernetes) { _, _ in nil }
         #expect(try await client.replicaSetOwners(namespace: "ns", name: "web-5d9", logger: Self.logger) == [owner])
         #expect(try await client.pod(namespace: "ns", name: "pod", logger: Self.logger).uid == "uid-1")
-        #expect(kubernetes.workloadRequests == [.getReplicaSet(namespace: "ns", name: "web-5d9")])
+        #expect(kubernetes.calls(.workloadCalls) == [.getReplicaSet(namespace: "ns", name: "web-5d9")])
     }
 
     @Test("a publisher reading through a synced cache publishes and refreshes without a GET")
     func publisherUsesTheCache() async throws {
-        let kubernetes = FakeKubernetesClient()
+        let kubernetes = InMemoryKubernetesAPI()
         let cache = Cache(listing: [PipelineHarness.spc])
         let fileSystem = InMemoryFileSystem()
         let target = "/pods/uid-1/volumes/kubernetes.io~csi/secrets/mount"
@@ -161,7 +161,7 @@ struct CachedSecretProviderClassesTests {
                 Issue.record("expected a refresh, got \(String(describing: outcome))")
                 return
             }
-            #expect(kubernetes.secretProviderClassReads.isEmpty)
+            #expect(kubernetes.calls([.getSecretProviderClass]).isEmpty)
         }
     }
 }

@@ -157,7 +157,7 @@ struct MountGroupTests {
             try fileSystem.createDirectories(at: MountGroupTests.target, permissions: 0o750)
             mounter = RecordingMounter(fileSystem: fileSystem)
             provider = StaticProvider(PipelineHarness.files)
-            let kubernetes = FakeKubernetesClient([PipelineHarness.spc])
+            let kubernetes = InMemoryKubernetesAPI([PipelineHarness.spc])
             publisher = NodePublisher(
                 kubernetes: kubernetes,
                 providers: FixedProviderDirectory(["test": provider]),

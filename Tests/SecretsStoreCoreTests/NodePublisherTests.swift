@@ -18,7 +18,7 @@ struct PipelineHarness {
     let root: String
     let target: String
     let mounter = RecordingMounter()
-    let kubernetes: FakeKubernetesClient
+    let kubernetes: InMemoryKubernetesAPI
     let provider: StaticProvider
     let clock = ManualClock()
     let logs = LogCapture()
@@ -50,7 +50,7 @@ struct PipelineHarness {
     ) {
         self.root = root
         self.target = root + "/pods/uid-1/volumes/kubernetes.io~csi/secrets/mount"
-        self.kubernetes = FakeKubernetesClient([spc])
+        self.kubernetes = InMemoryKubernetesAPI([spc])
         self.kubernetes.add(PodInfo(namespace: "ns", name: "pod", uid: "uid-1", ownerReferences: []))
         self.provider = StaticProvider(response)
         let clock = self.clock
@@ -262,9 +262,9 @@ struct NodePublisherTests {
     @Test func kubernetesFailuresMapToTheirKinds() async throws {
         try await withTemporaryDirectory { (root: String) async throws in
             let harness = PipelineHarness(root: root)
-            harness.kubernetes.failAll(with: .unavailable("connection refused"))
+            harness.kubernetes.fail(.all, with: .unavailable("connection refused"))
             await #expect(throws: PublishError.kubernetesUnavailable("connection refused")) { try await harness.publish() }
-            harness.kubernetes.failAll(with: .forbidden("secretproviderclasses is forbidden"))
+            harness.kubernetes.fail(.all, with: .forbidden("secretproviderclasses is forbidden"))
             await #expect(throws: PublishError.kubernetesForbidden("secretproviderclasses is forbidden")) {
                 try await harness.publish()
             }

@@ -111,7 +111,7 @@ struct PublishApplyStepsTests {
 
     @Test("pod status: a write after the answer puts its UID into the record only while the record holds its objects")
     func podStatusUIDLandsInTheMatchingRecord() async throws {
-        let kubernetes = FakeKubernetesClient()
+        let kubernetes = InMemoryKubernetesAPI()
         let volumes = PublishedVolumes()
         let writer = PodStatusWriter(kubernetes: kubernetes)
         let step = PodStatusStep(kubernetes: kubernetes, writer: writer, volumes: volumes, nodeID: "node-1")
@@ -130,20 +130,20 @@ struct PublishApplyStepsTests {
         volumes.record(moved, at: Self.target)
         step.writeAfterAnswer(status, target: Self.target, logger: Logger(label: "test"))
         await writer.settle()
-        #expect(kubernetes.podStatusWriteAttempts == 2)
+        #expect(kubernetes.calls([.applyPodStatus]).count == 2)
         #expect(volumes.volume(at: Self.target)?.podStatusUID == "")
     }
 
     @Test("pod status: a write before the answer fails the caller with the client's error translated")
     func podStatusWriteBeforeTheAnswerFails() async throws {
-        let kubernetes = FakeKubernetesClient()
-        kubernetes.failPodStatusWrites(with: .unavailable("api down"))
+        let kubernetes = InMemoryKubernetesAPI()
+        kubernetes.fail([.applyPodStatus], with: .unavailable("api down"))
         let step = PodStatusStep(kubernetes: kubernetes, writer: PodStatusWriter(kubernetes: kubernetes), volumes: PublishedVolumes(), nodeID: "node-1")
         let status = step.status(for: try Self.request(), spc: Self.syncingClass, target: Self.target, objects: Self.answer.objectVersions)
         await #expect(throws: PublishError.kubernetesUnavailable("api down")) {
             try await step.writeBeforeAnswer(status, logger: Logger(label: "test"))
         }
-        kubernetes.failPodStatusWrites(with: nil)
+        kubernetes.fail([.applyPodStatus], with: nil)
         #expect(try await step.writeBeforeAnswer(status, logger: Logger(label: "test")) == "uid-spcps-pod-ns-spc")
     }
 
@@ -158,7 +158,7 @@ struct PublishApplyStepsTests {
         #expect(MissingObjectsWarning.isDue(missing: missing, objects: held, previous: []))
         #expect(!MissingObjectsWarning.isDue(missing: [], objects: held, previous: nil))
 
-        let kubernetes = FakeKubernetesClient()
+        let kubernetes = InMemoryKubernetesAPI()
         let warning = MissingObjectsWarning(events: PodEventRecorder(kubernetes: kubernetes))
         var response = Self.answer
         response.missingOptionalObjects = missing
@@ -175,7 +175,7 @@ struct PublishApplyStepsTests {
 
     @Test("Secret sync: only with the flag on and secretObjects in the class")
     func secretSyncIsOnlyForSyncingClasses() {
-        let kubernetes = FakeKubernetesClient()
+        let kubernetes = InMemoryKubernetesAPI()
         func step(enabled: Bool) -> SecretSyncStep {
             SecretSyncStep(enabled: enabled, syncer: SecretSyncer(kubernetes: kubernetes), events: PodEventRecorder(kubernetes: kubernetes), metrics: NoMetrics())
         }
@@ -186,9 +186,9 @@ struct PublishApplyStepsTests {
 
     @Test("Secret sync: a failure is an event per Secret, FailedToCreateSecret first and SecretRotationFailed after, and stays pending")
     func secretSyncFailure() async throws {
-        let kubernetes = FakeKubernetesClient()
+        let kubernetes = InMemoryKubernetesAPI()
         kubernetes.add(PodInfo(namespace: "ns", name: "pod", uid: "uid-1", ownerReferences: []))
-        kubernetes.failSecretWrites(with: .forbidden("secrets is forbidden"))
+        kubernetes.fail(.secretWrites, with: .forbidden("secrets is forbidden"))
         let metrics = SyncMetrics()
         let step = SecretSyncStep(enabled: true, syncer: SecretSyncer(kubernetes: kubernetes), events: PodEventRecorder(kubernetes: kubernetes), metrics: metrics)
         let logger = Logger(label: "test")
@@ -202,7 +202,7 @@ struct PublishApplyStepsTests {
 
     @Test("Secret sync: success is the metric on the first sync; afterwards metric and SecretRotationComplete only when something happened")
     func secretSyncSuccess() async throws {
-        let kubernetes = FakeKubernetesClient()
+        let kubernetes = InMemoryKubernetesAPI()
         kubernetes.add(PodInfo(namespace: "ns", name: "pod", uid: "uid-1", ownerReferences: []))
         let metrics = SyncMetrics()
         let logs = LogCapture()
@@ -267,7 +267,7 @@ struct PublishApplyStepsTests {
     /// An ``ApplyStep`` over in-memory fakes, built from its steps as ``NodePublisher`` builds it.
     struct Pipeline {
         let fileSystem = InMemoryFileSystem()
-        let kubernetes = FakeKubernetesClient()
+        let kubernetes = InMemoryKubernetesAPI()
         let volumes = PublishedVolumes()
         let writer: PodStatusWriter
         let metrics = SyncMetrics()
@@ -292,7 +292,7 @@ struct PublishApplyStepsTests {
     @Test("a failed Secret sync fails nothing: the files and the pod status are written, the volume recorded with the sync pending")
     func failedSecretSyncLeavesTheRest() async throws {
         let pipeline = try Pipeline()
-        pipeline.kubernetes.failSecretWrites(with: .forbidden("secrets is forbidden"))
+        pipeline.kubernetes.fail(.secretWrites, with: .forbidden("secrets is forbidden"))
         var response = Self.answer
         response.missingOptionalObjects = [MissingObject(id: "secret/password", path: "password")]
         let changed = try await pipeline.apply.run(response, to: Self.target, request: try Self.request(), spc: Self.syncingClass, logger: Logger(label: "test"))
@@ -314,7 +314,7 @@ struct PublishApplyStepsTests {
     @Test("a failed pod status write before a Secret sync fails the apply: the files stay written, nothing is synced or recorded")
     func failedPodStatusStopsTheSteps() async throws {
         let pipeline = try Pipeline()
-        pipeline.kubernetes.failPodStatusWrites(with: .unavailable("api down"))
+        pipeline.kubernetes.fail([.applyPodStatus], with: .unavailable("api down"))
         await #expect(throws: PublishError.kubernetesUnavailable("api down")) {
             try await pipeline.apply.run(Self.answer, to: Self.target, request: try Self.request(), spc: Self.syncingClass, logger: Logger(label: "test"))
         }
@@ -327,11 +327,11 @@ struct PublishApplyStepsTests {
     @Test("without Secrets to sync, the volume is recorded before its pod status is written, which then fills in the UID")
     func statusAfterTheRecordWithoutSync() async throws {
         let pipeline = try Pipeline()
-        pipeline.kubernetes.failPodStatusWrites(with: .unavailable("api down"))
+        pipeline.kubernetes.fail([.applyPodStatus], with: .unavailable("api down"))
         #expect(try await pipeline.apply.run(Self.answer, to: Self.target, request: try Self.request(), spc: Self.plainClass, logger: Logger(label: "test")))
         #expect(pipeline.volumes.volume(at: Self.target)?.podStatusUID == "")
         #expect(pipeline.writer.pendingTargets == [Self.target])
-        pipeline.kubernetes.failPodStatusWrites(with: nil)
+        pipeline.kubernetes.fail([.applyPodStatus], with: nil)
         await pipeline.writer.settle()
         #expect(pipeline.volumes.volume(at: Self.target)?.podStatusUID == "uid-spcps-pod-ns-spc")
         #expect(pipeline.kubernetes.secrets.isEmpty)

@@ -12,7 +12,7 @@ struct RefreshIntervalTests {
     /// Two pods in `ns`, one volume each: `fast` mounts class `fast`, `slow` mounts class `slow`.
     struct Node {
         let fileSystem = InMemoryFileSystem()
-        let kubernetes: FakeKubernetesClient
+        let kubernetes: InMemoryKubernetesAPI
         let provider = StaticProvider(PipelineHarness.files)
         let clock = ManualClock()
         let logs = LogCapture()
@@ -22,7 +22,7 @@ struct RefreshIntervalTests {
         static let slowTarget = "/pods/uid-slow/volumes/kubernetes.io~csi/secrets/mount"
 
         init(fast: String?, slow: String? = nil, rotation: RotationPolicy = RefreshIntervalTests.global) throws {
-            kubernetes = FakeKubernetesClient([Self.spc("fast", refreshInterval: fast), Self.spc("slow", refreshInterval: slow)])
+            kubernetes = InMemoryKubernetesAPI([Self.spc("fast", refreshInterval: fast), Self.spc("slow", refreshInterval: slow)])
             for target in [Self.fastTarget, Self.slowTarget] {
                 try fileSystem.createDirectories(at: target, permissions: 0o750)
             }

@@ -8,7 +8,7 @@ import Testing
 /// each with its own directory of targets, as several driver instances on several nodes.
 private struct Cluster {
     let root: String
-    let kubernetes = FakeKubernetesClient([Cluster.spc, Cluster.otherSPC])
+    let kubernetes = InMemoryKubernetesAPI([Cluster.spc, Cluster.otherSPC])
     let provider = StaticProvider(Cluster.response(version: "1", value: "one"))
     let clock = ManualClock()
     let logs = LogCapture()
@@ -88,8 +88,8 @@ private struct Cluster {
     }
 
     var deployment: Workload? { kubernetes.workload(.deployment, namespace: "ns", name: "web") }
-    var patches: [FakeKubernetesClient.WorkloadRequest] {
-        kubernetes.workloadRequests.filter { if case .patch = $0 { true } else { false } }
+    var patches: [InMemoryKubernetesAPI.Call] {
+        kubernetes.calls([.patchWorkload])
     }
 
     /// Moves the clock past the rotation interval and runs one cycle on `node`.
@@ -158,7 +158,7 @@ struct RestartOnRotationTests {
             cluster.addDeploymentPod("web-5d9-a", uid: "ua")
             let node = cluster.node("node-1")
             #expect(try await node.publish(cluster.request(pod: "web-5d9-a", uid: "ua"), logger: cluster.logs.logger()) == .published)
-            #expect(cluster.kubernetes.workloadRequests.isEmpty)  // a first publish never reads a workload
+            #expect(cluster.kubernetes.calls(.workloadCalls).isEmpty)  // a first publish never reads a workload
 
             cluster.newContent(version: "2", value: "two")
             let outcomes = await cluster.rotate(node)
@@ -170,10 +170,10 @@ struct RestartOnRotationTests {
                 RolloutTrigger.rotatedVersionsAnnotation: "spc=\(digest)",
             ])
             #expect(deployment.generation == 2)
-            #expect(cluster.kubernetes.workloadRequests == [
+            #expect(cluster.kubernetes.calls(.workloadCalls) == [
                 .getReplicaSet(namespace: "ns", name: "web-5d9"),
-                .get(.deployment, namespace: "ns", name: "web"),
-                .patch(.deployment, namespace: "ns", name: "web", annotations: [RolloutTrigger.rotatedVersionsAnnotation: "spc=\(digest)"]),
+                .getWorkload(.deployment, namespace: "ns", name: "web"),
+                .patchWorkload(.deployment, namespace: "ns", name: "web", annotations: [RolloutTrigger.rotatedVersionsAnnotation: "spc=\(digest)"]),
             ])
             let event = try #require(cluster.kubernetes.workloadEvents.first)
             #expect(cluster.kubernetes.workloadEvents.count == 1)
@@ -184,7 +184,7 @@ struct RestartOnRotationTests {
             // The same content again: the files do not change, nothing is read.
             cluster.clock.advance(by: .seconds(61))
             #expect(await cluster.rotate(node)[cluster.target("ua")] == .refreshed(changed: false))
-            #expect(cluster.kubernetes.workloadRequests.count == 3)
+            #expect(cluster.kubernetes.calls(.workloadCalls).count == 3)
 
             // New content: one more template change.
             cluster.newContent(version: "3", value: "three")
@@ -254,7 +254,7 @@ struct RestartOnRotationTests {
             cluster.newContent(version: "2", value: "two")
             let outcomes = await cluster.rotate(node)
             #expect(outcomes.values.allSatisfy { $0 == .refreshed(changed: true) } && outcomes.count == 3)
-            #expect(cluster.kubernetes.workloadRequests.count == 3)  // GET replicaset, GET deployment, PATCH
+            #expect(cluster.kubernetes.calls(.workloadCalls).count == 3)  // GET replicaset, GET deployment, PATCH
             #expect(cluster.patches.count == 1)
         }
     }
@@ -268,7 +268,7 @@ struct RestartOnRotationTests {
             try await node.publish(cluster.request(pod: "web-5d9-a", uid: "ua"), logger: cluster.logs.logger())
             cluster.newContent(version: "2", value: "two")
             #expect(await cluster.rotate(node)[cluster.target("ua")] == .refreshed(changed: true))
-            #expect(cluster.kubernetes.workloadRequests.isEmpty)
+            #expect(cluster.kubernetes.calls(.workloadCalls).isEmpty)
             #expect(cluster.kubernetes.workloadEvents.isEmpty)
             #expect(cluster.deployment?.generation == 1)
         }
@@ -308,9 +308,9 @@ struct RestartOnRotationTests {
             cluster.newContent(version: "2", value: "two")
             await cluster.rotate(node)
             let digest = RotatedVersions.digest(namespace: "ns", name: "spc", versions: [ObjectVersion(id: "secret/password", version: "2")])
-            #expect(cluster.kubernetes.workloadRequests == [
-                .get(kind, namespace: "ns", name: "db"),
-                .patch(kind, namespace: "ns", name: "db", annotations: [RolloutTrigger.rotatedVersionsAnnotation: "spc=\(digest)"]),
+            #expect(cluster.kubernetes.calls(.workloadCalls) == [
+                .getWorkload(kind, namespace: "ns", name: "db"),
+                .patchWorkload(kind, namespace: "ns", name: "db", annotations: [RolloutTrigger.rotatedVersionsAnnotation: "spc=\(digest)"]),
             ])
             let workload = try #require(cluster.kubernetes.workload(kind, namespace: "ns", name: "db"))
             #expect(workload.templateAnnotations[RolloutTrigger.rotatedVersionsAnnotation] == "spc=\(digest)")
@@ -344,7 +344,7 @@ struct RestartOnRotationTests {
             cluster.newContent(version: "2", value: "two")
             let outcomes = await cluster.rotate(node)
             #expect(outcomes.count == 3 && outcomes.values.allSatisfy { $0 == .refreshed(changed: true) })
-            #expect(cluster.kubernetes.workloadRequests.isEmpty)
+            #expect(cluster.kubernetes.calls(.workloadCalls).isEmpty)
             #expect(cluster.kubernetes.events.filter { $0.reason == PodEvent.rolloutTriggerFailed }.isEmpty)
         }
     }
@@ -376,7 +376,7 @@ struct RestartOnRotationTests {
             let node = cluster.node("node-1")
             try await node.publish(cluster.request(pod: "web-5d9-a", uid: "ua"), logger: cluster.logs.logger())
             cluster.newContent(version: "2", value: "two")
-            cluster.kubernetes.failWorkloadCalls(with: .forbidden(
+            cluster.kubernetes.fail(.workloadCalls, with: .forbidden(
                 "replicasets.apps \"web-5d9\" is forbidden: User \"system:serviceaccount:kube-system:secrets-store-csi-driver\" cannot get resource \"replicasets\""
             ))
             let outcomes = await cluster.rotate(node)
@@ -406,11 +406,11 @@ struct RestartOnRotationTests {
             func rotation(_ version: String) -> RolloutTrigger.Rotation {
                 .init(namespace: "ns", secretProviderClassName: "spc", objectVersions: [ObjectVersion(id: "secret/password", version: version)], pods: [pod])
             }
-            cluster.kubernetes.injectPatchConflicts(1)
+            cluster.kubernetes.fail([.patchWorkload], with: .conflict("the object has been modified"), times: 1)
             #expect(await trigger.trigger(rotation("2"), logger: cluster.logs.logger()) == [.triggered(web)])
             #expect(cluster.patches.count == 2)
 
-            cluster.kubernetes.injectPatchConflicts(100)
+            cluster.kubernetes.fail([.patchWorkload], with: .conflict("the object has been modified"), times: 100)
             let outcomes = await trigger.trigger(rotation("3"), logger: cluster.logs.logger())
             guard case .failed(let workload, let message)? = outcomes.first else {
                 Issue.record("expected a failure, got \(outcomes)")

@@ -112,9 +112,9 @@ struct SyncAndRotationTests {
 
     @Test("a failed Secret write keeps the API error as its cause; the message names it as before")
     func failedSecretWriteKeepsItsCause() async throws {
-        let kubernetes = FakeKubernetesClient()
+        let kubernetes = InMemoryKubernetesAPI()
         let forbidden = KubernetesClientError.forbidden("secrets is forbidden")
-        kubernetes.failSecretWrites(with: forbidden)
+        kubernetes.fail(.secretWrites, with: forbidden)
         let secret = KubernetesSecret(
             namespace: "ns", name: "db", type: "Opaque", data: ["pw": Array("x".utf8)], labels: [KubernetesSecret.managedLabel: "true"]
         )
@@ -136,12 +136,12 @@ struct SyncAndRotationTests {
                 syncSecrets: true,
                 spc: Self.spc([Self.opaque])
             )
-            harness.kubernetes.failSecretWrites(with: .forbidden("secrets is forbidden: User \"system:serviceaccount:kube-system:secrets-store-csi-driver\" cannot create resource \"secrets\""))
+            harness.kubernetes.fail(.secretWrites, with: .forbidden("secrets is forbidden: User \"system:serviceaccount:kube-system:secrets-store-csi-driver\" cannot create resource \"secrets\""))
             try await harness.publish()
             #expect(harness.kubernetes.events.contains { $0.message.contains("syncSecret.enabled=true") })
             #expect(harness.kubernetes.secrets.isEmpty)
             // The next refresh retries the pending sync once writes are allowed, though the files did not change.
-            harness.kubernetes.failSecretWrites(with: nil)
+            harness.kubernetes.fail(.secretWrites, with: nil)
             harness.clock.advance(by: .seconds(61))
             #expect(await harness.publisher.rotate(logger: harness.logs.logger())[harness.target] == .refreshed(changed: false))
             #expect(harness.kubernetes.secrets["ns/app-secret"]?.data["user"] == Array("admin".utf8))

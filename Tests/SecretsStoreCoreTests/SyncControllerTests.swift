@@ -40,9 +40,9 @@ struct SyncControllerTests {
         workers: Int = 8,
         audiences: [String]? = ["api://AzureADTokenExchange"],
         logs: LogCapture = LogCapture(),
-        _ body: (InMemoryControllerAPI, StaticProvider, SyncController) async throws -> Void
+        _ body: (InMemoryKubernetesAPI, StaticProvider, SyncController) async throws -> Void
     ) async throws {
-        let api = InMemoryControllerAPI()
+        let api = InMemoryKubernetesAPI()
         api.addServiceAccount(namespace: namespace, name: "app")
         api.setCSIDriverAudiences(audiences)
         let provider = StaticProvider(response("s3cret"))
@@ -82,15 +82,15 @@ struct SyncControllerTests {
     @Test("a class with spec.sync gets its Secret with no pod: owner, labels, status Ready=True, an event")
     func secretBeforeAnyPod() async throws {
         try await Self.withController { api, provider, _ in
-            api.apply(Self.spc())
-            try await eventually("secret synced") { api.storedSecrets[Self.secretKey] != nil }
-            let secret = try #require(api.storedSecrets[Self.secretKey])
+            api.add(Self.spc())
+            try await eventually("secret synced") { api.secrets[Self.secretKey] != nil }
+            let secret = try #require(api.secrets[Self.secretKey])
             #expect(secret.data["pw"] == Array("s3cret".utf8))
             #expect(secret.labels == ["app": "db", KubernetesSecret.managedLabel: "true"])
             let spc = try #require(api.storedClass(namespace: Self.namespace, name: "db"))
             #expect(secret.ownerReferences == [OwnerReference(apiVersion: "secrets-store.csi.x-k8s.io/v1", kind: "SecretProviderClass", name: "db", uid: spc.uid)])
-            try await eventually("status written") { api.statuses[Self.classKey]?.ready?.status == "True" }
-            let status = try #require(api.statuses[Self.classKey])
+            try await eventually("status written") { api.classStatuses[Self.classKey]?.ready?.status == "True" }
+            let status = try #require(api.classStatuses[Self.classKey])
             #expect(status.ready?.reason == "Synced")
             #expect(status.ready?.observedGeneration == 1)
             #expect(status.lastSyncTime == "2027-01-15T08:00:00Z")
@@ -121,13 +121,13 @@ struct SyncControllerTests {
     )
     func badInput(spc: SecretProviderClass, reason: String, field: String) async throws {
         try await Self.withController { api, provider, _ in
-            api.apply(spc)
-            try await eventually("status written") { api.statuses[Self.classKey] != nil }
-            let ready = try #require(api.statuses[Self.classKey]?.ready)
+            api.add(spc)
+            try await eventually("status written") { api.classStatuses[Self.classKey] != nil }
+            let ready = try #require(api.classStatuses[Self.classKey]?.ready)
             #expect(ready.status == "False")
             #expect(ready.reason == reason)
             #expect(ready.message.contains(field))
-            #expect(api.storedSecrets.isEmpty)
+            #expect(api.secrets.isEmpty)
             #expect(provider.requests.isEmpty)
             #expect(api.classEvents.map(\.reason) == ["SecretSyncFailed"])
         }
@@ -136,29 +136,29 @@ struct SyncControllerTests {
     @Test("an unmanaged Secret of the same name is never taken over: SecretConflict")
     func unmanagedSecretConflict() async throws {
         try await Self.withController { api, _, _ in
-            api.putSecret(KubernetesSecret(namespace: Self.namespace, name: "db-secret", type: "Opaque", data: ["pw": [1]], labels: [:], annotations: [:], ownerReferences: []))
-            api.apply(Self.spc())
-            try await eventually("status written") { api.statuses[Self.classKey] != nil }
-            #expect(api.statuses[Self.classKey]?.ready?.reason == "SecretConflict")
-            #expect(api.storedSecrets[Self.secretKey]?.data["pw"] == [1])
+            api.add(KubernetesSecret(namespace: Self.namespace, name: "db-secret", type: "Opaque", data: ["pw": [1]], labels: [:], annotations: [:], ownerReferences: []))
+            api.add(Self.spc())
+            try await eventually("status written") { api.classStatuses[Self.classKey] != nil }
+            #expect(api.classStatuses[Self.classKey]?.ready?.reason == "SecretConflict")
+            #expect(api.secrets[Self.secretKey]?.data["pw"] == [1])
         }
     }
 
     @Test("a provider failure keeps the last good Secret and says ProviderError; recovery goes back to Synced")
     func providerFailureKeepsLastGood() async throws {
         try await Self.withController(defaultInterval: .seconds(3600)) { api, provider, controller in
-            api.apply(Self.spc())
-            try await eventually("first sync") { api.statuses[Self.classKey]?.ready?.status == "True" }
+            api.add(Self.spc())
+            try await eventually("first sync") { api.classStatuses[Self.classKey]?.ready?.status == "True" }
             provider.fail(with: .unavailable("vault down"))
             // An edit of the spec triggers a sync at once.
-            api.apply(Self.spc(parameters: ["objects": "y"]))
-            try await eventually("failure recorded") { api.statuses[Self.classKey]?.ready?.reason == "ProviderError" }
-            #expect(api.storedSecrets[Self.secretKey]?.data["pw"] == Array("s3cret".utf8))
-            #expect(api.statuses[Self.classKey]?.ready?.observedGeneration == 2)
+            api.add(Self.spc(parameters: ["objects": "y"]))
+            try await eventually("failure recorded") { api.classStatuses[Self.classKey]?.ready?.reason == "ProviderError" }
+            #expect(api.secrets[Self.secretKey]?.data["pw"] == Array("s3cret".utf8))
+            #expect(api.classStatuses[Self.classKey]?.ready?.observedGeneration == 2)
             // Back-off retries (1 s, then 2 s) until the provider answers again.
             provider.respond(with: Self.response("n3w", version: "2"))
-            try await eventually("recovered") { api.storedSecrets[Self.secretKey]?.data["pw"] == Array("n3w".utf8) }
-            try await eventually("status back to synced") { api.statuses[Self.classKey]?.ready?.reason == "Synced" }
+            try await eventually("recovered") { api.secrets[Self.secretKey]?.data["pw"] == Array("n3w".utf8) }
+            try await eventually("status back to synced") { api.classStatuses[Self.classKey]?.ready?.reason == "Synced" }
             #expect(controller.fullSyncsStarted >= 3)
         }
     }
@@ -166,15 +166,15 @@ struct SyncControllerTests {
     @Test("a deleted or edited synced Secret is restored without asking the provider")
     func restoresDeletedAndEdited() async throws {
         try await Self.withController { api, provider, _ in
-            api.apply(Self.spc())
-            try await eventually("synced") { api.storedSecrets[Self.secretKey] != nil }
+            api.add(Self.spc())
+            try await eventually("synced") { api.secrets[Self.secretKey] != nil }
             let fetches = provider.requests.count
             api.removeSecret(namespace: Self.namespace, name: "db-secret")
-            try await eventually("restored after delete") { api.storedSecrets[Self.secretKey] != nil }
-            var edited = try #require(api.storedSecrets[Self.secretKey])
+            try await eventually("restored after delete") { api.secrets[Self.secretKey] != nil }
+            var edited = try #require(api.secrets[Self.secretKey])
             edited.data["pw"] = Array("tampered".utf8)
-            api.putSecret(edited)
-            try await eventually("restored after edit") { api.storedSecrets[Self.secretKey]?.data["pw"] == Array("s3cret".utf8) }
+            api.add(edited)
+            try await eventually("restored after edit") { api.secrets[Self.secretKey]?.data["pw"] == Array("s3cret".utf8) }
             #expect(provider.requests.count == fetches)
         }
     }
@@ -182,23 +182,23 @@ struct SyncControllerTests {
     @Test("refreshInterval drives the refresh of that class only; its own status writes do not trigger syncs")
     func refreshIntervalPerClass() async throws {
         try await Self.withController(defaultInterval: .seconds(3600)) { api, provider, controller in
-            api.apply(Self.spc(name: "fast", refreshInterval: "5s", secretName: "fast-secret"))
-            api.apply(Self.spc(name: "slow", secretName: "slow-secret"))
-            try await eventually("both synced") { api.storedSecrets.count == 2 }
+            api.add(Self.spc(name: "fast", refreshInterval: "5s", secretName: "fast-secret"))
+            api.add(Self.spc(name: "slow", secretName: "slow-secret"))
+            try await eventually("both synced") { api.secrets.count == 2 }
             provider.respond(with: Self.response("rotated", version: "2"))
             try await eventually("fast refreshed", within: .seconds(30)) {
-                api.storedSecrets["\(Self.namespace)/fast-secret"]?.data["pw"] == Array("rotated".utf8)
+                api.secrets["\(Self.namespace)/fast-secret"]?.data["pw"] == Array("rotated".utf8)
             }
-            #expect(api.storedSecrets["\(Self.namespace)/slow-secret"]?.data["pw"] == Array("s3cret".utf8))
+            #expect(api.secrets["\(Self.namespace)/slow-secret"]?.data["pw"] == Array("s3cret".utf8))
             // Two classes, one refresh: three fetches, whatever the status writes did.
             #expect(controller.fullSyncsStarted == 3)
-            #expect(api.tokenRequestCount == 1)
+            #expect(api.calls([.requestToken]).count == 1)
         }
     }
 
     @Test("a failed sync keeps the provider's error as its cause; the condition's message names it as before")
     func failedSyncKeepsItsCause() async throws {
-        let api = InMemoryControllerAPI()
+        let api = InMemoryKubernetesAPI()
         api.addServiceAccount(namespace: Self.namespace, name: "app")
         api.setCSIDriverAudiences([])
         let provider = StaticProvider(Self.response("s3cret"))
@@ -209,7 +209,7 @@ struct SyncControllerTests {
             tokens: ServiceAccountTokenCache(client: api, nowSeconds: { 1_800_000_000 }),
             audiences: .init { _ async throws(KubernetesClientError) in [] }
         )
-        api.apply(Self.spc())
+        api.add(Self.spc())
         let spc = try #require(api.storedClass(namespace: Self.namespace, name: "db"))
         let outcome = await step.sync(spc, previous: [], logger: Logger(label: "test"))
         #expect(outcome.reason == .providerError)
@@ -222,18 +222,18 @@ struct SyncControllerTests {
     func deletionCollects() async throws {
         // One worker: the queue is worked in order, so a later restore that completed proves every earlier one did.
         try await Self.withController(workers: 1) { api, _, controller in
-            api.apply(Self.spc())
-            try await eventually("synced") { api.storedSecrets[Self.secretKey] != nil }
+            api.add(Self.spc())
+            try await eventually("synced") { api.secrets[Self.secretKey] != nil }
             api.deleteClass(namespace: Self.namespace, name: "db")
             try await eventually("forgotten") { controller.trackedClasses.isEmpty }
             // A later event on the same watch and queue: another class's Secret deleted and restored. Once it is
             // back, the controller has seen the collected Secret's deletion and worked whatever it queued for it.
-            api.apply(Self.spc(name: "later", secretName: "later-secret"))
+            api.add(Self.spc(name: "later", secretName: "later-secret"))
             let later = "\(Self.namespace)/later-secret"
-            try await eventually("the later class synced") { api.storedSecrets[later] != nil }
+            try await eventually("the later class synced") { api.secrets[later] != nil }
             api.removeSecret(namespace: Self.namespace, name: "later-secret")
-            try await eventually("the later Secret restored") { api.storedSecrets[later] != nil }
-            #expect(api.storedSecrets[Self.secretKey] == nil)
+            try await eventually("the later Secret restored") { api.secrets[later] != nil }
+            #expect(api.secrets[Self.secretKey] == nil)
             #expect(controller.trackedClasses == ["\(Self.namespace)/later"])
         }
     }
@@ -241,15 +241,15 @@ struct SyncControllerTests {
     @Test("node sync of the same content writes nothing to a Secret the controller keeps; different content is written")
     func nodeSyncDoesNotFight() async throws {
         try await Self.withController { api, _, _ in
-            api.apply(Self.spc())
-            try await eventually("synced") { api.storedSecrets[Self.secretKey] != nil }
-            let writes = api.secretWrites
-            var fromNode = try #require(api.storedSecrets[Self.secretKey])
+            api.add(Self.spc())
+            try await eventually("synced") { api.secrets[Self.secretKey] != nil }
+            let writes = api.calls(.secretWrites).count
+            var fromNode = try #require(api.secrets[Self.secretKey])
             fromNode.ownerReferences = [OwnerReference(apiVersion: "apps/v1", kind: "ReplicaSet", name: "web-1", uid: "rs-uid")]
             fromNode.resourceVersion = nil
             let syncer = SecretSyncer(kubernetes: api)
             #expect(try await syncer.apply(fromNode, logger: Logger(label: "test")) == false)
-            #expect(api.secretWrites == writes)
+            #expect(api.calls(.secretWrites).count == writes)
             fromNode.data["pw"] = Array("other".utf8)
             #expect(try await syncer.apply(fromNode, logger: Logger(label: "test")) == true)
         }
@@ -258,9 +258,9 @@ struct SyncControllerTests {
     @Test("a class without spec.sync is left alone")
     func noSyncNoWork() async throws {
         try await Self.withController { api, provider, controller in
-            api.apply(Self.spc(sync: nil))
-            api.apply(Self.spc(name: "other"))
-            try await eventually("the other synced") { api.storedSecrets[Self.secretKey] != nil }
+            api.add(Self.spc(sync: nil))
+            api.add(Self.spc(name: "other"))
+            try await eventually("the other synced") { api.secrets[Self.secretKey] != nil }
             #expect(controller.trackedClasses == ["\(Self.namespace)/other"])
             #expect(provider.requests.count == 1)
         }
@@ -270,8 +270,8 @@ struct SyncControllerTests {
     func noSecretsInLogs() async throws {
         let logs = LogCapture()
         try await Self.withController(logs: logs) { api, _, _ in
-            api.apply(Self.spc())
-            try await eventually("synced") { api.statuses[Self.classKey]?.ready?.status == "True" }
+            api.add(Self.spc())
+            try await eventually("synced") { api.classStatuses[Self.classKey]?.ready?.status == "True" }
         }
         #expect(!logs.all.isEmpty)
         for line in logs.all {
@@ -304,7 +304,7 @@ struct SyncControllerPartsTests {
 
     @Test("tokens are reused until 80 % of their life, then renewed")
     func tokenRenewal() async throws {
-        let api = InMemoryControllerAPI(nowSeconds: { 1_000 })
+        let api = InMemoryKubernetesAPI(nowSeconds: { 1_000 })
         api.addServiceAccount(namespace: "n", name: "sa")
         let now = Locked<Int64>(1_000)
         let cache = ServiceAccountTokenCache(client: api, nowSeconds: { now.withLock { $0 } })
@@ -314,7 +314,7 @@ struct SyncControllerPartsTests {
         #expect(try await cache.token(namespace: "n", serviceAccount: "sa", audience: "a", logger: logger) == first)
         now.withLock { $0 = 1_000 + 2_880 }
         _ = try await cache.token(namespace: "n", serviceAccount: "sa", audience: "a", logger: logger)
-        #expect(api.tokenRequestCount == 2)
+        #expect(api.calls([.requestToken]).count == 2)
         #expect(!"\(first)".contains(first.token))
     }
 
@@ -374,7 +374,7 @@ struct SyncControllerPartsTests {
 
     @Test("leader election over the API: one leader; the standby takes over when the leader stops renewing")
     func leaderElectionFailover() async throws {
-        let api = InMemoryControllerAPI()
+        let api = InMemoryKubernetesAPI()
         var shortTiming = LeaderElector.Timing()
         shortTiming.leaseDuration = .milliseconds(1500)
         shortTiming.renewDeadline = .milliseconds(1000)
@@ -406,13 +406,13 @@ struct SyncControllerPartsTests {
             }
         }
         // b had its chance: it read the lease a holds three times (a standby decides on each read).
-        try await eventually("b read the lease three times") { api.leaseReads(byLoggerLabel: "b") >= 3 }
+        try await eventually("b read the lease three times") { api.calls([.getLease], loggedAs: "b").count >= 3 }
         #expect(api.storedLease(namespace: "ns", name: "lease")?.holderIdentity == "a")
         #expect(leading.withLock { $0["b"] } == nil)
         // The API refuses a's renewals (and b's reads): a stops leading before its lease expires.
-        api.failLeases(with: .unavailable("partition"))
+        api.fail(.leases, with: .unavailable("partition"))
         try await eventually("a stepped down") { leading.withLock { $0["a"] == false } }
-        api.failLeases(with: nil)
+        api.fail(.leases, with: nil)
         a.cancel()
         await a.value
         try await eventually("b leads") { leading.withLock { $0["b"] == true } }
@@ -436,7 +436,7 @@ final class Locked<Value: Sendable>: Sendable {
 struct SecretRestoreTests {
     @Test("a deleted Secret is restored while its class exists, not once the class is gone or was replaced")
     func restoreChecksTheClassFirst() async throws {
-        let api = InMemoryControllerAPI()
+        let api = InMemoryKubernetesAPI()
         let tokens = ServiceAccountTokenCache(client: api, nowSeconds: { 1_800_000_000 })
         let step = SecretProviderClassSyncStep(
             kubernetes: api,
@@ -444,7 +444,7 @@ struct SecretRestoreTests {
             tokens: tokens,
             audiences: .init { _ async throws(KubernetesClientError) in [] }
         )
-        api.apply(SyncControllerTests.spc())
+        api.add(SyncControllerTests.spc())
         let spc = try #require(api.storedClass(namespace: SyncControllerTests.namespace, name: "db"))
         let desired = [
             KubernetesSecret(
@@ -460,16 +460,16 @@ struct SecretRestoreTests {
         replaced.uid = "uid-of-the-deleted-class"
         let skipped = await step.restore(desired, of: replaced, logger: logger)
         #expect(skipped.written.isEmpty && skipped.failure == nil)
-        #expect(api.storedSecrets[key] == nil)
+        #expect(api.secrets[key] == nil)
 
         let restored = await step.restore(desired, of: spc, logger: logger)
         #expect(restored.written == ["db-secret"] && restored.failure == nil)
-        #expect(api.storedSecrets[key]?.data == ["pw": Array("v".utf8)])
+        #expect(api.secrets[key]?.data == ["pw": Array("v".utf8)])
 
         api.removeSecret(namespace: SyncControllerTests.namespace, name: "db-secret")
         api.deleteClass(namespace: SyncControllerTests.namespace, name: "db")
         let gone = await step.restore(desired, of: spc, logger: logger)
         #expect(gone.written.isEmpty && gone.failure == nil)
-        #expect(api.storedSecrets[key] == nil)
+        #expect(api.secrets[key] == nil)
     }
 }

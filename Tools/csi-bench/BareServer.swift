@@ -22,7 +22,7 @@ enum BareServer {
         let driver = try await DriverAssembly(
             configuration: DriverConfiguration(socketPath: socketPath, nodeID: "bare", providerDirectories: [], builtInAzure: nil),
             seams: DriverAssembly.Seams(
-                kubernetes: FakeKubernetesClient([]),
+                kubernetes: InMemoryKubernetesAPI([]),
                 providers: FixedProviderDirectory([:]),
                 mounter: RecordingMounter(),
                 monotonicNow: { .zero },

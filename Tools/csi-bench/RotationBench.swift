@@ -28,7 +28,7 @@ enum RotationBench {
             overrides: AzureEndpointOverrides(keyVaultURLTemplate: emulator.baseURL + "/{vault}", authorityHost: emulator.baseURL + "/")
         )
         let objectsYAML = "array:\n" + (0..<objects).map { "  - |\n    objectName: s\($0)\n    objectType: secret\n" }.joined()
-        let kubernetes = FakeKubernetesClient([
+        let kubernetes = InMemoryKubernetesAPI([
             SecretProviderClass(namespace: "ns", name: "spc", provider: AzureKeyVaultProvider.name, parameters: ["keyvaultName": "kv1", "tenantId": tenant, "objects": objectsYAML])
         ])
         let fileSystem = PosixFileSystem()

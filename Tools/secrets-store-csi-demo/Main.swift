@@ -40,7 +40,7 @@ struct Demo {
 
         // 2. The cluster: the SecretProviderClass from the file, everything else in memory.
         let spc = try SecretProviderClass(manifest: String(contentsOfFile: spcPath, encoding: .utf8), namespace: "default", name: "demo")
-        let kubernetes = FakeKubernetesClient([spc])
+        let kubernetes = InMemoryKubernetesAPI([spc])
         kubernetes.add(PodInfo(namespace: spc.namespace, name: "demo-app", uid: "0f3c-demo-uid", ownerReferences: []))
         say("SecretProviderClass \(spc.namespace)/\(spc.name) from \(spcPath) (provider \(spc.provider))")
 
