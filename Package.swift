@@ -1,6 +1,7 @@
 // swift-tools-version:6.1
 // The layout is the architecture; each layer depends only on the layers above it in this list.
-//   Sources/1-Core         the domain: values, the publish/refresh/unpublish steps, the seam protocols. No I/O.
+//   Sources/1-Core         the domain: values, the publish/refresh/unpublish steps, the seam protocols, and
+//                          the templates that compose values from a class's files (SecretsStoreTemplates). No I/O.
 //   Sources/2-Adapters     one target per edge: CSI over gRPC, Azure Key Vault, Kubernetes REST, Linux system
 //                          calls, the HTTPS client, the HTTP listener, metrics and logging. Each implements seams
 //                          of the core; none knows another adapter except the HTTP client and listener they share.
@@ -43,6 +44,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-certificates", exact: "1.21.1"),
         .package(url: "https://github.com/apple/swift-asn1", exact: "1.7.4"),
         .package(url: "https://github.com/swift-server/swift-prometheus", exact: "2.4.1"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache", exact: "2.1.1"),
     ],
     targets: [
         // Generated wire types: CSI v1 (Identity + Node) and the v1alpha1 provider API. Regenerate with
@@ -59,9 +61,16 @@ let package = Package(
         ),
         // Domain values, the publish/refresh/recovery/unpublish steps, the atomic writer and the seam protocols.
         // No gRPC, no NIO, no HTTP (only swift-log): it and its tests build fast and need no root.
+        // Templates over a class's files (`secretObjects[].data[].template`, `fileTemplates`): Mustache and Yams, no I/O.
+        .target(
+            name: "SecretsStoreTemplates",
+            dependencies: [.product(name: "Mustache", package: "swift-mustache"), .product(name: "Yams", package: "Yams")],
+            path: "Sources/1-Core/SecretsStoreTemplates",
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "SecretsStoreCore",
-            dependencies: [.product(name: "Logging", package: "swift-log")],
+            dependencies: ["SecretsStoreTemplates", .product(name: "Logging", package: "swift-log")],
             path: "Sources/1-Core/SecretsStoreCore",
             swiftSettings: swiftSettings
         ),
@@ -368,7 +377,7 @@ let package = Package(
         .testTarget(
             name: "SecretsStoreCoreTests",
             dependencies: [
-                "SecretsStoreCore", "SecretsStoreCoreTesting", "SecretsStoreLinux",
+                "SecretsStoreCore", "SecretsStoreCoreTesting", "SecretsStoreLinux", "SecretsStoreTemplates",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

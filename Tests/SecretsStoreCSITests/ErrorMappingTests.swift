@@ -1,6 +1,7 @@
 import GRPCCore
 import SecretsStoreCSI
 import SecretsStoreCore
+import SecretsStoreTemplates
 import Testing
 
 /// The one mapping from domain errors to gRPC codes, checked case by case. Kubelet treats CANCELLED,
@@ -16,6 +17,7 @@ import Testing
         case .operationPending: return ("operationPending", .aborted)
         case .secretProviderClassNotFound: return ("secretProviderClassNotFound", .failedPrecondition)
         case .secretProviderClassInvalid: return ("secretProviderClassInvalid", .failedPrecondition)
+        case .invalidTemplate: return ("invalidTemplate", .invalidArgument)
         case .providerNotFound: return ("providerNotFound", .failedPrecondition)
         case .invalidPayload: return ("invalidPayload", .failedPrecondition)
         case .emptyVolume: return ("emptyVolume", .failedPrecondition)
@@ -54,6 +56,7 @@ import Testing
         .operationPending(targetPath: "/t"),
         .secretProviderClassNotFound(namespace: "ns", name: "spc"),
         .secretProviderClassInvalid(namespace: "ns", name: "spc", reason: "provider not set"),
+        .invalidTemplate(namespace: "ns", name: "spc", TemplateError(.secretObjectKey(secretName: "db", key: "URL"), .unknownFile("passwrod"))),
         .providerNotFound(name: "vault", searched: ["/p"]),
         .invalidPayload(path: "../x", reason: "escapes"),
         .emptyVolume(provider: "p"),
@@ -82,8 +85,8 @@ import Testing
     ]
 
     @Test func everyPublishErrorHasItsCode() {
-        // Every case has an example: 13 cases besides .provider, and .provider with each of the 11 failures.
-        #expect(Set(Self.publishErrors.map { Self.expected($0).case }).count == 13 + 11)
+        // Every case has an example: 14 cases besides .provider, and .provider with each of the 11 failures.
+        #expect(Set(Self.publishErrors.map { Self.expected($0).case }).count == 14 + 11)
         for error in Self.publishErrors {
             #expect(RPCError(error).code == Self.expected(error).code, "\(error)")
             #expect(RPCError(error).message == error.description)

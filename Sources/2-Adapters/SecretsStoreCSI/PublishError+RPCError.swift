@@ -18,7 +18,7 @@ extension RPCError {
 
     package static func code(for error: PublishError, deadlinePassed: Bool = false) -> RPCError.Code {
         switch error {
-        case .invalidRequest: return .invalidArgument
+        case .invalidRequest, .invalidTemplate: return .invalidArgument
         case .operationPending: return .aborted
         case .secretProviderClassNotFound, .secretProviderClassInvalid, .providerNotFound: return .failedPrecondition
         case .invalidPayload, .emptyVolume: return .failedPrecondition

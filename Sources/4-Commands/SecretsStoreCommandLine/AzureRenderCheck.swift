@@ -90,15 +90,17 @@ enum AzureRenderCheck {
         let paths = Set(plan.files.map(\.path))
         var problems: [RenderProblem] = []
         for (index, object) in secretObjects.enumerated() {
-            for (entryIndex, entry) in (object.data ?? []).enumerated() where !paths.contains(entry.objectName) {
+            for (entryIndex, entry) in (object.data ?? []).enumerated() {
+                // Entries with a template instead are checked by ClassTemplates.problems(in:providerFiles:).
+                guard let objectName = entry.objectName, !paths.contains(objectName) else { continue }
                 let field = "spec.secretObjects[\(index)].data[\(entryIndex)].objectName"
-                if let aliased = plan.objects.first(where: { $0.name == entry.objectName && !$0.alias.isEmpty }) {
-                    problems.append(RenderProblem(field, "\(entry.objectName) is written as \(aliased.alias) (its objectAlias): use \(aliased.alias)"))
-                } else if let history = plan.objects.first(where: { $0.fileName == entry.objectName && $0.versionHistory > 1 }) {
-                    problems.append(RenderProblem(field, "\(entry.objectName) keeps \(history.versionHistory) versions, written as \(entry.objectName)/0…: use \(entry.objectName)/0 for the latest"))
+                if let aliased = plan.objects.first(where: { $0.name == objectName && !$0.alias.isEmpty }) {
+                    problems.append(RenderProblem(field, "\(objectName) is written as \(aliased.alias) (its objectAlias): use \(aliased.alias)"))
+                } else if let history = plan.objects.first(where: { $0.fileName == objectName && $0.versionHistory > 1 }) {
+                    problems.append(RenderProblem(field, "\(objectName) keeps \(history.versionHistory) versions, written as \(objectName)/0…: use \(objectName)/0 for the latest"))
                 } else {
                     let known = plan.files.map(\.path).joined(separator: ", ")
-                    problems.append(RenderProblem(field, "no object of spec.parameters.objects is written as \(entry.objectName) (the files are: \(known))"))
+                    problems.append(RenderProblem(field, "no object of spec.parameters.objects is written as \(objectName) (the files are: \(known))"))
                 }
             }
         }

@@ -71,9 +71,13 @@ spec:
                         minItems: 1
                         items:
                           type: object
-                          required: [objectName, key]
+                          description: >-
+                            One key of the Secret: objectName (a file of the volume) or template (a Mustache template
+                            over the volume's files, e.g. "postgres://{{username}}:{{db-pass}}@{{host}}/app"), not both.
+                          required: [key]
                           properties:
                             objectName: {type: string, minLength: 1}
+                            template: {type: string}
                             key: {type: string, minLength: 1}
                 refreshInterval:
                   description: >-

@@ -318,7 +318,7 @@ package enum Render {
             .init(
                 name: object.secretName,
                 type: object.type,
-                data: Dictionary((object.data ?? []).map { ($0.key, $0.objectName) }, uniquingKeysWith: { first, _ in first })
+                data: Dictionary((object.data ?? []).map { ($0.key, $0.objectName ?? "") }, uniquingKeysWith: { first, _ in first })
             )
         }
 

@@ -1,12 +1,18 @@
 import Logging
+import SecretsStoreTemplates
 
 /// One sync of one SecretProviderClass by the sync controller, with no pod: validate `spec.sync`, get the
 /// service account's tokens, ask the provider, and bring the `secretObjects` Secrets in line.
 ///
 /// Promises:
 /// - an invalid spec (no `spec.sync.serviceAccountName`, a name with a namespace in it, a bad
-///   `spec.refreshInterval`, no `secretObjects`, a missing ServiceAccount or `nodePublishSecretRef` Secret)
-///   touches no Secret and asks no provider; its message names the field;
+///   `spec.refreshInterval`, no `secretObjects`, a missing ServiceAccount or `nodePublishSecretRef` Secret, a
+///   template that does not parse: ``ClassTemplates``) touches no Secret and asks no provider; its message names
+///   the field;
+/// - the Secrets are built from the provider's files plus those `fileTemplates` composes, as on the node; a
+///   template that cannot be rendered over them (it names a file the answer lacks, `base64Decode` of a value
+///   that is not base64…) is `InvalidSpec` too, after the provider call, and writes nothing (retried on the
+///   next refresh: the store's content may change);
 /// - the provider request is the node plugin's with no pod: attributes = parameters, then
 ///   `csi.storage.k8s.io/pod.namespace` (the class's namespace), `csi.storage.k8s.io/pod.name` (the class's
 ///   name, for providers that require one), `csi.storage.k8s.io/serviceAccount.name` and
@@ -121,6 +127,11 @@ package struct SecretProviderClassSyncStep: Sendable {
         guard !spc.secretObjects.isEmpty else {
             throw SpecFieldError(field: "spec.secretObjects", message: "spec.secretObjects is empty: there is nothing to sync")
         }
+        do {
+            _ = try ClassTemplates(spc)
+        } catch {
+            throw SpecFieldError(field: error.field.path, message: error.description)
+        }
     }
 
     /// Syncs `spc`; `previous` are the versions synced last.
@@ -193,8 +204,14 @@ package struct SecretProviderClassSyncStep: Sendable {
             return failure(.providerError, "\(error)", cause: error)
         }
 
-        // The Secrets.
-        let files = Dictionary(response.files.map { ($0.path, $0.contents) }, uniquingKeysWith: { first, _ in first })
+        // The Secrets, from the provider's files and the composed ones.
+        let composed: ProviderResponse
+        do {
+            composed = try ClassTemplates(spc).compose(response)
+        } catch {
+            return failure(.invalidSpec, error.description, cause: error)
+        }
+        let files = ClassTemplates.contents(composed.files)
         var desired: [KubernetesSecret] = []
         for object in spc.secretObjects {
             do {
@@ -209,6 +226,7 @@ package struct SecretProviderClassSyncStep: Sendable {
                     desired.append(secret)
                 }
             } catch {
+                if let template = error.template { return failure(.invalidSpec, error.message, cause: template) }
                 return failure(.providerError, error.message)
             }
         }

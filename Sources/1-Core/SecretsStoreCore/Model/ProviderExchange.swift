@@ -49,12 +49,15 @@ package struct ProviderRequest: Sendable, Equatable {
     /// When the caller stops waiting; a provider call must end by then.
     package var deadline: ContinuousClock.Instant?
 
-    /// A request; `permission` defaults to 0o644 and `deadline` to none.
+    /// The default file permission every request carries: 0644.
+    package static let defaultPermission: UInt32 = 0o644
+
+    /// A request; `permission` defaults to ``defaultPermission`` and `deadline` to none.
     package init(
         attributes: [String: String],
         secrets: [String: String],
         targetPath: String,
-        permission: UInt32 = 0o644,
+        permission: UInt32 = ProviderRequest.defaultPermission,
         currentObjectVersions: [ObjectVersion],
         deadline: ContinuousClock.Instant? = nil
     ) {

@@ -2,16 +2,27 @@
 package struct SecretProviderClass: Sendable, Equatable {
     /// One `spec.secretObjects[]` entry: a Kubernetes Secret to mirror from mounted files.
     package struct SecretObject: Sendable, Equatable, Codable {
-        /// One `data[]` item of a `secretObjects` entry: which volume file becomes which Secret key.
+        /// One `data[]` item of a `secretObjects` entry: which volume file, or which template over the volume's
+        /// files, becomes which Secret key. Exactly one of `objectName` and `template` is given (checked where
+        /// it is used, so that the error can name the entry: ``SecretsStoreTemplates/TemplateProblem``).
         package struct DataEntry: Sendable, Equatable, Codable {
-            /// `objectName`: the path of a file in the volume, as the provider returned it (e.g. an `objectAlias`).
-            package var objectName: String
+            /// `objectName`: the path of a file in the volume, as the provider returned it (e.g. an `objectAlias`)
+            /// or as `fileTemplates` composed it.
+            package var objectName: String?
+            /// `template`: a Mustache template over the volume's files (`postgres://{{username}}:{{db-pass}}@{{host}}/app`),
+            /// rendered into the key instead of one file's bytes.
+            package var template: String?
             /// `key`: the Secret data key the file's bytes go under; only `tls.crt` or `tls.key` in a
             /// `kubernetes.io/tls` Secret.
             package var key: String
             /// A data entry mapping file `objectName` to Secret key `key`.
             package init(objectName: String, key: String) {
                 self.objectName = objectName
+                self.key = key
+            }
+            /// A data entry rendering `template` into Secret key `key`.
+            package init(key: String, template: String) {
+                self.template = template
                 self.key = key
             }
         }

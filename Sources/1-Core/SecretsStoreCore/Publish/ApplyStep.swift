@@ -4,6 +4,11 @@ import Logging
 /// Secrets and its record, each a step of its own (``WriteFilesStep``, ``PodStatusStep``,
 /// ``MissingObjectsWarning``, ``SecretSyncStep``, ``VolumeRecordStep``), run in that order by ``run(_:to:request:spc:logger:)``.
 ///
+/// Before any of them, the class's templates (``ClassTemplates``) compose their files into the answer, so they
+/// are written, synced and refreshed as the provider's are; and, when Secrets are synced, every Secret key's
+/// template is rendered once, so that a template that cannot be rendered fails the apply before anything is
+/// written (``PublishError/invalidTemplate(namespace:name:_:)``).
+///
 /// The order follows the upstream driver (files, then the SecretProviderClassPodStatus; its Secret sync
 /// follows the status it may be owned by) with one deliberate difference: unless Secrets are synced, the pod
 /// status is written after the caller has answered (``PodStatusWriter``), so it is the last step here.
@@ -48,11 +53,12 @@ package struct ApplyStep: Sendable {
         spc: SecretProviderClass,
         logger: Logger
     ) async throws(PublishError) -> Bool {
+        let syncsSecrets = secrets.syncs(spc)
+        let response = try Self.compose(response, spc: spc, checkingSecretKeys: syncsSecrets)
         let changed = try files.write(response, to: target, provider: spc.provider, group: request.mountGroup)
         let previous = volumes.volume(at: target)
         let status = podStatus.status(for: request, spc: spc, target: target, objects: response.objectVersions)
         let writesStatus = PodStatusStep.needsWrite(status, previous: previous)
-        let syncsSecrets = secrets.syncs(spc)
         var statusUID = previous?.podStatusUID ?? ""
         // Secrets synced for a bare pod are owned by the pod status, so the sync needs its UID first: written
         // before the answer then. Otherwise the status is written after kubelet has its answer (the last step).
@@ -77,5 +83,23 @@ package struct ApplyStep: Sendable {
             podStatus.writeAfterAnswer(status, target: target, logger: logger)
         }
         return changed
+    }
+
+    /// `response` with `spc`'s composed files added; with `checkingSecretKeys`, its Secret keys' templates
+    /// rendered once too (the output is discarded; the sync renders them again).
+    private static func compose(
+        _ response: ProviderResponse,
+        spc: SecretProviderClass,
+        checkingSecretKeys: Bool
+    ) throws(PublishError) -> ProviderResponse {
+        do {
+            let templates = try ClassTemplates(spc, includingSecretObjects: checkingSecretKeys)
+            guard !templates.isEmpty else { return response }
+            let composed = try templates.compose(response)
+            try templates.checkSecretKeys(against: composed)
+            return composed
+        } catch {
+            throw .invalidTemplate(namespace: spc.namespace, name: spc.name, error)
+        }
     }
 }

@@ -77,7 +77,7 @@ package enum ErrorType: String, Sendable, CaseIterable {
     /// The label for `error`: every ``PublishError`` case maps to exactly one.
     package init(_ error: PublishError) {
         switch error {
-        case .invalidRequest, .mountFailed, .secretProviderClassInvalid: self = .failedToMount
+        case .invalidRequest, .mountFailed, .secretProviderClassInvalid, .invalidTemplate: self = .failedToMount
         case .secretProviderClassNotFound: self = .secretProviderClassNotFound
         case .providerNotFound: self = .failedToLookupProvider
         case .provider(_, .providerError): self = .providerError

@@ -22,7 +22,7 @@ package enum ProviderRequestBuilder {
             attributes: attributes,
             secrets: request.secrets,
             targetPath: request.targetPath,
-            permission: 0o644,
+            permission: ProviderRequest.defaultPermission,
             currentObjectVersions: currentObjectVersions,
             deadline: request.deadline
         )

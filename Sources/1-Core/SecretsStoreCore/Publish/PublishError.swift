@@ -1,3 +1,5 @@
+import SecretsStoreTemplates
+
 /// Why a provider could not deliver a volume's objects. Thrown by every ``SecretsProvider``.
 ///
 /// Messages name the provider, vault or object, never secret bytes or tokens.
@@ -42,6 +44,9 @@ package enum PublishError: Error, Sendable, Equatable {
     case secretProviderClassNotFound(namespace: String, name: String)
     /// The SecretProviderClass exists but cannot be used as written.
     case secretProviderClassInvalid(namespace: String, name: String, reason: String)
+    /// A template of the SecretProviderClass (`fileTemplates`, `secretObjects[].data[].template`) is wrong, or
+    /// cannot be rendered over the provider's files (kubelet treats this as final, like a wrong argument).
+    case invalidTemplate(namespace: String, name: String, TemplateError)
     /// No provider of that name is built in or listening on a socket in the provider directories.
     case providerNotFound(name: String, searched: [String])
     /// The provider failed.
@@ -77,6 +82,8 @@ extension PublishError: CustomStringConvertible {
             return "failed to get secretproviderclass \(namespace)/\(name), error: not found"
         case .secretProviderClassInvalid(let namespace, let name, let reason):
             return "secretproviderclass \(namespace)/\(name) is invalid: \(reason)"
+        case .invalidTemplate(let namespace, let name, let error):
+            return "secretproviderclass \(namespace)/\(name) is invalid: \(error)"
         case .providerNotFound(let name, let searched):
             return "error connecting to provider \"\(name)\": provider not found (no \(name).sock in "
                 + searched.joined(separator: ", ") + ")"

@@ -1,4 +1,5 @@
 import Logging
+import SecretsStoreTemplates
 
 /// Mirrors a volume's files into the Kubernetes Secrets its SecretProviderClass names in `secretObjects`.
 ///
@@ -12,9 +13,12 @@ import Logging
 ///   private key) split from PEM, or from a PKCS#12 file's ``CertificateBundleParts``; `tls.key` is written as
 ///   the upstream driver writes it: an RSA key as PKCS#1 `RSA PRIVATE KEY`, an EC key as SEC 1 `EC PRIVATE KEY`
 ///   (with its curve and public key), any other key as found;
-/// - a key whose source file is absent because it is a missing optional object is left out (the Secret is
-///   written with the others; a `kubernetes.io/tls` Secret, which needs both keys, is then not written at all);
-///   a source file absent for any other reason is a failure;
+/// - a key with a `template` holds the template rendered over the volume's files (``ClassTemplates``); in a
+///   `kubernetes.io/tls` Secret the output is read as PEM, as a file's bytes are; a template that cannot be
+///   rendered is a failure carrying its ``TemplateError``;
+/// - a key whose source file (or one of its template's files) is absent because it is a missing optional object
+///   is left out (the Secret is written with the others; a `kubernetes.io/tls` Secret, which needs both keys, is
+///   then not written at all); a source file absent for any other reason is a failure;
 /// - a Secret already as desired costs one GET and no write (``reconcile(_:pod:podStatus:files:missing:certificateParts:logger:)``
 ///   says which Secrets were written);
 /// - a Secret over 1 MiB is refused;
@@ -40,6 +44,9 @@ package struct SecretSyncer: Sendable {
         package var isUnmanagedConflict: Bool = false
         /// The Kubernetes API error behind it, when there is one (`message` already names it).
         package var cause: KubernetesClientError? = nil
+        /// The template problem behind it, when a key's `template` (or its `objectName`/`template` pair) is the
+        /// cause (`message` is its description).
+        package var template: TemplateError? = nil
     }
 
     /// What one sync did.
@@ -137,29 +144,68 @@ package struct SecretSyncer: Sendable {
         func isMissingOptional(_ path: String) -> Bool {
             files[path] == nil && missing.contains(where: { $0.wouldHaveProduced(path) })
         }
+        /// The bytes of `entry`'s key and what messages call their source; `nil` when a source is a missing
+        /// optional object.
+        func source(of entry: SecretProviderClass.SecretObject.DataEntry) throws(Failure) -> (bytes: [UInt8], name: String)? {
+            let field = TemplateField.secretObjectKey(secretName: object.secretName, key: entry.key)
+            func templateFailure(_ error: TemplateError) -> Failure {
+                Failure(secretName: object.secretName, message: error.description, template: error)
+            }
+            switch (ClassTemplates.objectName(of: entry), entry.template) {
+            case (let objectName?, nil):
+                guard let bytes = files[objectName] else {
+                    // An optional object the store does not have: the key is left out, as its file is.
+                    if isMissingOptional(objectName) { return nil }
+                    throw fail("secret \(object.secretName): file \(objectName) not found in the volume")
+                }
+                return (bytes, objectName)
+            case (nil, let text?):
+                let template: ValueTemplate
+                do {
+                    template = try ValueTemplate(text)
+                } catch {
+                    throw templateFailure(TemplateError(field, error))
+                }
+                do {
+                    guard let bytes = try ClassTemplates.render(template, files: files, missing: missing, field: field) else { return nil }
+                    return (bytes, "the template of key \(entry.key)")
+                } catch {
+                    throw templateFailure(error)
+                }
+            case (_?, _?):
+                throw templateFailure(TemplateError(field, .objectNameAndTemplate))
+            case (nil, nil):
+                throw templateFailure(TemplateError(field, .neitherObjectNameNorTemplate))
+            }
+        }
+        /// Whether `entry`'s file, or one its template names, is a missing optional object.
+        func sourceIsMissingOptional(_ entry: SecretProviderClass.SecretObject.DataEntry) -> Bool {
+            switch (ClassTemplates.objectName(of: entry), entry.template) {
+            case (let objectName?, nil): isMissingOptional(objectName)
+            case (nil, let text?): (try? ValueTemplate(text))?.references.contains(where: isMissingOptional) ?? false
+            default: false
+            }
+        }
         // A kubernetes.io/tls Secret needs both keys: without one of its sources it is not written at all.
-        if object.type == "kubernetes.io/tls", entries.contains(where: { isMissingOptional($0.objectName) }) { return nil }
+        if object.type == "kubernetes.io/tls", entries.contains(where: sourceIsMissingOptional) { return nil }
         var data: [String: [UInt8]] = [:]
         for entry in entries {
-            guard let bytes = files[entry.objectName] else {
-                // An optional object the store does not have: the key is left out, as its file is.
-                if isMissingOptional(entry.objectName) { continue }
-                throw fail("secret \(object.secretName): file \(entry.objectName) not found in the volume")
-            }
+            // nil: an optional object the store does not have; the key is left out, as its file is.
+            guard let (bytes, sourceName) = try source(of: entry) else { continue }
             if object.type == "kubernetes.io/tls" {
                 let blocks = PEM.decode(String(decoding: bytes, as: UTF8.self))
-                let parts = certificateParts[entry.objectName]
+                let parts = ClassTemplates.objectName(of: entry).flatMap { certificateParts[$0] }
                 switch entry.key {
                 case "tls.crt":
                     var certificates = blocks.filter { $0.type == "CERTIFICATE" }.map(\.der)
                     if certificates.isEmpty, let parts { certificates = parts.certificates }
-                    guard !certificates.isEmpty else { throw fail("secret \(object.secretName): no certificate in \(entry.objectName)") }
+                    guard !certificates.isEmpty else { throw fail("secret \(object.secretName): no certificate in \(sourceName)") }
                     data["tls.crt"] = Array(certificates.map { PEM.encode(type: "CERTIFICATE", der: $0) }.joined().utf8)
                 case "tls.key":
                     let keys = blocks.filter { $0.type.hasSuffix("PRIVATE KEY") }
                     guard keys.count <= 1 else {
                         throw fail(
-                            "secret \(object.secretName): \(keys.count) private keys in \(entry.objectName); a kubernetes.io/tls Secret takes one"
+                            "secret \(object.secretName): \(keys.count) private keys in \(sourceName); a kubernetes.io/tls Secret takes one"
                         )
                     }
                     let key: (type: String, der: [UInt8])
@@ -168,7 +214,7 @@ package struct SecretSyncer: Sendable {
                     } else if let pkcs8 = parts?.privateKeyPKCS8 {
                         key = ("PRIVATE KEY", pkcs8)
                     } else {
-                        throw fail("secret \(object.secretName): no private key in \(entry.objectName)")
+                        throw fail("secret \(object.secretName): no private key in \(sourceName)")
                     }
                     let written = TLSPrivateKey.upstreamForm(type: key.type, der: key.der)
                     data["tls.key"] = Array(PEM.encode(type: written.type, der: written.der).utf8)
