@@ -233,7 +233,7 @@ package final class RealKubernetesAPIServer: Sendable {
     }
 
     private static func start() async throws -> RealKubernetesAPIServer {
-        let assets = try assetsDirectory()
+        let assets = try await onOwnThread { try assetsDirectory() }  // may run the install script to its end
         let base = FileManager.default.temporaryDirectory.appendingPathComponent("sscsi-realapi-\(randomName())").path
         // etcd syncs every write: on tmpfs that costs nothing.
         let shm = FileManager.default.isWritableFile(atPath: "/dev/shm") ? "/dev/shm" : FileManager.default.temporaryDirectory.path

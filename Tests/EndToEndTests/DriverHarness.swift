@@ -202,8 +202,8 @@ func terminateAndWait(_ process: Process, within limit: Duration = .seconds(30))
         try await eventually("process \(process.processIdentifier) exiting after SIGTERM", within: limit) { !process.isRunning }
     } catch {
         kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        try await onOwnThread { process.waitUntilExit() }
         throw error
     }
-    process.waitUntilExit()
+    try await onOwnThread { process.waitUntilExit() }
 }

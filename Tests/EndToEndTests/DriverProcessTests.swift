@@ -97,7 +97,7 @@ struct DriverProcessTests {
             #expect(health.status == 200 && health.body == "ok")
 
             let (second, secondOutput) = try Self.start(arguments + ["--metrics-addr=127.0.0.1:0"])
-            second.waitUntilExit()
+            try await onOwnThread { second.waitUntilExit() }
             #expect(second.terminationStatus != 0)
             let secondText = String(decoding: secondOutput.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
             #expect(secondText.contains("another driver instance"))
@@ -143,7 +143,7 @@ struct DriverProcessTests {
                 "--endpoint=unix://" + root + "/csi.sock", "--nodeid=node-a", "--enable-secret-rotation=true",
                 "--rotation-poll-interval=0", "--metrics-addr=127.0.0.1:0",
             ])
-            process.waitUntilExit()
+            try await onOwnThread { process.waitUntilExit() }
             let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
             #expect(process.terminationStatus != 0)
             #expect(text.contains("--rotation-poll-interval 0: not a positive duration"))
@@ -236,15 +236,15 @@ struct DriverProcessTests {
         return (status, body)
     }
 
-    @Test func versionAndBadFlags() throws {
+    @Test func versionAndBadFlags() async throws {
         let (version, versionOutput) = try Self.start(["--version"])
-        version.waitUntilExit()
+        try await onOwnThread { version.waitUntilExit() }
         let text = String(decoding: versionOutput.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         #expect(version.terminationStatus == 0)
         #expect(text.contains("\"BuildVersion\""))
 
         let (bad, badOutput) = try Self.start(["--rotation-poll-interval=soon", "--kubeconfig=/nonexistent"])
-        bad.waitUntilExit()
+        try await onOwnThread { bad.waitUntilExit() }
         #expect(bad.terminationStatus != 0)
         #expect(String(decoding: badOutput.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).contains("--rotation-poll-interval"))
     }
@@ -318,7 +318,7 @@ struct DriverProcessTests {
                 #expect(provider.requests.count == before + 1)
                 #expect(try Self.mountCount(target) == 1, "the tmpfs is mounted before the provider is asked")
                 kill(process.processIdentifier, SIGKILL)
-                process.waitUntilExit()
+                try await onOwnThread { process.waitUntilExit() }
                 #expect(process.terminationReason == .uncaughtSignal)
                 _ = await call.result
                 #expect(try FileManager.default.contentsOfDirectory(atPath: target).isEmpty, "killed before any write")
@@ -327,14 +327,16 @@ struct DriverProcessTests {
             /// Restarts the driver (it takes over the stale socket) and runs `body` against it, then stops it.
             func restarted(_ body: (Csi_V1_Node.Client<HTTP2ClientTransport.Posix>) async throws -> Void) async throws {
                 let (process, _) = try Self.start(arguments)
-                defer {
-                    process.terminate()
-                    process.waitUntilExit()
+                do {
+                    try await eventually("the restarted driver answering Probe") { (try? await probeCSI(socketPath: socket)) == true }
+                    try await withCSIClient(socketPath: socket) { (client: GRPCClient<HTTP2ClientTransport.Posix>) async throws in
+                        try await body(Csi_V1_Node.Client(wrapping: client))
+                    }
+                } catch {
+                    try? await terminateAndWait(process)
+                    throw error
                 }
-                try await eventually("the restarted driver answering Probe") { (try? await probeCSI(socketPath: socket)) == true }
-                try await withCSIClient(socketPath: socket) { (client: GRPCClient<HTTP2ClientTransport.Posix>) async throws in
-                    try await body(Csi_V1_Node.Client(wrapping: client))
-                }
+                try await terminateAndWait(process)  // SIGTERM, bounded, waited on a thread of its own
             }
 
             // The pod went away while the driver was down: kubelet unpublishes, and nothing is left.

@@ -26,8 +26,7 @@ struct MetricsListenerAbuseTests {
             do {
                 try await body(process.processIdentifier, port)
             } catch {
-                process.terminate()
-                process.waitUntilExit()
+                try? await terminateAndWait(process)  // SIGTERM, bounded, waited on a thread of its own
                 try? await api.shutdown()
                 throw error
             }

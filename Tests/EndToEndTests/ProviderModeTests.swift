@@ -11,6 +11,7 @@ import SecretsStoreCoreTesting
 import SecretsStoreHTTPServer
 import SecretsStoreApplication
 import SecretsStoreObservability
+import SecretsStoreTesting
 import ServiceLifecycle
 import Synchronization
 import Testing
@@ -236,7 +237,7 @@ struct ProviderModeTests {
                 ("--metrics-backend=statsd", "--metrics-backend statsd: only Prometheus"),
             ] {
                 let (bad, badOutput) = try DriverProcessTests.start(["provider", "azure", "--endpoint=unix://" + root + "/bad.sock", flag])
-                bad.waitUntilExit()
+                try await onOwnThread { bad.waitUntilExit() }
                 #expect(bad.terminationStatus != 0, "\(flag)")
                 let text = String(decoding: badOutput.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
                 #expect(text.contains(message), "\(flag): \(text)")

@@ -255,13 +255,15 @@ struct SyncControllerEndToEndTests {
             let api = world.api
             let kubeconfig = try DriverProcessTests.kubeconfig(server: api.url, in: world.root)
             let first = try Self.startController(world, kubeconfig: kubeconfig, log: world.root + "/first.log")
-            defer { if first.isRunning { kill(first.processIdentifier, SIGKILL); first.waitUntilExit() } }
+            // On a failure: SIGKILL, and no wait (a defer cannot await, and a blocking wait would hold one of the
+            // two cooperative threads); the process ends at once and Foundation reaps it.
+            defer { if first.isRunning { kill(first.processIdentifier, SIGKILL) } }
             try await eventually("first leads", within: .seconds(30)) { Self.holder(api) != nil }
             let firstHolder = try #require(Self.holder(api))
             // The second process has its own token, so the API server's record tells its requests apart.
             let secondKubeconfig = try DriverProcessTests.kubeconfig(server: api.url, in: world.root, token: "second-token")
             let second = try Self.startController(world, kubeconfig: secondKubeconfig, log: world.root + "/second.log")
-            defer { if second.isRunning { second.terminate(); second.waitUntilExit() } }
+            defer { if second.isRunning { kill(second.processIdentifier, SIGKILL) } }  // on a failure, as `first`
             api.seed(path: Self.spcs, object: Self.spc())
             try await eventually("synced by the leader", within: .seconds(30)) { Self.password(api) == "first-password" }
             // The standby had its chance: it read the lease again after the class was synced (every 2 s).
@@ -275,7 +277,7 @@ struct SyncControllerEndToEndTests {
             #expect(!secondLog.contains("secret provider class synced"))
 
             kill(first.processIdentifier, SIGKILL)
-            first.waitUntilExit()
+            try await onOwnThread { first.waitUntilExit() }
             let killed = ContinuousClock.now
             try await eventually("second leads", within: .seconds(40)) { (Self.holder(api) ?? firstHolder) != firstHolder }
             let takeover = ContinuousClock.now - killed
