@@ -64,11 +64,14 @@ enum ControllerDemo {
             Demo.say("Secret \(namespace)/\(secretName) exists after \(Demo.milliseconds(ContinuousClock.now - start)) ms, before any pod: keys \(keys(api.object(at: secretPath)))")
             try await waitFor { ready(api.object(at: spcPathInAPI)) != nil }
             printStatus(api.object(at: spcPathInAPI))
+            let synced = objects(api.object(at: spcPathInAPI))
             emulator.setSecret(vault: "kv1", name: "db-pass", value: "controller-rotated")
             Demo.say("set a new version of db-pass in the vault; waiting for the next refresh (spec.refreshInterval 5s)")
             let rotated = ContinuousClock.now
             try await waitFor(limit: .seconds(20)) { value(api.object(at: secretPath), "password") == "controller-rotated" }
             Demo.say("Secret \(secretName) password now: controller-rotated (after \(Demo.milliseconds(ContinuousClock.now - rotated)) ms)")
+            // The controller writes the Secret first, then the class's status: wait for the status of this refresh.
+            try await waitFor { objects(api.object(at: spcPathInAPI)) != synced }
             printStatus(api.object(at: spcPathInAPI))
         }
         try await api.shutdown()
@@ -95,12 +98,18 @@ enum ControllerDemo {
         ((spc?["status"] as? [String: Any])?["conditions"] as? [[String: Any]])?.first { $0["type"] as? String == "Ready" }
     }
 
+    /// `status.objects` of the class as `id@version` (the version's first eight characters).
+    static func objects(_ spc: [String: Any]?) -> [String] {
+        ((spc?["status"] as? [String: Any])?["objects"] as? [[String: Any]] ?? []).map {
+            "\($0["id"] ?? "")@\(String(describing: $0["version"] ?? "").prefix(8))"
+        }
+    }
+
     static func printStatus(_ spc: [String: Any]?) {
         let status = spc?["status"] as? [String: Any] ?? [:]
         let ready = ready(spc) ?? [:]
-        let objects = (status["objects"] as? [[String: Any]] ?? []).map { "\($0["id"] ?? "")@\(String(describing: $0["version"] ?? "").prefix(8))" }
         Demo.say(
-            "SPC status: Ready=\(ready["status"] ?? "?") reason \(ready["reason"] ?? "?") (\(ready["message"] ?? "")), lastSyncTime \(status["lastSyncTime"] ?? "-"), objects \(objects.joined(separator: ", ")), syncedSecrets \(status["syncedSecrets"] ?? [])"
+            "SPC status: Ready=\(ready["status"] ?? "?") reason \(ready["reason"] ?? "?") (\(ready["message"] ?? "")), lastSyncTime \(status["lastSyncTime"] ?? "-"), objects \(objects(spc).joined(separator: ", ")), syncedSecrets \(status["syncedSecrets"] ?? [])"
         )
     }
 }
