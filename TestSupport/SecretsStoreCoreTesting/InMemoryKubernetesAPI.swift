@@ -164,13 +164,7 @@ package final class InMemoryKubernetesAPI: ControllerKubernetesClient {
     /// Creates or replaces a Secret as someone else would (no managed label unless given), with the next
     /// resourceVersion; watchers are told.
     package func add(_ secret: KubernetesSecret) {
-        state.withLock { state in
-            var secret = secret
-            let existed = state.secrets[Self.key(secret.namespace, secret.name)] != nil
-            secret.resourceVersion = Self.bump(&state)
-            state.secrets[Self.key(secret.namespace, secret.name)] = secret
-            Self.notify(&state, secretEvent: existed ? .modified(secret) : .added(secret))
-        }
+        state.withLock { Self.store(&$0, secret) }
     }
 
     /// Deletes a Secret as a user would; watchers are told.
@@ -263,6 +257,22 @@ package final class InMemoryKubernetesAPI: ControllerKubernetesClient {
         return String(state.version)
     }
 
+    /// Stores `secret` with the next resourceVersion and tells watchers (added when new, modified otherwise).
+    private static func store(_ state: inout State, _ secret: KubernetesSecret) {
+        var stored = secret
+        stored.resourceVersion = bump(&state)
+        let existed = state.secrets.updateValue(stored, forKey: key(secret.namespace, secret.name)) != nil
+        notify(&state, secretEvent: existed ? .modified(stored) : .added(stored))
+    }
+
+    /// Stores `lease` with the next resourceVersion and returns it as stored.
+    private static func store(_ state: inout State, _ lease: LeaseRecord) -> LeaseRecord {
+        var stored = lease
+        stored.resourceVersion = bump(&state)
+        state.leases[key(lease.namespace, lease.name)] = stored
+        return stored
+    }
+
     private static func notify(_ state: inout State, classEvent event: WatchEvent<SecretProviderClass>) {
         let namespace: String
         switch event {
@@ -349,25 +359,17 @@ extension InMemoryKubernetesAPI {
     package func createSecret(_ secret: KubernetesSecret, logger: Logger) async throws(KubernetesClientError) {
         try state.withLock { (state) throws(KubernetesClientError) in
             try Self.enter(&state, Call(.createSecret, namespace: secret.namespace, name: secret.name), logger)
-            let key = Self.key(secret.namespace, secret.name)
-            guard state.secrets[key] == nil else { throw .conflict("secrets \"\(secret.name)\" already exists") }
-            var stored = secret
-            stored.resourceVersion = Self.bump(&state)
-            state.secrets[key] = stored
-            Self.notify(&state, secretEvent: .added(stored))
+            guard state.secrets[Self.key(secret.namespace, secret.name)] == nil else { throw .conflict("secrets \"\(secret.name)\" already exists") }
+            Self.store(&state, secret)
         }
     }
 
     package func updateSecret(_ secret: KubernetesSecret, logger: Logger) async throws(KubernetesClientError) {
         try state.withLock { (state) throws(KubernetesClientError) in
             try Self.enter(&state, Call(.updateSecret, namespace: secret.namespace, name: secret.name), logger)
-            let key = Self.key(secret.namespace, secret.name)
-            guard let existing = state.secrets[key] else { throw .notFound("secrets \"\(secret.name)\" not found") }
+            guard let existing = state.secrets[Self.key(secret.namespace, secret.name)] else { throw .notFound("secrets \"\(secret.name)\" not found") }
             guard existing.resourceVersion == secret.resourceVersion else { throw .conflict("the object has been modified") }
-            var stored = secret
-            stored.resourceVersion = Self.bump(&state)
-            state.secrets[key] = stored
-            Self.notify(&state, secretEvent: .modified(stored))
+            Self.store(&state, secret)
         }
     }
 
@@ -539,25 +541,17 @@ extension InMemoryKubernetesAPI {
     package func createLease(_ lease: LeaseRecord, logger: Logger) async throws(KubernetesClientError) -> LeaseRecord {
         try state.withLock { (state) throws(KubernetesClientError) in
             try Self.enter(&state, Call(.createLease, namespace: lease.namespace, name: lease.name), logger)
-            let key = Self.key(lease.namespace, lease.name)
-            guard state.leases[key] == nil else { throw .conflict("leases \"\(lease.name)\" already exists") }
-            var stored = lease
-            stored.resourceVersion = Self.bump(&state)
-            state.leases[key] = stored
-            return stored
+            guard state.leases[Self.key(lease.namespace, lease.name)] == nil else { throw .conflict("leases \"\(lease.name)\" already exists") }
+            return Self.store(&state, lease)
         }
     }
 
     package func updateLease(_ lease: LeaseRecord, logger: Logger) async throws(KubernetesClientError) -> LeaseRecord {
         try state.withLock { (state) throws(KubernetesClientError) in
             try Self.enter(&state, Call(.updateLease, namespace: lease.namespace, name: lease.name), logger)
-            let key = Self.key(lease.namespace, lease.name)
-            guard let existing = state.leases[key] else { throw .notFound("leases \"\(lease.name)\" not found") }
+            guard let existing = state.leases[Self.key(lease.namespace, lease.name)] else { throw .notFound("leases \"\(lease.name)\" not found") }
             guard existing.resourceVersion == lease.resourceVersion else { throw .conflict("the object has been modified") }
-            var stored = lease
-            stored.resourceVersion = Self.bump(&state)
-            state.leases[key] = stored
-            return stored
+            return Self.store(&state, lease)
         }
     }
 }
