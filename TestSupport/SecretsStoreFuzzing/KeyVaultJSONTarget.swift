@@ -213,7 +213,7 @@ enum KeyVaultSeeds {
         switch error {
         case .keyVault(let failure): return failure.message
         case .contents(let failure): return failure.message
-        case .decoding(let message): return message
+        case .decoding(let message, _): return message
         case .jsonFields(let failure): return failure.message
         }
     }

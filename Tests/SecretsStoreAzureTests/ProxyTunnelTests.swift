@@ -181,7 +181,7 @@ struct ProxyTunnelTests {
             }
             try await second.shutdown()
             #expect(setup.proxy.tunnels.count == before, "no CONNECT for a NO_PROXY host")
-            if case .unavailable(let message)? = failure {
+            if case .unavailable(let message, _)? = failure {
                 #expect(message.contains("login.proxy.test"), "the direct attempt names the host: \(message)")
             } else {
                 Issue.record("expected unavailable, got \(String(describing: failure))")

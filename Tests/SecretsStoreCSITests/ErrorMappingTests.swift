@@ -118,7 +118,7 @@ import Testing
         switch error {
         case .notFound: return ("notFound", notFound)
         case .forbidden(let message): return ("forbidden", .kubernetesForbidden(message))
-        case .unavailable(let message): return ("unavailable", .kubernetesUnavailable(message))
+        case .unavailable(let message, let cause): return ("unavailable", .kubernetesUnavailable(message, cause: cause))
         case .conflict(let message): return ("conflict", .kubernetesUnavailable("conflict: " + message))
         case .rejected(let status, let message): return ("rejected", .kubernetesFailed("HTTP \(status): " + message))
         }

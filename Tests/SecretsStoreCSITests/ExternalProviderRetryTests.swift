@@ -70,7 +70,7 @@ struct ExternalProviderRetryTests {
                 retryPolicy: RetryPolicy(maxAttempts: 3, backoff: .doubling(first: .milliseconds(20)))
             )
             let failure = await #expect(throws: ProviderFailure.self) { _ = try await provider.fetch(Self.request, logger: Logger(label: "test")) }
-            guard case .unavailable(let message)? = failure else {
+            guard case .unavailable(let message, _)? = failure else {
                 Issue.record("expected unavailable, got \(String(describing: failure))")
                 return
             }

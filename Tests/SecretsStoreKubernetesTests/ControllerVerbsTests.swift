@@ -328,7 +328,7 @@ struct ControllerWatchFaultTests {
             await #expect {
                 for try await _ in client.watchSecrets(namespace: nil, labelSelector: [:], resourceVersion: "0", logger: logger) {}
             } throws: { error in
-                guard case .unavailable(let message)? = error as? KubernetesClientError else { return false }
+                guard case .unavailable(let message, _)? = error as? KubernetesClientError else { return false }
                 return message.contains("HTTP 503") && !message.contains("t0ken")
             }
         }

@@ -96,7 +96,7 @@ struct RESTKubernetesClientTests {
             try await client.secretProviderClass(namespace: "default", name: "x", logger: logger)
         }
         try await client.shutdown()
-        guard case .unavailable(let message)? = error else {
+        guard case .unavailable(let message, _)? = error else {
             Issue.record("expected unavailable, got \(String(describing: error))")
             return
         }

@@ -72,6 +72,19 @@ package struct AzureHTTPConfigurationError: Error, Equatable, CustomStringConver
     package var description: String { message }
 }
 
+/// A request ``AzureHTTP`` refused to send because a header value has a control character other than a tab
+/// (an access token with a stray byte). The text names the header, never its value.
+package struct AzureHTTPHeaderError: Error, Equatable, CustomStringConvertible {
+    /// The header's name (`Authorization`).
+    package var name: String
+    /// The refusal of header `name`.
+    package init(name: String) {
+        self.name = name
+    }
+    /// What is wrong, without the value.
+    package var description: String { "the \(name) header value contains a control character; the request was not sent" }
+}
+
 /// The HTTPS client the Azure provider uses for every endpoint (Key Vault, Entra ID, IMDS).
 ///
 /// Promises:
@@ -81,6 +94,9 @@ package struct AzureHTTPConfigurationError: Error, Equatable, CustomStringConver
 /// - Every request carries `User-Agent: secrets-store-csi-driver-swift/azure`, followed by a space and
 ///   ``customUserAgent`` when one is set.
 /// - The observer, when given, hears of every request once it has ended (``AzureHTTPExchange``).
+/// - A header value with a control character other than a tab is never sent: ``send(_:_:headers:body:timeout:bypassProxy:)``
+///   throws ``AzureHTTPHeaderError``, which names the header only (AsyncHTTPClient's own refusal would quote the
+///   value, a bearer token). Every other error `send` throws is a transport error that names no header or body.
 ///
 /// Safe to share between mounts and tasks; call ``shutdown()`` once, when no request is in flight any more.
 package final class AzureHTTP: Sendable {
@@ -167,7 +183,12 @@ package final class AzureHTTP: Sendable {
     ) async throws -> AzureHTTPResponse {
         var request = HTTPClientRequest(url: url)
         request.method = method
-        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        for (name, value) in headers {
+            guard !value.unicodeScalars.contains(where: { ($0.value < 0x20 && $0 != "\t") || $0.value == 0x7F }) else {
+                throw AzureHTTPHeaderError(name: name)
+            }
+            request.headers.add(name: name, value: value)
+        }
         request.headers.add(name: "User-Agent", value: userAgent)
         if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
         let (client, proxy) = clients.client(for: url, bypassProxy: bypassProxy)

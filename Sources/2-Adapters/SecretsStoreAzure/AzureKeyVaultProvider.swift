@@ -237,7 +237,8 @@ package final class AzureKeyVaultProvider: SecretsProvider {
     package enum FetchError: Error {
         case keyVault(KeyVaultFailure)
         case contents(ObjectContents.Failure)
-        case decoding(String)
+        /// A Key Vault answer that did not parse: what was wrong, and the `DecodingError` when `JSONDecoder` said so.
+        case decoding(String, cause: ErrorCause? = nil)
         case jsonFields(JSONFieldExtraction.Failure)
     }
 
@@ -394,7 +395,7 @@ package final class AzureKeyVaultProvider: SecretsProvider {
         } catch let error as ObjectContents.Failure {
             throw .contents(error)
         } catch {
-            throw .decoding("\(error)")
+            throw .decoding("\(error)", cause: ErrorCause(error))
         }
     }
 
@@ -442,7 +443,7 @@ package final class AzureKeyVaultProvider: SecretsProvider {
         } catch let error as ObjectContents.Failure {
             throw .contents(error)
         } catch {
-            throw .decoding("\(error)")
+            throw .decoding("\(error)", cause: ErrorCause(error))
         }
     }
 
@@ -479,7 +480,7 @@ package final class AzureKeyVaultProvider: SecretsProvider {
         do {
             list = try decode(VersionList.self, body)
         } catch {
-            throw .decoding("failed to list versions: \(error)")
+            throw .decoding("failed to list versions: \(error)", cause: ErrorCause(error))
         }
         var entries: [(version: String, created: Int64)] = []
         for item in list.value ?? [] {
@@ -508,15 +509,15 @@ package final class AzureKeyVaultProvider: SecretsProvider {
             case .notFound: return .objectNotFound(message)
             case .forbidden, .authentication: return .permissionDenied(message)
             case .throttled: return .throttled(message)
-            case .unavailable: return .unavailable(message)
+            case .unavailable: return .unavailable(message, cause: failure.cause)
             case .deadline: return .deadlineExceeded(message)
             case .invalidResponse: return .invalidResponse(message)
             case .rejected: return .rejected(message)
             }
         case .contents(let failure):
             return .misconfigured(prefix + failure.message)
-        case .decoding(let message):
-            return .invalidResponse(prefix + message)
+        case .decoding(let message, let cause):
+            return .invalidResponse(prefix + message, cause: cause)
         case .jsonFields(let failure):
             return .misconfigured(prefix + failure.message)
         }

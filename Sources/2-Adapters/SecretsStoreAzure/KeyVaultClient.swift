@@ -9,7 +9,7 @@ import Foundation
 #endif
 
 /// A Key Vault request that failed, with Key Vault's error code and message. Never contains a token.
-package struct KeyVaultFailure: Error, Equatable, CustomStringConvertible {
+package struct KeyVaultFailure: Error, Equatable, CustomStringConvertible, CarriesErrorCause {
     /// What went wrong, as the provider maps it to a ``ProviderFailure``.
     package enum Kind: Sendable, Equatable {
         /// 404: the vault has no such object or version.
@@ -36,6 +36,8 @@ package struct KeyVaultFailure: Error, Equatable, CustomStringConvertible {
     package var message: String
     /// Key Vault's error code (`SecretNotFound`, `Forbidden`…) when its answer carried one.
     package var code: String? = nil
+    /// The transport error behind an unreachable Key Vault, Entra ID or IMDS; `nil` when an answer came.
+    package var cause: ErrorCause? = nil
     /// The message.
     package var description: String { message }
 
@@ -98,7 +100,7 @@ package struct KeyVaultClient: Sendable {
             do {
                 token = try await tokens.token(for: identity, tenantID: tenantID, authorityHost: authorityHost, resource: resource)
             } catch {
-                throw KeyVaultFailure(kind: error.kind == .refused ? .authentication : .unavailable, message: error.message)
+                throw KeyVaultFailure(kind: error.kind == .refused ? .authentication : .unavailable, message: error.message, cause: error.cause)
             }
             let response: AzureHTTPResponse
             do {
@@ -110,7 +112,7 @@ package struct KeyVaultClient: Sendable {
                 )
             } catch {
                 retries += 1
-                try await waitToRetry(afterAttempt: retries, suggestedDelay: nil, reason: "GET \(url): \(error)", kind: .unavailable)
+                try await waitToRetry(afterAttempt: retries, suggestedDelay: nil, reason: "GET \(url): \(error)", kind: .unavailable, cause: ErrorCause(error))
                 continue
             }
             onResponse(response.status)
@@ -162,29 +164,31 @@ package struct KeyVaultClient: Sendable {
 
     /// Sleeps before retry number `attempt`, or fails with `kind` (throttled for 429, unavailable for 408/5xx
     /// and transport failures) when no retry is left, the wait would outlast the request, or Key Vault asked
-    /// for more than 60 s. Cancellation while waiting fails as ``KeyVaultFailure/Kind/deadline``.
+    /// for more than 60 s. Cancellation while waiting fails as ``KeyVaultFailure/Kind/deadline``. The failure
+    /// carries `cause`, the transport error of the last attempt (`nil` when Key Vault answered).
     private func waitToRetry(
         afterAttempt attempt: Int,
         suggestedDelay: Duration?,
         reason: String,
-        kind: KeyVaultFailure.Kind
+        kind: KeyVaultFailure.Kind,
+        cause: ErrorCause? = nil
     ) async throws(KeyVaultFailure) {
         let delay: Duration
         switch Self.retryPolicy.decision(afterAttempt: attempt, suggestedDelay: suggestedDelay, remaining: remaining()) {
         case .retry(let after):
             delay = after
         case .giveUp(.attemptsExhausted):
-            throw KeyVaultFailure(kind: kind, message: reason)
+            throw KeyVaultFailure(kind: kind, message: reason, cause: cause)
         case .giveUp(.wouldPassDeadline(let delay)):
-            throw KeyVaultFailure(kind: kind, message: "\(reason); retrying after \(delay) would pass the request deadline")
+            throw KeyVaultFailure(kind: kind, message: "\(reason); retrying after \(delay) would pass the request deadline", cause: cause)
         case .giveUp(.delayTooLong(let delay)):
-            throw KeyVaultFailure(kind: kind, message: "\(reason); Key Vault asked to wait \(delay)")
+            throw KeyVaultFailure(kind: kind, message: "\(reason); Key Vault asked to wait \(delay)", cause: cause)
         }
         logger.debug("retrying key vault request", metadata: ["retry.delay": "\(delay)"])
         do {
             try await Task.sleep(for: delay)
         } catch {
-            throw KeyVaultFailure(kind: .deadline, message: "\(reason); cancelled while waiting to retry")
+            throw KeyVaultFailure(kind: .deadline, message: "\(reason); cancelled while waiting to retry", cause: cause)
         }
     }
 

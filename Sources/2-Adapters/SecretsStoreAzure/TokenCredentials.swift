@@ -18,7 +18,7 @@ package struct AccessToken: Sendable {
 }
 
 /// Why a token could not be had: Entra's `AADSTS…` description, or IMDS's answer. Never contains a secret.
-package struct TokenFailure: Error, Equatable, CustomStringConvertible {
+package struct TokenFailure: Error, Equatable, CustomStringConvertible, CarriesErrorCause {
     /// Whether the identity was refused or the endpoint failed.
     package enum Kind: Sendable, Equatable {
         /// Entra or IMDS refused the identity (400/401/403 with an error body).
@@ -30,6 +30,9 @@ package struct TokenFailure: Error, Equatable, CustomStringConvertible {
     package var kind: Kind
     /// The endpoint's error description (first line) or the transport error; never a credential.
     package var message: String
+    /// The transport error (``AzureHTTP/send(_:_:headers:body:timeout:bypassProxy:)``'s) when the endpoint could
+    /// not be reached; `nil` when it answered.
+    package var cause: ErrorCause? = nil
     /// The message.
     package var description: String { message }
 }
@@ -157,7 +160,7 @@ package final class TokenProvider: Sendable {
                 body: form
             )
         } catch {
-            throw TokenFailure(kind: .unavailable, message: "POST \(url): \(error)")
+            throw TokenFailure(kind: .unavailable, message: "POST \(url): \(error)", cause: ErrorCause(error))
         }
         return try Self.accessToken(from: response, url: url)
     }
@@ -174,7 +177,11 @@ package final class TokenProvider: Sendable {
                 // bypass proxies for it), whatever HTTPS_PROXY/HTTP_PROXY/NO_PROXY say.
                 response = try await http.send(.GET, url, headers: [("Metadata", "true")], timeout: .seconds(60), bypassProxy: true)
             } catch {
-                throw TokenFailure(kind: .unavailable, message: "managed identity endpoint unreachable (GET \(url)): \(error)")
+                throw TokenFailure(
+                    kind: .unavailable,
+                    message: "managed identity endpoint unreachable (GET \(url)): \(error)",
+                    cause: ErrorCause(error)
+                )
             }
             // IMDS retries as azidentity does: 404, 410, 429 and 5xx, a few times with growing delays.
             if [404, 410, 429].contains(response.status) || (500...599).contains(response.status),

@@ -90,8 +90,9 @@ package struct ExternalProvider: SecretsProvider {
     /// request's deadline, and when the retries run out the last one is thrown with the number of attempts.
     ///
     /// - Throws: ``ProviderFailure/deadlineExceeded(_:)`` when no time is left or the provider does not answer
-    ///   in time; ``ProviderFailure/unavailable(_:)`` when it cannot be reached; ``ProviderFailure/cancelled``;
-    ///   ``ProviderFailure/invalidResponse(_:)`` for an answer over ``maxReceiveMessageBytes`` or a file mode
+    ///   in time; ``ProviderFailure/unavailable(_:cause:)`` when it cannot be reached, with the gRPC or
+    ///   transport error as its cause; ``ProviderFailure/cancelled``;
+    ///   ``ProviderFailure/invalidResponse(_:cause:)`` for an answer over ``maxReceiveMessageBytes`` or a file mode
     ///   outside 0…0o777; ``ProviderFailure/providerError(code:)`` when `error.code` is set; and
     ///   ``ProviderFailure/rpc(code:message:)`` for any other gRPC status.
     package func fetch(_ request: ProviderRequest, logger: Logger) async throws(ProviderFailure) -> ProviderResponse {
@@ -102,17 +103,17 @@ package struct ExternalProvider: SecretsProvider {
             do {
                 return try Self.providerResponse(from: try await mountOnce(message, deadline: request.deadline))
             } catch {
-                guard case .unavailable(let reason) = error else { throw error }
+                guard case .unavailable(let reason, let cause) = error else { throw error }
                 let remaining = request.deadline.map { $0 - .now }
                 guard case .retry(let delay) = retryPolicy.decision(afterAttempt: attempt, remaining: remaining) else {
-                    throw attempt > 1 ? .unavailable("\(reason) (\(attempt) attempts)") : error
+                    throw attempt > 1 ? .unavailable("\(reason) (\(attempt) attempts)", cause: cause) : error
                 }
                 logger.debug(
                     "provider unavailable, retrying",
                     metadata: [
                         "provider": "\(name)", "provider.socket": "\(socketPath)", "attempt": "\(attempt)",
                         "retry.delay": "\(delay)", "error": "\(reason)",
-                    ]
+                    ].addingCause(of: error)
                 )
                 do { try await Task.sleep(for: delay) } catch { throw .cancelled }
             }
@@ -147,14 +148,15 @@ package struct ExternalProvider: SecretsProvider {
         } catch is CancellationError {
             throw .cancelled
         } catch {
-            throw .unavailable("\(error)")
+            throw .unavailable("\(error)", cause: ErrorCause(error))
         }
     }
 
     /// One `Version` call (`version: "v1alpha1"`) on a fresh connection within `timeout`, without retries: the
     /// provider health check.
     ///
-    /// - Throws: ``ProviderFailure/unavailable(_:)`` when nothing answers on the socket,
+    /// - Throws: ``ProviderFailure/unavailable(_:cause:)`` when nothing answers on the socket (the cause is the
+    ///   gRPC or transport error),
     ///   ``ProviderFailure/deadlineExceeded(_:)`` past `timeout`, ``ProviderFailure/rpc(code:message:)`` for
     ///   any other gRPC status.
     package func version(timeout: Duration) async throws(ProviderFailure) -> V1alpha1_VersionResponse {
@@ -177,7 +179,7 @@ package struct ExternalProvider: SecretsProvider {
         } catch is CancellationError {
             throw .cancelled
         } catch {
-            throw .unavailable("\(error)")
+            throw .unavailable("\(error)", cause: ErrorCause(error))
         }
     }
 
@@ -237,7 +239,7 @@ package struct ExternalProvider: SecretsProvider {
         }
         switch error.code {
         case .deadlineExceeded: return .deadlineExceeded("the provider did not answer before the request deadline")
-        case .unavailable: return .unavailable("the provider is not reachable: \(error.message)")
+        case .unavailable: return .unavailable("the provider is not reachable: \(error.message)", cause: ErrorCause(error))
         case .cancelled: return .cancelled
         default: return .rpc(code: error.code.rawValue, message: error.message)
         }

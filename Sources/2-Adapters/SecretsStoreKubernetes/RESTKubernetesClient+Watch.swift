@@ -76,7 +76,7 @@ extension RESTKubernetesClient {
             // server keeps the watch open (`timeoutSeconds`), each read bounded by ``watchTimeouts``.
             response = try await watchHTTP.execute(request, deadline: .now() + requestTimeout)
         } catch {
-            throw .unavailable("GET \(path): \(error)")
+            throw .unavailable("GET \(path): \(error)", cause: ErrorCause(error))
         }
         let status = Int(response.status.code)
         logger.trace("kubernetes API watch", metadata: ["http.method": "GET", "http.path": "\(path)", "http.status": "\(status)"])
@@ -96,7 +96,7 @@ extension RESTKubernetesClient {
             throw error
         } catch {
             if Task.isCancelled { return }
-            throw .unavailable("GET \(path): watch interrupted: \(error)")
+            throw .unavailable("GET \(path): watch interrupted: \(error)", cause: ErrorCause(error))
         }
         if let last = lines.finish() {
             // The connection ended inside an event: it was not applied, so watching again from the last

@@ -292,7 +292,7 @@ package final class RESTKubernetesClient: KubernetesClient {
             status = Int(response.status.code)
             bytes = Array(buffer: try await response.body.collect(upTo: maximumResponseBytes))
         } catch {
-            throw .unavailable("\(method) \(path): \(error)")
+            throw .unavailable("\(method) \(path): \(error)", cause: ErrorCause(error))
         }
         logger.trace("kubernetes API call", metadata: ["http.method": "\(method)", "http.path": "\(path)", "http.status": "\(status)"])
         if (200..<300).contains(status) { return bytes }
@@ -300,12 +300,19 @@ package final class RESTKubernetesClient: KubernetesClient {
     }
 
     /// A request to `path` (which may carry a query) with the client's headers and credentials.
+    ///
+    /// A bearer token with a control character other than a tab (a damaged token file) is refused here, as
+    /// ``KubernetesClientError/unavailable(_:cause:)`` without the token: AsyncHTTPClient would refuse it too,
+    /// with an error that quotes the header's value.
     func makeRequest(_ method: HTTPMethod, _ path: String) throws(KubernetesClientError) -> HTTPClientRequest {
         var request = HTTPClientRequest(url: configuration.server + path)
         request.method = method
         request.headers.add(name: "Accept", value: "application/json")
         request.headers.add(name: "User-Agent", value: "secrets-store-csi-driver-swift")
         if let token = try bearerToken() {
+            guard !token.unicodeScalars.contains(where: { ($0.value < 0x20 && $0 != "\t") || $0.value == 0x7F }) else {
+                throw .unavailable("\(method) \(path): the bearer token contains a control character; it was not sent")
+            }
             request.headers.add(name: "Authorization", value: "Bearer \(token)")
         }
         return request

@@ -108,7 +108,7 @@ package enum CRDApply {
                 return nil
             } catch {
                 if case .unavailable = error, attempt < attempts {
-                    logger.info("API server unreachable; retrying", metadata: ["k8s.crd": "\(name)", "error": "\(describe(error))"])
+                    logger.info("API server unreachable; retrying", metadata: ["k8s.crd": "\(name)", "error": "\(describe(error))"].addingCause(of: error))
                     try? await Task.sleep(for: retryDelay)
                     continue
                 }
@@ -122,7 +122,7 @@ package enum CRDApply {
         switch error {
         case .forbidden(let message):
             return "the API server refused the service account (\(message)); it needs get, create and patch on customresourcedefinitions.apiextensions.k8s.io"
-        case .unavailable(let message):
+        case .unavailable(let message, _):
             return "the API server is unreachable: \(message)"
         case .notFound(let message):
             return "the API server does not serve apiextensions.k8s.io/v1 customresourcedefinitions: \(message)"

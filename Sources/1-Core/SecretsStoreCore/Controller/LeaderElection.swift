@@ -180,7 +180,7 @@ package struct LeaderElector: Sendable {
             if case .conflict = error {
                 logger.debug("lease changed under us; retrying", metadata: ["lease": "\(namespace)/\(name)"])
             } else {
-                logger.warning("could not read or write the lease", metadata: ["lease": "\(namespace)/\(name)", "error": "\(error)"])
+                logger.warning("could not read or write the lease", metadata: ["lease": "\(namespace)/\(name)", "error": "\(error)"].addingCause(of: error))
             }
             return false
         }

@@ -126,7 +126,7 @@ package final class PodStatusWriter: Sendable {
                 guard !Task.isCancelled else { return }
                 logger.warning(
                     "failed to write pod status; retrying",
-                    metadata: ["k8s.spcps": "\(status.namespace)/\(status.name)", "error": "\(error)", "retry.in": "\(delay)"]
+                    metadata: ["k8s.spcps": "\(status.namespace)/\(status.name)", "error": "\(error)", "retry.in": "\(delay)"].addingCause(of: error)
                 )
             }
             do { try await Task.sleep(for: delay) } catch { return }

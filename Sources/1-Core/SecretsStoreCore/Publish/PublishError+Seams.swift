@@ -38,7 +38,7 @@ extension PublishError {
         switch error {
         case .notFound: self = notFound
         case .forbidden(let message): self = .kubernetesForbidden(message)
-        case .unavailable(let message): self = .kubernetesUnavailable(message)
+        case .unavailable(let message, let cause): self = .kubernetesUnavailable(message, cause: cause)
         case .conflict(let message): self = .kubernetesUnavailable("conflict: \(message)")
         case .rejected(let status, let message): self = .kubernetesFailed("HTTP \(status): \(message)")
         }

@@ -12,16 +12,18 @@ package enum ProviderFailure: Error, Sendable, Equatable {
     case objectNotFound(String)
     /// The store throttled us and the deadline left no room to wait.
     case throttled(String)
-    /// The store or the provider could not be reached, or failed on its side (5xx, connection refused).
-    case unavailable(String)
+    /// The store or the provider could not be reached, or failed on its side (5xx, connection refused);
+    /// `cause` is the transport or gRPC error when there was one (``ErrorCause``).
+    case unavailable(String, cause: ErrorCause? = nil)
     /// The call ran out of time.
     case deadlineExceeded(String)
     /// The call was cancelled by the caller.
     case cancelled
     /// The provider answered with `MountResponse.error.code` set.
     case providerError(code: String)
-    /// The provider's answer broke the provider API contract (bad path, no object versions, too large).
-    case invalidResponse(String)
+    /// The provider's answer broke the provider API contract (bad path, no object versions, too large);
+    /// `cause` is the decoding error when the answer did not parse.
+    case invalidResponse(String, cause: ErrorCause? = nil)
     /// The store rejected the request itself (HTTP 400): a malformed name or version, an unsupported
     /// parameter. The message carries the store's error code and text.
     case rejected(String)
@@ -59,8 +61,9 @@ package enum PublishError: Error, Sendable, Equatable {
     case mountFailed(targetPath: String, reason: String)
     /// Writing the files into the mounted target failed.
     case writeFailed(targetPath: String, reason: String)
-    /// The Kubernetes API could not be reached or answered with a server error.
-    case kubernetesUnavailable(String)
+    /// The Kubernetes API could not be reached or answered with a server error; `cause` is the transport error
+    /// when there was one.
+    case kubernetesUnavailable(String, cause: ErrorCause? = nil)
     /// The Kubernetes API refused the driver's service account.
     case kubernetesForbidden(String)
     /// The Kubernetes API rejected a request for another reason.
@@ -97,7 +100,7 @@ extension PublishError: CustomStringConvertible {
             return "failed to mount tmpfs at \(target): \(reason)"
         case .writeFailed(let target, let reason):
             return "failed to write files to \(target): \(reason)"
-        case .kubernetesUnavailable(let message):
+        case .kubernetesUnavailable(let message, _):
             return "kubernetes API unavailable: \(message)"
         case .kubernetesForbidden(let message):
             return "kubernetes API refused the driver: \(message)"
@@ -117,11 +120,11 @@ extension ProviderFailure: CustomStringConvertible {
         case .permissionDenied(let message): return "permission denied: \(message)"
         case .objectNotFound(let message): return "object not found: \(message)"
         case .throttled(let message): return "throttled: \(message)"
-        case .unavailable(let message): return "unavailable: \(message)"
+        case .unavailable(let message, _): return "unavailable: \(message)"
         case .deadlineExceeded(let message): return "deadline exceeded: \(message)"
         case .cancelled: return "cancelled"
         case .providerError(let code): return "provider error code \(code)"
-        case .invalidResponse(let message): return "invalid provider response: \(message)"
+        case .invalidResponse(let message, _): return "invalid provider response: \(message)"
         case .rejected(let message): return "rejected: \(message)"
         case .rpc(let code, let message): return "provider failed with gRPC status \(code): \(message)"
         }

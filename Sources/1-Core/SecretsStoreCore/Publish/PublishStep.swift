@@ -132,7 +132,7 @@ struct PublishStep: Sendable {
             context.metrics.published(provider: spc.provider)
             return .published
         } catch {
-            logger.warning("publish failed", metadata: ["error": "\(error)"])
+            logger.warning("publish failed", metadata: ["error": "\(error)"].addingCause(of: error))
             context.metrics.publishFailed(provider: providerName, errorType: ErrorType(error))
             throw error
         }

@@ -127,7 +127,7 @@ struct RefreshStep: Sendable {
         error: PublishError,
         logger: Logger
     ) async -> NodePublisher.PublishOutcome {
-        logger.warning("volume refresh failed; keeping the files it had", metadata: ["csi.target_path": "\(target)", "error": "\(error)"])
+        logger.warning("volume refresh failed; keeping the files it had", metadata: ["csi.target_path": "\(target)", "error": "\(error)"].addingCause(of: error))
         context.metrics.rotationFailed(provider: volume.provider, errorType: ErrorType(error))
         // Try again next cycle rather than at once.
         context.volumes.update(target) { $0.fetchedAt = context.monotonicNow() }

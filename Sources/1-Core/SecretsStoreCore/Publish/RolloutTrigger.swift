@@ -245,7 +245,7 @@ package struct RolloutTrigger: Sendable {
     /// The API server's message, with what to enable when the driver was refused.
     private static func describe(_ error: KubernetesClientError) -> String {
         switch error {
-        case .notFound(let message), .conflict(let message), .unavailable(let message):
+        case .notFound(let message), .conflict(let message), .unavailable(let message, _):
             return message
         case .forbidden(let message):
             return message + " (the driver may not read or patch workloads: install the chart with rotationRestart.enabled=true)"
@@ -268,7 +268,7 @@ extension KubernetesClientError {
         case .notFound(let message): .notFound("\(what): \(message)")
         case .conflict(let message): .conflict("\(what): \(message)")
         case .forbidden(let message): .forbidden("\(what): \(message)")
-        case .unavailable(let message): .unavailable("\(what): \(message)")
+        case .unavailable(let message, let cause): .unavailable("\(what): \(message)", cause: cause)
         case .rejected(let status, let message): .rejected(status: status, message: "\(what): \(message)")
         }
     }

@@ -8,8 +8,8 @@ package enum KubernetesClientError: Error, Sendable, Equatable {
     case conflict(String)
     /// 401/403: the driver's identity may not do this.
     case forbidden(String)
-    /// 5xx, a timeout, or no connection.
-    case unavailable(String)
+    /// 5xx, a timeout, or no connection; `cause` is the transport error when there was one (``ErrorCause``).
+    case unavailable(String, cause: ErrorCause? = nil)
     /// Any other rejection (400, 422…), with the API server's message.
     case rejected(status: Int, message: String)
 }

@@ -134,7 +134,7 @@ package final class Reflector<Object: Sendable>: Sendable {
                 let delay = Self.backoff(afterFailures: failures)
                 logger.warning(
                     "list or watch failed; retrying",
-                    metadata: ["k8s.resource": "\(name)", "error": "\(error)", "retry.after": "\(delay)"]
+                    metadata: ["k8s.resource": "\(name)", "error": "\(error)", "retry.after": "\(delay)"].addingCause(of: error)
                 )
                 do { try await sleep(delay) } catch { return }
             }
