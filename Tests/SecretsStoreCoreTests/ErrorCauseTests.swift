@@ -39,7 +39,7 @@ struct ErrorCauseTests {
         #expect("\(PublishError.kubernetesUnavailable("m", cause: cause))" == "kubernetes API unavailable: m")
     }
 
-    @Test("a Kubernetes client's cause survives into PublishError and into the provider's and rollout's wrappers")
+    @Test("a Kubernetes client's cause survives into PublishError, and a provider failure's into PublishError.provider")
     func carriedIntoPublishError() {
         let cause = ErrorCause(Refused())
         let published = PublishError(KubernetesClientError.unavailable("GET /x: refused", cause: cause), notFound: .cancelled)
