@@ -92,7 +92,7 @@ package final class SelectedSecretCache: Sendable {
 
     /// Records that the selector `selector` of `scope` now matches `names` (its last list), dropping the
     /// entries only its previous list matched.
-    func recordMatches(selector: String, scope: String, names: Set<String>) {
+    package func recordMatches(selector: String, scope: String, names: Set<String>) {
         state.withLock { state in
             let key = scope + "\u{0}" + selector
             let previous = state.selectors[key]?.names ?? []
@@ -109,7 +109,7 @@ package final class SelectedSecretCache: Sendable {
     }
 
     /// The answer kept for `name` in `scope` when it was fetched at the list's `updated` and has settled.
-    func body(scope: String, name: String, updated: Int64) -> [UInt8]? {
+    package func body(scope: String, name: String, updated: Int64) -> [UInt8]? {
         state.withLock { state in
             let key = EntryKey(scope: scope, name: name)
             guard let entry = state.entries[key], entry.updated == updated,
@@ -123,7 +123,7 @@ package final class SelectedSecretCache: Sendable {
 
     /// Keeps `body`, fetched now for `name` in `scope` whose list showed `updated`, if a selector of the scope
     /// still matches the name.
-    func store(scope: String, name: String, updated: Int64, body: [UInt8]) {
+    package func store(scope: String, name: String, updated: Int64, body: [UInt8]) {
         let now = Int64(Date().timeIntervalSince1970)
         state.withLock { state in
             let key = EntryKey(scope: scope, name: name)
@@ -141,7 +141,7 @@ package final class SelectedSecretCache: Sendable {
     }
 
     /// Forgets `name` in `scope` (it vanished between the list and its GET).
-    func forget(scope: String, name: String) {
+    package func forget(scope: String, name: String) {
         state.withLock { $0.remove(EntryKey(scope: scope, name: name)) }
     }
 }
