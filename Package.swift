@@ -236,6 +236,7 @@ let package = Package(
                 "SecretsStoreCSI",
                 "SecretsStoreKubernetes",
                 "SecretsStoreLinux",
+                "SecretsStoreTemplates",
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Sources/4-Commands/SecretsStoreCommandLine",

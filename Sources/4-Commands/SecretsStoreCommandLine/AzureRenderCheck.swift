@@ -85,21 +85,28 @@ enum AzureRenderCheck {
         }
     }
 
-    /// Checks that every `secretObjects[].data[].objectName` names a file of the plan.
-    static func secretObjectProblems(_ secretObjects: [SecretProviderClass.SecretObject], plan: AzureClassCheck.Plan) -> [RenderProblem] {
-        let paths = Set(plan.files.map(\.path))
+    /// Checks that every `secretObjects[].data[].objectName` names a file of the plan or one `fileTemplates`
+    /// composes (`composedFiles`). A class with a selector (`objectNameRegex`/`objectTags`) writes files known
+    /// only from the vault's list: a name outside the plan may be one of them, and is checked at fetch instead.
+    static func secretObjectProblems(
+        _ secretObjects: [SecretProviderClass.SecretObject],
+        plan: AzureClassCheck.Plan,
+        composedFiles: [String] = []
+    ) -> [RenderProblem] {
+        guard !plan.hasSelector else { return [] }
+        let paths = Set(plan.files.map(\.path) + composedFiles)
         var problems: [RenderProblem] = []
         for (index, object) in secretObjects.enumerated() {
             for (entryIndex, entry) in (object.data ?? []).enumerated() {
                 // Entries with a template instead are checked by ClassTemplates.problems(in:providerFiles:).
-                guard let objectName = entry.objectName, !paths.contains(objectName) else { continue }
+                guard let objectName = ClassTemplates.objectName(of: entry), !paths.contains(objectName) else { continue }
                 let field = "spec.secretObjects[\(index)].data[\(entryIndex)].objectName"
                 if let aliased = plan.objects.first(where: { $0.name == objectName && !$0.alias.isEmpty }) {
                     problems.append(RenderProblem(field, "\(objectName) is written as \(aliased.alias) (its objectAlias): use \(aliased.alias)"))
                 } else if let history = plan.objects.first(where: { $0.fileName == objectName && $0.versionHistory > 1 }) {
                     problems.append(RenderProblem(field, "\(objectName) keeps \(history.versionHistory) versions, written as \(objectName)/0…: use \(objectName)/0 for the latest"))
                 } else {
-                    let known = plan.files.map(\.path).joined(separator: ", ")
+                    let known = (plan.files.map(\.path) + composedFiles).joined(separator: ", ")
                     problems.append(RenderProblem(field, "no object of spec.parameters.objects is written as \(objectName) (the files are: \(known))"))
                 }
             }
@@ -117,4 +124,10 @@ extension RenderProblem {
             problem.absent.map { problem.message + "; " + AzureRenderCheck.remedy($0) } ?? problem.message
         )
     }
+}
+
+extension AzureClassCheck.Plan {
+    /// Whether an entry of `objects` selects secrets (`objectNameRegex`/`objectTags`): then the files are not
+    /// all known before the vault is listed.
+    var hasSelector: Bool { objects.contains { $0.selector != nil } }
 }

@@ -5,6 +5,7 @@ import SecretsStoreCSI
 import SecretsStoreCore
 import SecretsStoreKubernetes
 import SecretsStoreLinux
+import SecretsStoreTemplates
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -170,6 +171,9 @@ package struct RenderReport: Sendable, Equatable, Codable {
     package var files: [File] = []
     /// The Secrets `secretObjects` describes.
     package var secretObjects: [SyncedSecret] = []
+    /// With `--show-values` after a fetch: every key a `template` composes, by Secret name and key (the text; base64
+    /// when it is not UTF-8). Keys taken from a file show that file's value in ``files``.
+    package var secretObjectValues: [String: [String: String]]?
     /// `--out`: the directory written, when written.
     package var outputDirectory: String?
     /// `--out`: where `..data` points after the write.
@@ -318,9 +322,11 @@ package enum Render {
             .init(
                 name: object.secretName,
                 type: object.type,
-                data: Dictionary((object.data ?? []).map { ($0.key, $0.objectName ?? "") }, uniquingKeysWith: { first, _ in first })
+                data: Dictionary((object.data ?? []).map { ($0.key, Self.source(of: $0)) }, uniquingKeysWith: { first, _ in first })
             )
         }
+        // The files fileTemplates composes, by name (its problems are reported with the templates' below).
+        let composedFiles = ((try? FileTemplatesParameter.entries(spc.parameters)) ?? []).map(\.name)
 
         // The request a publish would send, for this pod.
         let target: String
@@ -374,7 +380,12 @@ package enum Render {
             report.notes += azureCheck.notes
             plan = azureCheck.plan
             if let plan {
-                report.problems += AzureRenderCheck.secretObjectProblems(spc.secretObjects, plan: plan)
+                report.problems += AzureRenderCheck.secretObjectProblems(spc.secretObjects, plan: plan, composedFiles: composedFiles)
+                if plan.hasSelector {
+                    report.notes.append(
+                        "objectNameRegex/objectTags select their files from the vault's list: templates and secretObjects naming files outside the plan are checked when fetched"
+                    )
+                }
                 if let identity = azureCheck.identity { report.identity = identity }
                 report.vault = "\(plan.vault) in \(plan.cloud), tenant \(plan.tenant)"
             }
@@ -386,17 +397,47 @@ package enum Render {
                 "provider \(spc.provider) is not built in: its parameters go to \(spc.provider).sock as they are; run without --dry-run (its socket in --provider-volume) to see the files"
             )
         }
+        // The templates: their syntax always; the files they name when every file of the volume is known before
+        // fetching (an azure plan without selectors; otherwise after the fetch, below).
+        let plannedFiles = plan.flatMap { $0.hasSelector ? nil : Set($0.files.map(\.path)) }
+        report.problems += ClassTemplates.problems(in: spc, providerFiles: plannedFiles).compactMap { error in
+            switch error.problem {
+            case .objectNameAndTemplate, .neitherObjectNameNorTemplate: nil  // the schema check placed these by index
+            default: RenderProblem(error)
+            }
+        }
         if options.dryRun, let plan {
             report.objects = plan.objects.map { object in
                 let otherVault = object.keyVaultName.flatMap { $0.lowercased() == plan.vault.lowercased() ? nil : $0 }
+                let file: String
+                if let selector = object.selector {
+                    file = "one file per match, named by the secret"
+                    return RenderReport.Object(id: "secret/" + Self.describe(selector), version: "latest", file: file)
+                } else if !object.jsonFields.isEmpty {
+                    file = "fields " + object.jsonFields.map(\.fileName).joined(separator: ", ") + (object.alias.isEmpty ? "" : "; whole as \(object.alias)")
+                } else {
+                    file = object.versionHistory > 1 ? object.fileName + "/…" : object.fileName
+                }
                 return RenderReport.Object(
                     id: (otherVault.map { "\($0)/" } ?? "") + "\(object.type.rawValue)/\(object.name)",
                     version: object.version.isEmpty ? "latest" : object.version,
-                    file: object.versionHistory > 1 ? object.fileName + "/…" : object.fileName,
+                    file: file,
                     versions: object.versionHistory > 1 ? object.versionHistory : nil
                 )
             }
             report.files = plan.files.map { .init(path: $0.path, mode: octal($0.mode), source: $0.source, condition: $0.condition) }
+            for object in plan.objects {
+                guard let selector = object.selector else { continue }
+                report.files.append(
+                    .init(
+                        path: "<name of each match>",
+                        mode: octal(object.filePermission ?? ProviderRequest.defaultPermission),
+                        source: "secret/" + Self.describe(selector),
+                        condition: "every enabled match, at most maxSelectedObjects in all"
+                    )
+                )
+            }
+            report.files += composedFiles.map { .init(path: $0, mode: octal(ClassTemplates.fileMode), source: Self.composedSource) }
         }
         guard report.problems.isEmpty else { return report }
         if options.dryRun {
@@ -426,22 +467,37 @@ package enum Render {
         defer { if let temporary { try? fileSystem.removeItem(at: temporary) } }
         var request = providerRequest
         request.targetPath = temporary ?? target
-        let response: ProviderResponse
+        let fetched: ProviderResponse
         do {
-            response = try await fetch(request, spc: spc, environment: environment, logger: logger)
+            fetched = try await fetch(request, spc: spc, environment: environment, logger: logger)
         } catch {
             report.problems.append(RenderProblem("", error.description))
             return report
         }
-        let pairVersions = response.objectVersions.count == response.files.count
-        report.objects = response.objectVersions.map { .init(id: $0.id, version: $0.version) }
+        // The volume as the driver writes it: the provider's files and those fileTemplates composes over them;
+        // every Secret key's template rendered once, as a publish that syncs Secrets checks them.
+        let response: ProviderResponse
+        do {
+            let templates = try ClassTemplates(spc)
+            response = try templates.compose(fetched)
+            try templates.checkSecretKeys(against: response)
+            if options.showValues {
+                report.secretObjectValues = try Self.templateValues(templates, over: response)
+            }
+        } catch {
+            report.problems.append(RenderProblem(error))
+            return report
+        }
+        let pairVersions = fetched.objectVersions.count == fetched.files.count
+        report.objects = fetched.objectVersions.map { .init(id: $0.id, version: $0.version) }
         report.files = response.files.enumerated().map { index, file in
+            let provided = index < fetched.files.count
             var entry = RenderReport.File(
                 path: file.path,
                 mode: octal(file.mode & 0o7777),
-                source: pairVersions ? response.objectVersions[index].id : nil,
+                source: provided ? (pairVersions ? fetched.objectVersions[index].id : nil) : Self.composedSource,
                 size: file.contents.count,
-                version: pairVersions ? response.objectVersions[index].version : nil
+                version: provided && pairVersions ? fetched.objectVersions[index].version : nil
             )
             if options.showValues {
                 if let text = String(validating: file.contents, as: UTF8.self) {
@@ -520,6 +576,40 @@ package enum Render {
     }
 
     // MARK: Helpers
+
+    /// A selector in the report's words: `[objectNameRegex ^db-, objectTags env=prod]`.
+    private static func describe(_ selector: SecretSelector) -> String {
+        var parts: [String] = []
+        if let pattern = selector.namePattern { parts.append("objectNameRegex \(pattern)") }
+        if !selector.tags.isEmpty { parts.append("objectTags " + selector.tags.map { "\($0.key)=\($0.value)" }.joined(separator: ",")) }
+        return "[" + parts.joined(separator: ", ") + "]"
+    }
+
+    /// The `source` of a file `fileTemplates` composed.
+    static let composedSource = "fileTemplates"
+
+    /// What a Secret key is taken from, for the report: the file's name, or `template: ` and the files the
+    /// template names (never the template's text, which may spell out a value's shape).
+    private static func source(of entry: SecretProviderClass.SecretObject.DataEntry) -> String {
+        if let name = ClassTemplates.objectName(of: entry) { return name }
+        guard let text = entry.template else { return "" }
+        guard let template = try? ValueTemplate(text) else { return "template" }
+        return "template: " + template.references.joined(separator: ", ")
+    }
+
+    /// Every templated Secret key's value (`--show-values` only), as `secretName` → key → text (base64 when the
+    /// output is not UTF-8).
+    private static func templateValues(_ templates: ClassTemplates, over response: ProviderResponse) throws(TemplateError) -> [String: [String: String]]? {
+        guard !templates.secretKeys.isEmpty else { return nil }
+        let files = Dictionary(response.files.map { ($0.path, $0.contents) }, uniquingKeysWith: { first, _ in first })
+        var values: [String: [String: String]] = [:]
+        for key in templates.secretKeys {
+            let field = TemplateField.secretObjectKey(secretName: key.secretName, key: key.key)
+            guard let bytes = try ClassTemplates.render(key.template, files: files, missing: response.missingOptionalObjects, field: field) else { continue }
+            values[key.secretName, default: [:]][key.key] = String(validating: bytes, as: UTF8.self) ?? Data(bytes).base64EncodedString()
+        }
+        return values
+    }
 
     private static func isSecretProviderClass(_ document: ManifestValue) -> Bool {
         document["kind"]?.stringValue == "SecretProviderClass"
@@ -651,6 +741,12 @@ enum RenderText {
             guard let value = file.value else { continue }
             lines.append("  --- \(file.path)\(file.valueEncoding == "base64" ? " (base64)" : "")")
             lines += value.split(separator: "\n", omittingEmptySubsequences: false).map { "  " + $0 }
+        }
+        for (secret, keys) in (report.secretObjectValues ?? [:]).sorted(by: { $0.key < $1.key }) {
+            for (key, value) in keys.sorted(by: { $0.key < $1.key }) {
+                lines.append("  --- Secret \(secret) key \(key) (template)")
+                lines += value.split(separator: "\n", omittingEmptySubsequences: false).map { "  " + $0 }
+            }
         }
         return lines.joined(separator: "\n") + "\n"
     }

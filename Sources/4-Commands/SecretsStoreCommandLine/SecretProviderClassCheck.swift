@@ -1,5 +1,6 @@
 import SecretsStoreCore
 import SecretsStoreKubernetes
+import SecretsStoreTemplates
 
 /// One thing wrong with a SecretProviderClass, as `render` reports it: the field (a JSON path such as
 /// `spec.parameters.objects[2]`, or a flag) and what is wrong, never a parameter's value.
@@ -18,6 +19,12 @@ package struct RenderProblem: Sendable, Equatable, Codable, CustomStringConverti
 
     /// `field: message`.
     package var description: String { field.isEmpty ? message : "\(field): \(message)" }
+
+    /// A template's problem, at the field it names (`spec.secretObjects[db].data[DATABASE_URL]`,
+    /// `spec.parameters.fileTemplates[dsn]`).
+    package init(_ error: TemplateError) {
+        self.init(error.field.path, error.problem.description)
+    }
 }
 
 /// The checks a SecretProviderClass manifest passes before `render` uses it, in the order of the file: what the
@@ -277,8 +284,20 @@ package enum SecretProviderClassCheck {
             for (index, item) in items.enumerated() {
                 let entryField = "\(field)[\(index)]"
                 guard let entries = map(item, at: entryField, required: true) else { continue }
-                unknownFields(entries, at: entryField, known: ["objectName", "key"])
-                let objectName = string(item["objectName"], at: entryField + ".objectName", required: true) ?? ""
+                unknownFields(entries, at: entryField, known: ["objectName", "key", "template"])
+                // One of objectName and template (the template itself is checked with the class's other templates).
+                let objectName = string(item["objectName"], at: entryField + ".objectName", required: false) ?? ""
+                let template = string(item["template"], at: entryField + ".template", required: false)
+                let absent: (ManifestValue?) -> Bool = { $0 == nil || $0 == .null }
+                if !objectName.isEmpty, template != nil {
+                    problem(entryField, TemplateProblem.objectNameAndTemplate.description)
+                } else if absent(item["template"]) {
+                    if absent(item["objectName"]) {
+                        problem(entryField + ".objectName", "is required unless template is given: the file whose contents become the key")
+                    } else if item["objectName"] == .string("") {
+                        problem(entryField + ".objectName", "must not be empty")
+                    }
+                }
                 let key = string(item["key"], at: entryField + ".key", required: true) ?? ""
                 if !key.isEmpty {
                     if !isSecretDataKey(key) {
@@ -290,7 +309,10 @@ package enum SecretProviderClassCheck {
                         problem(entryField + ".key", "\(key) appears twice in this Secret")
                     }
                 }
-                if !objectName.isEmpty && !key.isEmpty { result.append(.init(objectName: objectName, key: key)) }
+                guard !key.isEmpty else { continue }
+                var entry = SecretProviderClass.SecretObject.DataEntry(objectName: objectName, key: key)
+                entry.template = template
+                result.append(entry)
             }
             return result
         }
