@@ -34,7 +34,7 @@ import Testing
     /// The same for every provider failure, also without `default:`.
     static func expected(_ failure: ProviderFailure) -> (case: String, code: RPCError.Code) {
         switch failure {
-        case .misconfigured: return ("misconfigured", .failedPrecondition)
+        case .misconfigured: return ("misconfigured", .invalidArgument)
         case .permissionDenied: return ("permissionDenied", .permissionDenied)
         case .objectNotFound: return ("objectNotFound", .failedPrecondition)
         case .throttled: return ("throttled", .resourceExhausted)

@@ -33,8 +33,10 @@ extension RPCError {
 
     package static func code(for failure: ProviderFailure) -> RPCError.Code {
         switch failure {
-        case .misconfigured, .objectNotFound, .invalidResponse: return .failedPrecondition
-        case .rejected: return .invalidArgument
+        // Parameters the provider refuses are the mount's arguments, as a request Key Vault rejects is (the
+        // selectors, JSON fields and templates of issue 24 are spelled out as INVALID_ARGUMENT).
+        case .misconfigured, .rejected: return .invalidArgument
+        case .objectNotFound, .invalidResponse: return .failedPrecondition
         case .permissionDenied: return .permissionDenied
         case .throttled: return .resourceExhausted
         case .unavailable: return .unavailable
