@@ -128,4 +128,16 @@ struct KeyVaultCauseTests {
         #expect(error as? AzureHTTPHeaderError == AzureHTTPHeaderError(name: "Authorization"), "\(String(describing: error))")
         #expect(!"\(String(describing: error))".contains("token-part"))
     }
+
+    @Test("a secret-list page that is not Key Vault's JSON keeps its DecodingError as the cause")
+    func listPageDecodingCause() throws {
+        #expect(throws: SecretListing.Failure.self) { try SecretListing.page(from: Array("<html>".utf8)) }
+        do {
+            _ = try SecretListing.page(from: Array("<html>".utf8))
+        } catch {
+            guard case .decoding(let message, let cause) = error else { Issue.record("got \(error)"); return }
+            #expect(message.hasPrefix("failed to list secrets: "))
+            #expect(cause?.matches(DecodingError.self) == true, "\(String(describing: cause))")
+        }
+    }
 }

@@ -33,7 +33,7 @@ package enum SecretListing {
         /// Key Vault refused or failed a page.
         case keyVault(KeyVaultFailure)
         /// A page is not the JSON Key Vault documents.
-        case decoding(String)
+        case decoding(String, cause: ErrorCause? = nil)
         /// A `nextLink` points at another scheme, host, port or path than the vault's.
         case foreignNextLink
         /// The list goes on past ``maxPages`` pages.
@@ -81,7 +81,7 @@ package enum SecretListing {
         do {
             page = try JSONDecoder().decode(Page.self, from: Data(body))
         } catch {
-            throw .decoding("failed to list secrets: \(error)")
+            throw .decoding("failed to list secrets: \(error)", cause: ErrorCause(error))
         }
         var secrets: [ListedSecret] = []
         for item in page.value ?? [] {

@@ -147,13 +147,13 @@ extension AzureKeyVaultProvider {
             case .notFound: return .objectNotFound(message)
             case .authentication: return .permissionDenied(message)
             case .throttled: return .throttled(message)
-            case .unavailable: return .unavailable(message)
+            case .unavailable: return .unavailable(message, cause: failure.cause)
             case .deadline: return .deadlineExceeded(message)
-            case .invalidResponse: return .invalidResponse(message)
+            case .invalidResponse: return .invalidResponse(message, cause: failure.cause)
             case .rejected: return .rejected(message)
             }
-        case .decoding(let detail):
-            return .invalidResponse(prefix + detail)
+        case .decoding(let detail, let cause):
+            return .invalidResponse(prefix + detail, cause: cause)
         case .foreignNextLink:
             return .invalidResponse(prefix + "Key Vault's nextLink points away from the vault's list (another scheme, host, port or path); it was not followed")
         case .tooManyPages:
