@@ -266,6 +266,8 @@ let package = Package(
                 "SecretsStoreApplication",
                 "SecretsStoreHTTPServer",
                 "SecretsStoreKubernetes",
+                "SecretsStoreAzure",
+                "KeyVaultEmulator",
                 "CSIProtocol",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 // The real API server's service account signing key (RealKubernetesAPIServer).

@@ -106,7 +106,7 @@ struct AzureObjectsAndSyncEndToEndTests {
     @Test("optional and second-vault objects, tls from a PFX, and a deleted or edited Secret put back by the next rotation")
     func objectsAndReconcilingSync() async throws {
         let chain = try TestCertificateChain.make()
-        let emulator = try await KeyVaultEmulator(
+        try await withKeyVaultEmulator(
             seed: EmulatorSeed(
                 tenantID: Self.tenant,
                 clients: [.init(clientID: "sp", secret: "sp-secret")],
@@ -118,13 +118,8 @@ struct AzureObjectsAndSyncEndToEndTests {
                     "kv2": .init(secrets: ["extra": [.init(value: "from-kv2")]]),
                 ]
             )
-        )
-        let http = try AzureHTTP(extraCABundlePEM: Array(emulator.certificates.caCertificatePEM.utf8))
-        let azure = AzureKeyVaultProvider(
-            http: http,
-            overrides: AzureEndpointOverrides(keyVaultURLTemplate: emulator.baseURL + "/{vault}", authorityHost: emulator.baseURL + "/")
-        )
-        try await withDriver(rotation: RotationPolicy(enabled: true, interval: .milliseconds(1)), builtIn: ["azure": azure], syncSecrets: true) { driver in
+        ) { emulator, http in
+        try await withDriver(rotation: RotationPolicy(enabled: true, interval: .milliseconds(1)), builtIn: ["azure": emulator.azureProvider(http: http)], syncSecrets: true) { driver in
             Self.seedSPC(driver)
             driver.api.seed(path: "/api/v1/namespaces/ns/pods", object: ["metadata": ["name": "web-0", "uid": "uid-1"]])
             _ = try await driver.node.nodePublishVolume(driver.publishRequest(secrets: ["clientid": "sp", "clientsecret": "sp-secret"]))
@@ -190,7 +185,6 @@ struct AzureObjectsAndSyncEndToEndTests {
             }
             _ = try await driver.node.nodeUnpublishVolume(driver.unpublishRequest())
         }
-        try await http.shutdown()
-        try await emulator.shutdown()
+        }
     }
 }

@@ -123,33 +123,20 @@ struct FaultTests {
     /// The driver with the built-in Azure provider reading `kv1` (secret `s1`) through the emulator, with an SPC
     /// named `spc` that authenticates with the service principal from nodePublishSecretRef.
     static func withAzureDriver(_ body: (DriverHarness, KeyVaultEmulator) async throws -> Void) async throws {
-        let emulator = try await KeyVaultEmulator(
-            seed: EmulatorSeed(
-                tenantID: tenant,
-                clients: [.init(clientID: "sp", secret: "SP-SECRET-SENTINEL")],
-                vaults: ["kv1": .init(secrets: ["s1": [.init(value: "VALUE-SENTINEL")]])]
-            )
+        let seed = EmulatorSeed(
+            tenantID: tenant,
+            clients: [.init(clientID: "sp", secret: "SP-SECRET-SENTINEL")],
+            vaults: ["kv1": .init(secrets: ["s1": [.init(value: "VALUE-SENTINEL")]])]
         )
-        let http = try AzureHTTP(extraCABundlePEM: Array(emulator.certificates.caCertificatePEM.utf8))
-        let azure = AzureKeyVaultProvider(
-            http: http,
-            overrides: AzureEndpointOverrides(keyVaultURLTemplate: emulator.baseURL + "/{vault}", authorityHost: emulator.baseURL + "/")
-        )
-        do {
-            try await withDriver(builtIn: ["azure": azure]) { driver in
+        try await withKeyVaultEmulator(seed: seed) { emulator, http in
+            try await withDriver(builtIn: ["azure": emulator.azureProvider(http: http)]) { driver in
                 driver.seedSecretProviderClass(
                     provider: "azure",
                     parameters: ["keyvaultName": "kv1", "tenantId": tenant, "objects": "array:\n  - |\n    objectName: s1\n    objectType: secret\n"]
                 )
                 try await body(driver, emulator)
             }
-        } catch {
-            try? await http.shutdown()
-            try? await emulator.shutdown()
-            throw error
         }
-        try await http.shutdown()
-        try await emulator.shutdown()
     }
 
     static func servicePrincipal(_ driver: DriverHarness, secret: String = "SP-SECRET-SENTINEL", client: String = "sp") -> Csi_V1_NodePublishVolumeRequest {

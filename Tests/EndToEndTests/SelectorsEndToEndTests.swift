@@ -83,13 +83,8 @@ struct SelectorsEndToEndTests {
 
     @Test("node: 50 selected files, JSON fields and a composed file; a refresh with one change costs the pages and one read")
     func nodeSelectsExtractsAndComposes() async throws {
-        let emulator = try await KeyVaultEmulator(seed: Self.seed())
-        let http = try AzureHTTP(extraCABundlePEM: Array(emulator.certificates.caCertificatePEM.utf8))
-        let azure = AzureKeyVaultProvider(
-            http: http,
-            overrides: AzureEndpointOverrides(keyVaultURLTemplate: emulator.baseURL + "/{vault}", authorityHost: emulator.baseURL + "/")
-        )
-        try await withDriver(rotation: RotationPolicy(enabled: true, interval: .milliseconds(1)), builtIn: ["azure": azure], syncSecrets: true) { driver in
+        try await withKeyVaultEmulator(seed: Self.seed()) { emulator, http in
+        try await withDriver(rotation: RotationPolicy(enabled: true, interval: .milliseconds(1)), builtIn: ["azure": emulator.azureProvider(http: http)], syncSecrets: true) { driver in
             Self.seedSPC(driver)
             driver.api.seed(path: "/api/v1/namespaces/ns/pods", object: ["metadata": ["name": "web-0", "uid": "uid-1"]])
             let credentials = ["clientid": "sp", "clientsecret": "sp-secret"]
@@ -151,8 +146,7 @@ struct SelectorsEndToEndTests {
             _ = try await driver.node.nodeUnpublishVolume(driver.unpublishRequest(target: second))
             _ = try await driver.node.nodeUnpublishVolume(driver.unpublishRequest())
         }
-        try await http.shutdown()
-        try await emulator.shutdown()
+        }
     }
 
     @Test("node: a missing JSON field, over the cap, and a list the identity may not read fail with the code and a message naming the field")
@@ -160,12 +154,8 @@ struct SelectorsEndToEndTests {
         var seed = Self.seed()
         seed.clients?.append(.init(clientID: "reader", secret: "reader-secret"))
         seed.vaults?["kv1"]?.secretPermissions = ["reader": ["get"]]
-        let emulator = try await KeyVaultEmulator(seed: seed)
-        let http = try AzureHTTP(extraCABundlePEM: Array(emulator.certificates.caCertificatePEM.utf8))
-        let azure = AzureKeyVaultProvider(
-            http: http,
-            overrides: AzureEndpointOverrides(keyVaultURLTemplate: emulator.baseURL + "/{vault}", authorityHost: emulator.baseURL + "/")
-        )
+        try await withKeyVaultEmulator(seed: seed) { emulator, http in
+        let azure = emulator.azureProvider(http: http)
         let cases: [(objects: String, parameters: [String: String], clientID: String, code: RPCError.Code, text: String)] = [
             (
                 "array:\n  - |\n    objectName: creds\n    objectType: secret\n    objectJSONFields: \"username,pasword\"\n", [:], "sp",
@@ -201,8 +191,7 @@ struct SelectorsEndToEndTests {
                 for line in driver.logs.all { #expect(!line.contains("SENTINEL"), "\(line)") }
             }
         }
-        try await http.shutdown()
-        try await emulator.shutdown()
+        }
     }
 
     @Test("controller: a class with a selector, JSON fields and a template key gets its Secret with no pod; a wrong template is InvalidSpec")

@@ -3,6 +3,7 @@ import KeyVaultEmulator
 import NIOHTTP1
 import SecretsStoreAzure
 import SecretsStoreCore
+import SecretsStoreTesting
 import Testing
 
 /// The emulator's "Get Secrets" (`GET <vault>/secrets`) answers as Key Vault does: pages of `SecretItem`s in a
@@ -68,17 +69,9 @@ struct EmulatorSecretListTests {
 
     static func withEmulator(vaults: [String: EmulatorSeed.Vault], _ body: (Harness) async throws -> Void) async throws {
         let clients = [reader, getOnly].map { EmulatorSeed.Client(clientID: $0, secret: "\($0)-secret") }
-        let emulator = try await KeyVaultEmulator(seed: EmulatorSeed(tenantID: tenant, clients: clients, vaults: vaults))
-        let http = try AzureHTTP(extraCABundlePEM: Array(emulator.certificates.caCertificatePEM.utf8))
-        do {
+        try await withKeyVaultEmulator(seed: EmulatorSeed(tenantID: tenant, clients: clients, vaults: vaults)) { emulator, http in
             try await body(Harness(emulator: emulator, http: http))
-        } catch {
-            try? await http.shutdown()
-            try? await emulator.shutdown()
-            throw error
         }
-        try await http.shutdown()
-        try await emulator.shutdown()
     }
 
     /// `count` plain secrets named `secret-00`…, in mixed case every third one to exercise the ordering.
