@@ -14,6 +14,25 @@ struct RenderSelectAndTemplateTests {
     static let templateExample = RenderEndToEndTests.root + "/examples/secretproviderclass-template.yaml"
     let logger = Logger(label: "render-select-template")
 
+    /// The start of an `azure` class of the demo's vault and identity, up to `objects: |` and `array:`: the
+    /// caller's text goes on with the entries, indented as the class's other parameters are.
+    static func azureClass(named name: String) -> String {
+        """
+        apiVersion: secrets-store.csi.x-k8s.io/v1
+        kind: SecretProviderClass
+        metadata: {name: \(name), namespace: default}
+        spec:
+          provider: azure
+          parameters:
+            clientID: "5f8b6a9e-demo-workload"
+            keyvaultName: kv1
+            tenantId: 72f988bf-86f1-41af-91ab-2d7cd011db47
+            objects: |
+              array:
+
+        """
+    }
+
     func render(_ manifest: String, options: RenderOptions, environment: RenderEnvironment) async -> RenderOutcome {
         await Render.run(manifest: manifest, source: "spc.yaml", options: options, environment: environment, logger: logger)
     }
@@ -99,18 +118,7 @@ struct RenderSelectAndTemplateTests {
 
     @Test("a dry run lists every mistake in selectors, JSON fields and templates, each at its field, no value")
     func dryRunListsEveryMistake() async throws {
-        let manifest = """
-            apiVersion: secrets-store.csi.x-k8s.io/v1
-            kind: SecretProviderClass
-            metadata: {name: broken, namespace: default}
-            spec:
-              provider: azure
-              parameters:
-                clientID: "5f8b6a9e-demo-workload"
-                keyvaultName: kv1
-                tenantId: 72f988bf-86f1-41af-91ab-2d7cd011db47
-                objects: |
-                  array:
+        let manifest = Self.azureClass(named: "broken") + """
                     - |
                       objectType: secret
                       objectNameRegex: "^db-("
@@ -159,18 +167,7 @@ struct RenderSelectAndTemplateTests {
 
     @Test("without a selector, a template naming a file the class does not write is a dry-run problem")
     func unknownFileInDryRun() async throws {
-        let manifest = """
-            apiVersion: secrets-store.csi.x-k8s.io/v1
-            kind: SecretProviderClass
-            metadata: {name: unknown, namespace: default}
-            spec:
-              provider: azure
-              parameters:
-                clientID: "5f8b6a9e-demo-workload"
-                keyvaultName: kv1
-                tenantId: 72f988bf-86f1-41af-91ab-2d7cd011db47
-                objects: |
-                  array:
+        let manifest = Self.azureClass(named: "unknown") + """
                     - |
                       objectName: db-creds
                       objectType: secret
