@@ -52,7 +52,10 @@ spec:
                   type: string
                   pattern: '^[a-zA-Z0-9_-]{1,30}$'
                 parameters:
-                  description: Provider-specific parameters (at least one).
+                  description: >-
+                    Provider-specific parameters (at least one), each a string. The driver itself reads one:
+                    fileTemplates, a YAML map of file name to Mustache template over the class's files, composed
+                    into the mount beside the provider's files.
                   type: object
                   minProperties: 1
                   additionalProperties: {type: string}
