@@ -19,11 +19,16 @@ package struct ValueTemplate: Sendable {
     /// The template as Mustache parsed it: each file name replaced by its slot (`f0`, `f1`…, the index in
     /// ``references``), behind a pragma that turns HTML escaping off.
     private let mustache: MustacheTemplate
+    /// The end of the template that Mustache's parser would drop or refuse, kept out of the text given to it and
+    /// appended to every output: a last line of only spaces and tabs (dropped), a `{` as the last character
+    /// (refused).
+    private let trailingText: [UInt8]
 
     /// Parses `text`; throws the first problem found, in the order of the text.
     package init(_ text: String) throws(TemplateProblem) {
         let scanned = try Scanner.rewrite(text)
         references = scanned.references
+        trailingText = scanned.trailingText
         do {
             mustache = try MustacheTemplate(string: scanned.text)
         } catch let error as MustacheTemplate.ParserError {
@@ -54,7 +59,7 @@ package struct ValueTemplate: Sendable {
         let root = SlotValues(values: values, names: references, recorder: recorder)
         let output = mustache.render(root)
         if let failure = recorder.first { throw failure }
-        return Array(output.utf8)
+        return Array(output.utf8) + trailingText
     }
 
     /// The name a reference has in the text given to Mustache.
@@ -123,8 +128,10 @@ enum Scanner {
     /// Turns HTML escaping off for the whole template; on a line of its own, which Mustache then drops.
     static let textPragma = "{{% CONTENT_TYPE: TEXT}}\n"
 
-    /// `text` with every file name replaced by its slot, behind ``textPragma``, and the names in order.
-    static func rewrite(_ text: String) throws(TemplateProblem) -> (text: String, references: [String]) {
+    /// `text` with every file name replaced by its slot, behind ``textPragma``, and the names in order; a last `{`
+    /// and a last line of only spaces and tabs are cut off the text and returned on their own (Mustache's parser
+    /// refuses the first and drops the second).
+    static func rewrite(_ text: String) throws(TemplateProblem) -> (text: String, references: [String], trailingText: [UInt8]) {
         let bytes = Array(text.utf8)
         var output: [UInt8] = Array(textPragma.utf8)
         var references: [String] = []
@@ -185,7 +192,17 @@ enum Scanner {
             index = end
         }
         output += bytes[index...]
-        return (String(decoding: output, as: UTF8.self), references)
+        var trailingText: [UInt8] = []
+        if output.last == 0x7B {
+            trailingText = [output.removeLast()]
+        }
+        // The pragma's line ends with a newline, so a run of blanks always has a byte before it.
+        let blanks = output.reversed().prefix { $0 == 0x20 || $0 == 0x09 }.count
+        if blanks > 0, output[output.count - 1 - blanks] == 0x0A {
+            trailingText = output.suffix(blanks) + trailingText
+            output.removeLast(blanks)
+        }
+        return (String(decoding: output, as: UTF8.self), references, trailingText)
     }
 
     /// `transform(transform(name))`, whitespace around it allowed: the transforms outermost first, and the name.

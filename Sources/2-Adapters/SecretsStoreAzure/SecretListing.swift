@@ -99,8 +99,11 @@ package enum SecretListing {
     }
 
     /// Whether `link` is on the same scheme, host and port as `vaultURL` (default ports made explicit, case
-    /// ignored) and names the vault's list (`{vault}/secrets`, any query).
+    /// ignored) and names the vault's list (`{vault}/secrets`, any query). The link must start with `https://` or
+    /// `http://` as written, since ``KeyVaultClient/get(_:)`` takes nothing else as absolute (it would append
+    /// `HTTPS://…` to the vault URL, naming another host).
     package static func isWithinVault(_ link: String, vaultURL: String) -> Bool {
+        guard link.hasPrefix("https://") || link.hasPrefix("http://") else { return false }
         guard let target = Origin(link), let vault = Origin(vaultURL) else { return false }
         return target.scheme == vault.scheme && target.host == vault.host && target.port == vault.port
             && target.path == vault.path + "/secrets"
