@@ -248,7 +248,10 @@ struct State {
         guard let clientID = form["client_id"], !clientID.isEmpty else {
             return Self.entraError(400, "invalid_request", code: 900144, "The request body must contain the following parameter: 'client_id'.")
         }
-        guard let scope = form["scope"], scope.hasSuffix("/.default") else {
+        // Entra ignores the OpenID scopes MSAL adds to every request (Go MSAL sends
+        // `https://vault.azure.net/.default openid offline_access profile` for client credentials too).
+        let resourceScopes = (form["scope"] ?? "").split(separator: " ").filter { !["openid", "offline_access", "profile"].contains($0) }
+        guard resourceScopes.count == 1, let scope = resourceScopes.first.map(String.init), scope.hasSuffix("/.default") else {
             return Self.entraError(400, "invalid_scope", code: 1002012, "The provided value for scope \(form["scope"] ?? "") is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).")
         }
         guard let client = clients[clientID] else {
@@ -297,6 +300,24 @@ struct State {
             ])
         }
         return Self.json(200, ["token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": token])
+    }
+
+    /// Entra's instance discovery (`GET /common/discovery/instance?api-version=1.1&authorization_endpoint=…`):
+    /// the authority is known, its tenant discovery document is the OIDC metadata beside the authorize
+    /// endpoint, and its host is its only alias. A missing or unparsable endpoint answers 400 as Entra does.
+    static func instanceDiscovery(_ request: HTTPListener.Request) -> HTTPListener.Response {
+        let query = FormFields.decode(request.query)
+        guard let endpoint = query["authorization_endpoint"], let url = URL(string: endpoint), let host = url.host,
+            let tenant = url.path.split(separator: "/").first
+        else {
+            return json(400, ["error": "invalid_instance", "error_description": "AADSTS50049: Unknown or invalid instance."])
+        }
+        let origin = url.port.map { "https://\(host):\($0)" } ?? "https://\(host)"
+        return json(200, [
+            "tenant_discovery_endpoint": "\(origin)/\(tenant)/v2.0/.well-known/openid-configuration",
+            "api-version": "1.1",
+            "metadata": [["preferred_network": host, "preferred_cache": host, "aliases": [host]]],
+        ])
     }
 
     func openIDConfiguration(tenant: String, baseURL: String) -> HTTPListener.Response {

@@ -11,7 +11,10 @@ import _CryptoExtras
 /// port on loopback, for tests, benchmarks and the demo.
 ///
 /// Addressing: a vault is the first path segment (`https://127.0.0.1:<port>/<vault>/secrets/<name>/<version>`);
-/// Entra is `/<tenant>/oauth2/v2.0/token`; IMDS is `/metadata/identity/oauth2/token`. Bodies, headers and error
+/// Entra is `/<tenant>/oauth2/v2.0/token`; IMDS is `/metadata/identity/oauth2/token`. Entra's instance discovery
+/// (`/common/discovery/instance`) accepts any authority and the OIDC metadata names endpoints under the host the
+/// client addressed, so a client that validates its authority first (Go MSAL, in upstream's Azure provider) works
+/// with the emulator reached as `login.microsoftonline.com` (an /etc/hosts entry). Bodies, headers and error
 /// shapes are Key Vault's and Entra's, including the 401 challenge; official Azure SDK clients work against it
 /// (see `scripts/check-emulator-with-azure-sdk.py`).
 package final class KeyVaultEmulator: Sendable {
@@ -230,7 +233,12 @@ package final class KeyVaultEmulator: Sendable {
                 return state.entraToken(request, tenant: segments[0], baseURL: baseURL)
             }
             if segments.count >= 3, segments[1] == "v2.0", segments.last == "openid-configuration" {
-                return state.openIDConfiguration(tenant: segments[0], baseURL: baseURL)
+                // Endpoints under the host the client addressed (Entra's, through /etc/hosts), as Entra answers.
+                let origin = request.headers.first(name: "Host").map { "https://\($0)" } ?? baseURL
+                return state.openIDConfiguration(tenant: segments[0], baseURL: origin)
+            }
+            if segments == ["common", "discovery", "instance"] {
+                return State.instanceDiscovery(request)
             }
             let collections = ["secrets", "keys", "certificates"]
             if segments.count >= 2, collections.contains(segments[1]) {

@@ -20,6 +20,7 @@ import Glibc
 ///     csi-bench [--iterations N] [--json PATH] [--driver PATH] [--only controller]   (run by scripts/bench.sh)
 ///     csi-bench --only burst --iterations ROUNDS [--driver PATH]   (the 100-publish burst, ROUNDS times)
 ///     csi-bench bare-server SOCKET                 (the floor server; started by the bench itself)
+///     csi-bench upstream --work DIR …              (ours against upstream's driver + provider: scripts/bench-upstream.sh)
 @main
 struct Bench {
     static let tenant = "72f988bf-86f1-41af-91ab-2d7cd011db47"
@@ -28,6 +29,15 @@ struct Bench {
         var arguments = Array(CommandLine.arguments.dropFirst())
         if arguments.first == "bare-server", arguments.count == 2 {
             try await BareServer.run(socketPath: arguments[1])
+            return
+        }
+        if arguments.first == "upstream" {
+            do {
+                try await UpstreamBench.run(arguments: Array(arguments.dropFirst()))
+            } catch {
+                print("upstream benchmark failed: \(error)")
+                exit(1)
+            }
             return
         }
         var iterations = 200

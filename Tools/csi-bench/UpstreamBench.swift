@@ -1,0 +1,339 @@
+import CSIProtocol
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import KeyVaultEmulator
+import SecretsStoreCore
+import SecretsStoreTesting
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `csi-bench upstream …` (run by `scripts/bench-upstream.sh`, which starts the API server, applies the CRDs and
+/// the SecretProviderClass, makes the service account token and the /etc/hosts entries): our driver with its
+/// built-in provider against upstream's node plugin + Azure provider, alternating, each side in its own memory
+/// cgroup (v1), page cache dropped before each side starts. This process hosts the Key Vault emulator on
+/// 127.0.0.1:443 with a server certificate for the hosts upstream's provider reaches (login.microsoftonline.com,
+/// kv1.vault.azure.net), and plays kubelet over each side's CSI socket: the same volume context (workload
+/// identity token included) and the same calls for both.
+///
+/// Every figure is printed for ours, theirs and the ratio ours/theirs: the median over the rounds of each side.
+enum UpstreamBench {
+    struct Options {
+        var work = ""
+        var volumes = 20
+        var rounds = 2
+        var ours = ""
+        var theirsDriver = ""
+        var theirsProvider = ""
+        var tenant = ""
+        var json = "benchmarks/upstream.json"
+    }
+
+    static func run(arguments: [String]) async throws {
+        var options = Options()
+        var rest = arguments
+        while rest.count >= 2 {
+            let flag = rest.removeFirst()
+            let value = rest.removeFirst()
+            switch flag {
+            case "--work": options.work = value
+            case "--volumes": options.volumes = Int(value) ?? options.volumes
+            case "--rounds": options.rounds = Int(value) ?? options.rounds
+            case "--ours": options.ours = value
+            case "--theirs-driver": options.theirsDriver = value
+            case "--theirs-provider": options.theirsProvider = value
+            case "--tenant": options.tenant = value
+            case "--json": options.json = value
+            default: throw FloorError(message: "unknown flag \(flag)")
+            }
+        }
+        let work = options.work
+        var secrets: [String: [EmulatorSeed.SecretVersion]] = [:]
+        for index in 0..<9 { secrets["s\(index)"] = [.init(value: String(repeating: "v", count: 48) + "-\(index)")] }
+        let pfx = try Data(contentsOf: URL(fileURLWithPath: work + "/web.pfx")).base64EncodedString()
+        let seed = EmulatorSeed(
+            tenantID: options.tenant,
+            clients: [.init(clientID: "wi-app", federated: [.init(subject: "system:serviceaccount:bench:app", audience: "api://AzureADTokenExchange")])],
+            vaults: ["kv1": .init(secrets: secrets, certificates: ["web": [.init(pkcs12: pfx)]])],
+            issuers: [.init(issuer: "https://kubernetes.default.svc", publicKeyFile: work + "/sa.pub")]
+        )
+        let certificates = try EmulatorCertificates.generate(hostNames: ["localhost", "login.microsoftonline.com", "kv1.vault.azure.net"])
+        let emulator = try await KeyVaultEmulator(seed: seed, port: 443, certificates: certificates)
+        try certificates.caCertificatePEM.write(toFile: work + "/ca.pem", atomically: true, encoding: .utf8)
+        let token = try String(contentsOfFile: work + "/sa-token", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let bench = SideBySide(options: options, emulator: emulator, token: token)
+        do {
+            try await bench.run()
+        } catch {
+            try? await emulator.shutdown()
+            throw error
+        }
+        try await emulator.shutdown()
+    }
+}
+
+/// One side's processes, started in a memory cgroup of their own.
+struct Side {
+    var name: String
+    /// (executable, arguments, environment additions, socket to wait for)
+    var processes: [(String, [String], [String: String], String)]
+    var socket: String
+    var root: String
+}
+
+/// A cgroup v1 memory group for one side's processes.
+struct MemoryGroup {
+    let path: String
+
+    init(name: String) throws {
+        path = "/sys/fs/cgroup/memory/" + name
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
+    }
+
+    func read(_ file: String) -> String { readProc(path + "/" + file) ?? "" }
+
+    /// `memory.usage_in_bytes − total_inactive_file`, as the kubelet and `kubectl top` report a container's
+    /// working set on cgroup v1.
+    var workingSetMiB: Double {
+        let usage = Double(read("memory.usage_in_bytes").trimmingCharacters(in: .whitespacesAndNewlines)) ?? .nan
+        return (usage - stat("total_inactive_file")) / 1_048_576
+    }
+
+    func stat(_ key: String) -> Double {
+        for line in read("memory.stat").split(separator: "\n") {
+            let parts = line.split(separator: " ")
+            if parts.count == 2, parts[0] == key { return Double(parts[1]) ?? .nan }
+        }
+        return .nan
+    }
+
+    var pids: [Int32] { read("cgroup.procs").split(separator: "\n").compactMap { Int32($0) } }
+
+    /// Removes the group once its processes have gone (rmdir fails while any remain).
+    func remove() {
+        for _ in 0..<100 {
+            if rmdir(path) == 0 || errno == ENOENT { return }
+            usleep(50_000)
+        }
+        print("    could not remove \(path): errno \(errno)")
+    }
+}
+
+/// Figures of one side in one round.
+struct SideFigures {
+    var values: [String: Double] = [:]
+}
+
+final class SideBySide {
+    let options: UpstreamBench.Options
+    let emulator: KeyVaultEmulator
+    let token: String
+    /// Figures per side, one entry per round.
+    var results: [String: [SideFigures]] = ["ours": [], "theirs": []]
+    var fileListings: [String: [String]] = [:]
+
+    init(options: UpstreamBench.Options, emulator: KeyVaultEmulator, token: String) {
+        self.options = options
+        self.emulator = emulator
+        self.token = token
+    }
+
+    var work: String { options.work }
+
+    func side(_ name: String) -> Side {
+        let root = work + "/" + name
+        let socket = root + "/csi.sock"
+        let kubeconfig = work + "/kubeconfig"
+        if name == "ours" {
+            return Side(
+                name: name,
+                processes: [(
+                    options.ours,
+                    [
+                        "-endpoint=unix://" + socket, "--nodeid=bench-node", "--kubeconfig=" + kubeconfig,
+                        "--provider-volume=" + root + "/providers", "--metrics-addr=127.0.0.1:0", "--azure-ca-bundle=" + work + "/ca.pem",
+                    ],
+                    [:], socket
+                )],
+                socket: socket, root: root
+            )
+        }
+        let goEnvironment = ["SSL_CERT_FILE": work + "/ca.pem", "KUBE_FEATURE_WatchListClient": "false"]
+        let providerSocket = root + "/providers/azure.sock"
+        return Side(
+            name: name,
+            processes: [
+                (
+                    options.theirsProvider,
+                    ["--endpoint", "unix://" + providerSocket, "--healthz-port", "0", "--metrics-backend", "prometheus", "--prometheus-port", "0", "--construct-pem-chain"],
+                    goEnvironment, providerSocket
+                ),
+                (
+                    options.theirsDriver,
+                    ["--endpoint", "unix://" + socket, "--nodeid", "bench-node", "--provider-volume", root + "/providers", "--kubeconfig", kubeconfig, "--metrics-addr", "127.0.0.1:0"],
+                    goEnvironment, socket
+                ),
+            ],
+            socket: socket, root: root
+        )
+    }
+
+    func run() async throws {
+        print("upstream side by side: \(options.volumes) volumes of 10 objects (9 secrets, 1 PFX certificate), workload identity, \(options.rounds) rounds a side, alternating")
+        for round in 0..<options.rounds {
+            for name in ["ours", "theirs"] {
+                let figures = try await measureSide(side(name), round: round)
+                results[name, default: []].append(figures)
+                print("  round \(round + 1) \(name): " + figures.values.sorted { $0.key < $1.key }.map { "\($0.key)=\(Report.format($0.value))" }.joined(separator: " "))
+            }
+        }
+        printTable()
+    }
+
+    static let figureOrder: [(String, String)] = [
+        ("start_to_probe_ms", "ms"), ("working_set_idle_mib", "MiB"), ("rss_idle_mib", "MiB"),
+        ("working_set_mounted_mib", "MiB"), ("rss_mounted_mib", "MiB"), ("anon_mounted_mib", "MiB"), ("file_mounted_mib", "MiB"), ("shmem_mounted_mib", "MiB"),
+        ("publish_p50_ms", "ms"), ("publish_p99_ms", "ms"), ("first_publish_ms", "ms"), ("cpu_per_publish_unpublish_ms", "ms"),
+        ("keyvault_requests_per_publish", "req"), ("token_requests_per_publish", "req"),
+    ]
+
+    func median(_ name: String, _ key: String) -> Double {
+        var samples = Samples()
+        for figures in results[name] ?? [] { if let value = figures.values[key] { samples.add(milliseconds: value) } }
+        return samples.percentile(0.5)
+    }
+
+    func printTable() {
+        print("")
+        print(Report.pad("figure (median of \(options.rounds) rounds)", 40) + Report.pad("ours", 12) + Report.pad("theirs", 12) + "ours/theirs")
+        var rows: [[String: Any]] = []
+        for (key, unit) in Self.figureOrder {
+            let ours = median("ours", key)
+            let theirs = median("theirs", key)
+            let ratio = theirs == 0 ? Double.nan : ours / theirs
+            print(Report.pad("\(key) (\(unit))", 40) + Report.pad(Report.format(ours), 12) + Report.pad(Report.format(theirs), 12) + Report.format(ratio))
+            rows.append(["figure": key, "unit": unit, "ours": ours, "theirs": theirs, "ratio": ratio])
+        }
+        for (name, files) in fileListings.sorted(by: { $0.key < $1.key }) {
+            print("  \(name)'s first volume: \(files.joined(separator: ", "))")
+        }
+        let document: [String: Any] = [
+            "volumes": options.volumes, "rounds": options.rounds, "objects_per_volume": 10, "machine": Machine.facts, "rows": rows,
+            "rounds_raw": results.mapValues { $0.map(\.values) }, "first_volume_files": fileListings,
+        ]
+        if let data = try? JSONSerialization.data(withJSONObject: document, options: [.prettyPrinted, .sortedKeys]) {
+            _ = FileManager.default.createFile(atPath: options.json, contents: data)
+            print("wrote \(options.json)")
+        }
+    }
+
+    func request(_ side: Side, index: Int) -> Csi_V1_NodePublishVolumeRequest {
+        let uid = UUID().uuidString.lowercased()
+        let target = side.root + "/pods/\(uid)/volumes/kubernetes.io~csi/secrets-store-inline/mount"
+        try? FileManager.default.createDirectory(atPath: side.root + "/pods/\(uid)/volumes/kubernetes.io~csi/secrets-store-inline", withIntermediateDirectories: true)
+        let expiry = ISO8601DateFormatter().string(from: Date().addingTimeInterval(3600))
+        var request = Csi_V1_NodePublishVolumeRequest()
+        request.volumeID = "csi-\(uid)"
+        request.targetPath = target
+        request.readonly = true
+        request.volumeCapability.mount = .init()
+        request.volumeContext = [
+            VolumeContextKey.secretProviderClass: "wi10", VolumeContextKey.podName: "pod-\(index)",
+            VolumeContextKey.podNamespace: "bench", VolumeContextKey.podUID: uid,
+            VolumeContextKey.serviceAccountName: "app", VolumeContextKey.ephemeral: "true",
+            VolumeContextKey.serviceAccountTokens: "{\"api://AzureADTokenExchange\":{\"token\":\"\(token)\",\"expirationTimestamp\":\"\(expiry)\"}}",
+        ]
+        return request
+    }
+
+    /// Starts `side` in a fresh memory group, publishes and unpublishes the volumes, and stops it.
+    func measureSide(_ side: Side, round: Int) async throws -> SideFigures {
+        try? FileManager.default.removeItem(atPath: side.root)
+        try FileManager.default.createDirectory(atPath: side.root + "/providers", withIntermediateDirectories: true)
+        sync()
+        try "3".write(toFile: "/proc/sys/vm/drop_caches", atomically: false, encoding: .utf8)
+        let group = try MemoryGroup(name: "bench-upstream-\(side.name)-\(round)-\(getpid())")
+        var processes: [Process] = []
+        defer {
+            for process in processes where process.isRunning { process.terminate(); process.waitUntilExit() }
+            group.remove()
+        }
+        var figures = SideFigures()
+        let start = ContinuousClock.now
+        for (index, (executable, arguments, environment, socket)) in side.processes.enumerated() {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/bin/sh")
+            // The shell joins the group, then becomes the program: every page it touches is charged there.
+            process.arguments = ["-c", "echo $$ > \"$0/cgroup.procs\" && exec \"$@\"", group.path, executable] + arguments
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+            let log = work + "/\(side.name)-\(round)-\(index).log"
+            _ = FileManager.default.createFile(atPath: log, contents: nil)
+            process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+            process.standardError = process.standardOutput
+            try process.run()
+            processes.append(process)
+            let isLast = index == side.processes.count - 1
+            while true {
+                if isLast {
+                    if let ready = try? await probeCSI(socketPath: socket), ready { break }
+                } else if FileManager.default.fileExists(atPath: socket) {
+                    break
+                }
+                guard process.isRunning else { throw FloorError(message: "\(executable) exited; see \(log)") }
+                if ContinuousClock.now - start > .seconds(30) { throw FloorError(message: "\(side.name): not ready within 30 s; see \(log)") }
+                try await Task.sleep(for: .milliseconds(1))
+            }
+        }
+        figures.values["start_to_probe_ms"] = (ContinuousClock.now - start).milliseconds
+        let facts = processes.map { ProcessFacts(pid: $0.processIdentifier) }
+        func rss() -> Double { facts.reduce(0) { $0 + $1.residentMiB } }
+        func cpu() -> Double { facts.reduce(0) { $0 + $1.cpuSeconds } }
+        try await Task.sleep(for: .seconds(5))
+        figures.values["working_set_idle_mib"] = group.workingSetMiB
+        figures.values["rss_idle_mib"] = rss()
+
+        emulator.resetCounters()
+        let cpuAtStart = cpu()
+        var latencies = Samples()
+        var targets: [String] = []
+        try await withCSIClient(socketPath: side.socket) { (client: GRPCClient<HTTP2ClientTransport.Posix>) async throws in
+            let node = Csi_V1_Node.Client(wrapping: client)
+            for index in 0..<options.volumes {
+                let request = request(side, index: index)
+                let elapsed = try await measure { _ = try await node.nodePublishVolume(request) }
+                if index == 0 { figures.values["first_publish_ms"] = elapsed.milliseconds }
+                latencies.add(elapsed)
+                targets.append(request.targetPath)
+            }
+            figures.values["keyvault_requests_per_publish"] = Double(emulator.keyVaultRequestCount) / Double(options.volumes)
+            figures.values["token_requests_per_publish"] = Double(emulator.tokenRequestCount) / Double(options.volumes)
+            if round == 0, let first = targets.first {
+                fileListings[side.name] = ((try? FileManager.default.contentsOfDirectory(atPath: first)) ?? []).filter { !$0.hasPrefix(".") }.sorted().map { file in
+                    // Read through the atomic writer's symlinks (both sides publish `name -> ..data/name`).
+                    let size = FileManager.default.contents(atPath: first + "/" + file)?.count ?? -1
+                    return "\(file) (\(size) B)"
+                }
+            }
+            try await Task.sleep(for: .seconds(3))
+            figures.values["working_set_mounted_mib"] = group.workingSetMiB
+            figures.values["rss_mounted_mib"] = rss()
+            figures.values["anon_mounted_mib"] = group.stat("total_rss") / 1_048_576
+            figures.values["file_mounted_mib"] = group.stat("total_cache") / 1_048_576
+            figures.values["shmem_mounted_mib"] = group.stat("total_shmem") / 1_048_576
+            for target in targets {
+                var request = Csi_V1_NodeUnpublishVolumeRequest()
+                request.volumeID = "v"
+                request.targetPath = target
+                _ = try await node.nodeUnpublishVolume(request)
+            }
+        }
+        figures.values["cpu_per_publish_unpublish_ms"] = (cpu() - cpuAtStart) * 1000 / Double(options.volumes)
+        figures.values["publish_p50_ms"] = latencies.percentile(0.5)
+        figures.values["publish_p99_ms"] = latencies.percentile(0.99)
+        let left = mountCount(under: side.root + "/pods")
+        if left != 0 { print("    \(side.name): \(left) mounts left after unpublish") }
+        return figures
+    }
+}

@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Issue #25, step 1: our driver (built-in Azure provider) against upstream's node plugin v1.6.0 + Azure provider
+# v1.8.2 (../shared/upstream), side by side in one run, on a real API server (etcd + kube-apiserver from
+# ../shared/kube) and our Key Vault emulator (hosted by csi-bench on 127.0.0.1:443, answering as
+# login.microsoftonline.com and kv1.vault.azure.net through /etc/hosts entries made for the run and removed after).
+# Both sides read the same SecretProviderClass (workload identity, 10 objects: 9 secrets and a PFX certificate)
+# and get the same CSI calls; each side runs in its own memory cgroup (v1), page cache dropped before it starts.
+# Prints, per side and as the ratio ours/theirs: working set idle and with the volumes mounted, RSS, publish
+# p50/p99, Key Vault and token requests per publish; writes benchmarks/upstream.{txt,json}.
+# Needs root (tmpfs mounts, cgroups, port 443, /etc/hosts, drop_caches).
+# Usage: scripts/bench-upstream.sh [VOLUMES] [ROUNDS]   (defaults: 20 volumes, 2 rounds a side, alternating)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+volumes="${1:-20}"
+rounds="${2:-2}"
+[ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
+[ -d /sys/fs/cgroup/memory ] || { echo "needs cgroup v1 memory controller at /sys/fs/cgroup/memory" >&2; exit 1; }
+
+# Binaries: ours in release (the flags of scripts/bench.sh; BENCH_BIN names a directory already built), theirs
+# unpacked, and the Kubernetes components.
+if [ -n "${BENCH_BIN:-}" ]; then bin="$BENCH_BIN"; else
+  bin=$(/work/helpers/relbuild.sh | sed -n 's/^BIN=//p'); fi
+kube=$(../shared/kube/install.sh | tail -1)
+upstream=$(../shared/upstream/install.sh | tail -1)
+
+work=$(mktemp -d /tmp/bench-upstream.XXXXXX)
+pids=()
+hosts_backup="$work/hosts.orig"
+cleanup() {
+  set +e
+  trap - EXIT INT TERM
+  [ -f "$hosts_backup" ] && cat "$hosts_backup" > /etc/hosts
+  # Any mount csi-bench left (it unmounts its own; this is for a run cut short).
+  grep " $work/" /proc/mounts | awk '{print $2}' | sort -r | while read -r m; do umount -l "$m"; done
+  # The API server before etcd (it waits for etcd while shutting down); SIGKILL after 5 s.
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    pid=${pids[i]}
+    kill "$pid" 2>/dev/null || continue
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
+    wait "$pid" 2>/dev/null
+  done
+  for group in /sys/fs/cgroup/memory/bench-upstream-*; do [ -d "$group" ] && rmdir "$group"; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Certificates: the API server serves with its own self-signed one (--cert-dir); clients authenticate with a
+# static token; service account tokens are signed with an RSA key (RS256, what the emulator verifies, as Entra).
+openssl genrsa -out "$work/sa.key" 2048 2>/dev/null
+openssl rsa -in "$work/sa.key" -pubout -out "$work/sa.pub" 2>/dev/null
+admin_token=$(openssl rand -hex 16)
+echo "$admin_token,admin,admin,system:masters" > "$work/tokens.csv"
+# The PFX certificate object: as Key Vault exports one (SHA-1 MAC, legacy PBE, no password), which is what
+# Go's x/crypto/pkcs12 in upstream's provider reads.
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/web.key" -out "$work/web.crt" -days 30 \
+  -subj "/CN=web.bench.example" 2>/dev/null
+openssl pkcs12 -export -legacy -inkey "$work/web.key" -in "$work/web.crt" -passout pass: \
+  -macalg sha1 -keypbe PBE-SHA1-3DES -certpbe PBE-SHA1-3DES -out "$work/web.pfx" 2>/dev/null \
+  || openssl pkcs12 -export -inkey "$work/web.key" -in "$work/web.crt" -passout pass: \
+    -macalg sha1 -keypbe PBE-SHA1-3DES -certpbe PBE-SHA1-3DES -out "$work/web.pfx"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+etcd_port=$(free_port); peer_port=$(free_port); api_port=$(free_port)
+"$kube/etcd" --data-dir "$work/etcd" --name default \
+  --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+  --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
+  --initial-cluster "default=http://127.0.0.1:$peer_port" --logger zap --log-level warn >"$work/etcd.log" 2>&1 &
+pids+=($!)
+"$kube/kube-apiserver" --etcd-servers "http://127.0.0.1:$etcd_port" --bind-address 127.0.0.1 \
+  --secure-port "$api_port" --advertise-address 127.0.0.1 --endpoint-reconciler-type none \
+  --service-cluster-ip-range 10.96.0.0/24 --cert-dir "$work/certs" --token-auth-file "$work/tokens.csv" \
+  --authorization-mode Node,RBAC --service-account-issuer https://kubernetes.default.svc \
+  --service-account-key-file "$work/sa.pub" --service-account-signing-key-file "$work/sa.key" \
+  --api-audiences https://kubernetes.default.svc,api://AzureADTokenExchange --profiling=false \
+  >"$work/apiserver.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 120); do
+  [ -f "$work/certs/apiserver.crt" ] && curl -sf --cacert "$work/certs/apiserver.crt" \
+    -H "Authorization: Bearer $admin_token" "https://127.0.0.1:$api_port/readyz" >/dev/null 2>&1 && break
+  sleep 0.5
+done
+cat >"$work/kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+current-context: bench
+clusters: [{name: bench, cluster: {server: "https://127.0.0.1:$api_port", certificate-authority-data: "$(base64 -w0 "$work/certs/apiserver.crt")"}}]
+users: [{name: admin, user: {token: "$admin_token"}}]
+contexts: [{name: bench, context: {cluster: bench, user: admin}}]
+EOF
+k() { kubectl --kubeconfig "$work/kubeconfig" "$@" 2>/dev/null; }
+k apply -f charts/secrets-store-csi-driver/crds/ >/dev/null
+k create namespace bench >/dev/null
+k -n bench create serviceaccount app >/dev/null
+k wait --for condition=established --timeout=30s crd/secretproviderclasses.secrets-store.csi.x-k8s.io >/dev/null
+tenant=72f988bf-86f1-41af-91ab-2d7cd011db47
+objects=""
+for i in $(seq 0 8); do objects+="      - |
+        objectName: s$i
+        objectType: secret
+"; done
+objects+="      - |
+        objectName: web
+        objectType: secret
+"
+cat >"$work/spc.yaml" <<EOF
+apiVersion: secrets-store.csi.x-k8s.io/v1
+kind: SecretProviderClass
+metadata: {name: wi10, namespace: bench}
+spec:
+  provider: azure
+  parameters:
+    keyvaultName: kv1
+    tenantId: "$tenant"
+    clientID: wi-app
+    objects: |
+      array:
+$objects
+EOF
+k apply -f "$work/spc.yaml" >/dev/null
+k -n bench create token app --audience api://AzureADTokenExchange --duration 2h >"$work/sa-token"
+
+# The hosts the upstream provider reaches (MSAL's instance discovery and token endpoint, the vault), for this run.
+cp /etc/hosts "$hosts_backup"
+printf '127.0.0.1 login.microsoftonline.com kv1.vault.azure.net\n' >>/etc/hosts
+
+mkdir -p benchmarks
+"$bin/csi-bench" upstream --work "$work" --volumes "$volumes" --rounds "$rounds" \
+  --ours "$bin/secrets-store-csi-driver" --theirs-driver "$upstream/secrets-store-csi-driver" \
+  --theirs-provider "$upstream/secrets-store-csi-driver-provider-azure" \
+  --tenant "$tenant" --json benchmarks/upstream.json | tee benchmarks/upstream.txt
