@@ -194,15 +194,18 @@ final class SideBySide {
 
     static let figureOrder: [(String, String)] = [
         ("start_to_probe_ms", "ms"), ("working_set_idle_mib", "MiB"), ("rss_idle_mib", "MiB"),
-        ("working_set_mounted_mib", "MiB"), ("rss_mounted_mib", "MiB"), ("anon_mounted_mib", "MiB"), ("file_mounted_mib", "MiB"), ("shmem_mounted_mib", "MiB"),
+        ("working_set_mounted_mib", "MiB"), ("rss_mounted_mib", "MiB"), ("anon_mounted_mib", "MiB"), ("active_file_mounted_mib", "MiB"),
+        ("cache_mounted_mib", "MiB"), ("shmem_mounted_mib", "MiB"), ("working_set_after_unpublish_mib", "MiB"), ("rss_after_unpublish_mib", "MiB"),
         ("publish_p50_ms", "ms"), ("publish_p99_ms", "ms"), ("first_publish_ms", "ms"), ("cpu_per_publish_unpublish_ms", "ms"),
         ("keyvault_requests_per_publish", "req"), ("token_requests_per_publish", "req"),
     ]
 
+    /// The median over the rounds (the mean of the middle two for an even count).
     func median(_ name: String, _ key: String) -> Double {
-        var samples = Samples()
-        for figures in results[name] ?? [] { if let value = figures.values[key] { samples.add(milliseconds: value) } }
-        return samples.percentile(0.5)
+        let values = (results[name] ?? []).compactMap { $0.values[key] }.sorted()
+        guard !values.isEmpty else { return .nan }
+        let middle = values.count / 2
+        return values.count % 2 == 1 ? values[middle] : (values[middle - 1] + values[middle]) / 2
     }
 
     func printTable() {
@@ -320,7 +323,8 @@ final class SideBySide {
             figures.values["working_set_mounted_mib"] = group.workingSetMiB
             figures.values["rss_mounted_mib"] = rss()
             figures.values["anon_mounted_mib"] = group.stat("total_rss") / 1_048_576
-            figures.values["file_mounted_mib"] = group.stat("total_cache") / 1_048_576
+            figures.values["active_file_mounted_mib"] = group.stat("total_active_file") / 1_048_576
+            figures.values["cache_mounted_mib"] = group.stat("total_cache") / 1_048_576
             figures.values["shmem_mounted_mib"] = group.stat("total_shmem") / 1_048_576
             for target in targets {
                 var request = Csi_V1_NodeUnpublishVolumeRequest()
@@ -330,6 +334,10 @@ final class SideBySide {
             }
         }
         figures.values["cpu_per_publish_unpublish_ms"] = (cpu() - cpuAtStart) * 1000 / Double(options.volumes)
+        // Idle again, once the unpublishes have settled: what stays charged after the side has done work.
+        try await Task.sleep(for: .seconds(5))
+        figures.values["working_set_after_unpublish_mib"] = group.workingSetMiB
+        figures.values["rss_after_unpublish_mib"] = rss()
         figures.values["publish_p50_ms"] = latencies.percentile(0.5)
         figures.values["publish_p99_ms"] = latencies.percentile(0.99)
         let left = mountCount(under: side.root + "/pods")
