@@ -1,6 +1,8 @@
 extension FuzzTarget {
     /// Every target, in the order `csi-fuzz` runs them.
-    package static let all: [FuzzTarget] = [objectsYAML, volumeContextJSON, mountResponse, keyVaultJSON, kubeconfig]
+    package static let all: [FuzzTarget] = [
+        objectsYAML, volumeContextJSON, mountResponse, keyVaultJSON, kubeconfig, secretList, jsonFields, valueTemplate,
+    ]
 
     /// The target called `name`, if there is one.
     package static func named(_ name: String) -> FuzzTarget? {
