@@ -133,6 +133,8 @@ final class SideBySide {
     /// Figures per side, one entry per round.
     var results: [String: [SideFigures]] = ["ours": [], "theirs": []]
     var fileListings: [String: [String]] = [:]
+    /// The emulator's requests during the first round's publishes, by `METHOD path`, per side.
+    var requestsByPath: [String: [String: Int]] = [:]
 
     init(options: UpstreamBench.Options, emulator: KeyVaultEmulator, token: String) {
         self.options = options
@@ -222,9 +224,15 @@ final class SideBySide {
         for (name, files) in fileListings.sorted(by: { $0.key < $1.key }) {
             print("  \(name)'s first volume: \(files.joined(separator: ", "))")
         }
+        for (name, counts) in requestsByPath.sorted(by: { $0.key < $1.key }) {
+            let perPublish = counts.sorted { $0.key < $1.key }.map { "\($0.key) \(Report.format(Double($0.value) / Double(options.volumes)))" }
+            print("  \(name)'s emulator requests per publish (round 1): \(perPublish.joined(separator: "; "))")
+        }
+        let same = fileListings["ours"] != nil && fileListings["ours"] == fileListings["theirs"]
+        print("  same file names, sizes and contents on both sides: \(same ? "yes" : "NO")")
         let document: [String: Any] = [
             "volumes": options.volumes, "rounds": options.rounds, "objects_per_volume": 10, "machine": Machine.facts, "rows": rows,
-            "rounds_raw": results.mapValues { $0.map(\.values) }, "first_volume_files": fileListings,
+            "rounds_raw": results.mapValues { $0.map(\.values) }, "first_volume_files": fileListings, "same_files_both_sides": same, "requests_by_path_round1": requestsByPath,
         ]
         if let data = try? JSONSerialization.data(withJSONObject: document, options: [.prettyPrinted, .sortedKeys]) {
             _ = FileManager.default.createFile(atPath: options.json, contents: data)
@@ -312,11 +320,15 @@ final class SideBySide {
             }
             figures.values["keyvault_requests_per_publish"] = Double(emulator.keyVaultRequestCount) / Double(options.volumes)
             figures.values["token_requests_per_publish"] = Double(emulator.tokenRequestCount) / Double(options.volumes)
+            if round == 0 { requestsByPath[side.name] = emulator.requestCounts }
             if round == 0, let first = targets.first {
                 fileListings[side.name] = ((try? FileManager.default.contentsOfDirectory(atPath: first)) ?? []).filter { !$0.hasPrefix(".") }.sorted().map { file in
                     // Read through the atomic writer's symlinks (both sides publish `name -> ..data/name`).
-                    let size = FileManager.default.contents(atPath: first + "/" + file)?.count ?? -1
-                    return "\(file) (\(size) B)"
+                    let contents = FileManager.default.contents(atPath: first + "/" + file)
+                    // Hasher is seeded per process and both sides are read by this one: equal digests, equal bytes.
+                    var hasher = Hasher()
+                    hasher.combine(contents)
+                    return "\(file) (\(contents?.count ?? -1) B, #\(String(UInt(bitPattern: hasher.finalize()) % 0x10000, radix: 16)))"
                 }
             }
             try await Task.sleep(for: .seconds(3))
