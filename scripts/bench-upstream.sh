@@ -5,10 +5,11 @@
 # login.microsoftonline.com and kv1.vault.azure.net through /etc/hosts entries made for the run and removed after).
 # Both sides read the same SecretProviderClass (workload identity, 10 objects: 9 secrets and a PFX certificate)
 # and get the same CSI calls; each side runs in its own memory cgroup (v1), page cache dropped before it starts.
-# Prints, per side and as the ratio ours/theirs: working set idle and with the volumes mounted, RSS, publish
-# p50/p99, Key Vault and token requests per publish; writes benchmarks/upstream.{txt,json}.
-# Needs root (tmpfs mounts, cgroups, port 443, /etc/hosts, drop_caches).
-# Usage: scripts/bench-upstream.sh [VOLUMES] [ROUNDS]   (defaults: 20 volumes, 2 rounds a side, alternating)
+# Prints, per side and as the ratio ours/theirs (median of the rounds): working set (usage − total_inactive_file)
+# idle, with the volumes mounted and after unpublishing, RSS, publish p50/p99, CPU, Key Vault and token requests per
+# publish (and the emulator's requests by path), and whether both sides wrote the same files; writes
+# benchmarks/upstream.{txt,json}. Needs root (tmpfs mounts, cgroups, port 443, /etc/hosts, drop_caches).
+# Usage: [BENCH_BIN=DIR] scripts/bench-upstream.sh [VOLUMES] [ROUNDS]   (defaults: 20 volumes, 2 rounds a side)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -17,10 +18,15 @@ rounds="${2:-2}"
 [ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
 [ -d /sys/fs/cgroup/memory ] || { echo "needs cgroup v1 memory controller at /sys/fs/cgroup/memory" >&2; exit 1; }
 
-# Binaries: ours in release (the flags of scripts/bench.sh; BENCH_BIN names a directory already built), theirs
-# unpacked, and the Kubernetes components.
+# Binaries: ours in release with the flags of scripts/build-release.sh and scripts/bench.sh (BENCH_BIN names a
+# directory where both products are already built), theirs unpacked, and the Kubernetes components.
 if [ -n "${BENCH_BIN:-}" ]; then bin="$BENCH_BIN"; else
-  bin=$(/work/helpers/relbuild.sh | sed -n 's/^BIN=//p'); fi
+  release_flags=(-c release --static-swift-stdlib
+    -Xswiftc -Xfrontend -Xswiftc -function-sections -Xcc -ffunction-sections -Xcc -fdata-sections)
+  swift build "${release_flags[@]}" --product secrets-store-csi-driver
+  swift build "${release_flags[@]}" --product csi-bench
+  bin=$(swift build "${release_flags[@]}" --show-bin-path)
+fi
 kube=$(../shared/kube/install.sh | tail -1)
 upstream=$(../shared/upstream/install.sh | tail -1)
 
@@ -61,6 +67,10 @@ openssl pkcs12 -export -legacy -inkey "$work/web.key" -in "$work/web.crt" -passo
   -macalg sha1 -keypbe PBE-SHA1-3DES -certpbe PBE-SHA1-3DES -out "$work/web.pfx" 2>/dev/null \
   || openssl pkcs12 -export -inkey "$work/web.key" -in "$work/web.crt" -passout pass: \
     -macalg sha1 -keypbe PBE-SHA1-3DES -certpbe PBE-SHA1-3DES -out "$work/web.pfx"
+
+# Our driver as the image ships it: stripped, as scripts/build-release.sh installs it.
+install -m 0755 "$bin/secrets-store-csi-driver" "$work/secrets-store-csi-driver"
+strip "$work/secrets-store-csi-driver"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 etcd_port=$(free_port); peer_port=$(free_port); api_port=$(free_port)
@@ -128,6 +138,6 @@ printf '127.0.0.1 login.microsoftonline.com kv1.vault.azure.net\n' >>/etc/hosts
 
 mkdir -p benchmarks
 "$bin/csi-bench" upstream --work "$work" --volumes "$volumes" --rounds "$rounds" \
-  --ours "$bin/secrets-store-csi-driver" --theirs-driver "$upstream/secrets-store-csi-driver" \
+  --ours "$work/secrets-store-csi-driver" --theirs-driver "$upstream/secrets-store-csi-driver" \
   --theirs-provider "$upstream/secrets-store-csi-driver-provider-azure" \
   --tenant "$tenant" --json benchmarks/upstream.json | tee benchmarks/upstream.txt
