@@ -285,7 +285,8 @@ let package = Package(
         .target(
             name: "SecretsStoreFuzzing",
             dependencies: [
-                "SecretsStoreCore", "SecretsStoreAzure", "SecretsStoreCSI", "SecretsStoreKubernetes", "CSIProtocol",
+                "SecretsStoreCore", "SecretsStoreTemplates", "SecretsStoreAzure", "SecretsStoreCSI", "SecretsStoreKubernetes",
+                "CSIProtocol",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             path: "TestSupport/SecretsStoreFuzzing",
@@ -477,7 +478,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FuzzTests",
-            dependencies: ["SecretsStoreFuzzing"],
+            dependencies: ["SecretsStoreFuzzing", "SecretsStoreTemplates"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
