@@ -3,7 +3,8 @@
 # v1.8.2 (../shared/upstream), side by side in one run, on a real API server (etcd + kube-apiserver from
 # ../shared/kube) and our Key Vault emulator (hosted by csi-bench on 127.0.0.1:443, answering as
 # login.microsoftonline.com and kv1.vault.azure.net through /etc/hosts entries made for the run and removed after).
-# Both sides read the same SecretProviderClass (workload identity, 10 objects: 9 secrets and a PFX certificate)
+# Both sides read the same SecretProviderClasses (workload identity; wi10: 9 secrets and a PFX certificate; then
+# wi1: 1 secret and wi50: 49 secrets and the PFX, each published as many times, for publish p50/p99 per class size)
 # and get the same CSI calls; each side runs in its own memory cgroup (v1), page cache dropped before it starts.
 # Prints, per side and as the ratio ours/theirs (median of the rounds): working set (usage − total_inactive_file)
 # idle, with the volumes mounted and after unpublishing, RSS, publish p50/p99, CPU, Key Vault and token requests per
@@ -106,19 +107,22 @@ k create namespace bench >/dev/null
 k -n bench create serviceaccount app >/dev/null
 k wait --for condition=established --timeout=30s crd/secretproviderclasses.secrets-store.csi.x-k8s.io >/dev/null
 tenant=72f988bf-86f1-41af-91ab-2d7cd011db47
-objects=""
-for i in $(seq 0 8); do objects+="      - |
+# Three classes (workload identity): wi1 (1 secret), wi10 (9 secrets + the PFX), wi50 (49 secrets + the PFX).
+spc() { # NAME SECRETS: SECRETS secrets s0.. and, when SECRETS > 1, the PFX certificate's secret "web"
+  local objects="" i
+  for ((i = 0; i < $2; i++)); do objects+="      - |
         objectName: s$i
         objectType: secret
 "; done
-objects+="      - |
+  if [ "$2" -gt 1 ]; then objects+="      - |
         objectName: web
         objectType: secret
-"
-cat >"$work/spc.yaml" <<EOF
+"; fi
+  cat <<EOF
+---
 apiVersion: secrets-store.csi.x-k8s.io/v1
 kind: SecretProviderClass
-metadata: {name: wi10, namespace: bench}
+metadata: {name: $1, namespace: bench}
 spec:
   provider: azure
   parameters:
@@ -129,6 +133,8 @@ spec:
       array:
 $objects
 EOF
+}
+{ spc wi1 1; spc wi10 9; spc wi50 49; } >"$work/spc.yaml"
 k apply -f "$work/spc.yaml" >/dev/null
 k -n bench create token app --audience api://AzureADTokenExchange --duration 2h >"$work/sa-token"
 

@@ -51,7 +51,7 @@ enum UpstreamBench {
         }
         let work = options.work
         var secrets: [String: [EmulatorSeed.SecretVersion]] = [:]
-        for index in 0..<9 { secrets["s\(index)"] = [.init(value: String(repeating: "v", count: 48) + "-\(index)")] }
+        for index in 0..<49 { secrets["s\(index)"] = [.init(value: String(repeating: "v", count: 48) + "-\(index)")] }
         let pfx = try Data(contentsOf: URL(fileURLWithPath: work + "/web.pfx")).base64EncodedString()
         let seed = EmulatorSeed(
             tenantID: options.tenant,
@@ -183,7 +183,7 @@ final class SideBySide {
     }
 
     func run() async throws {
-        print("upstream side by side: \(options.volumes) volumes of 10 objects (9 secrets, 1 PFX certificate), workload identity, \(options.rounds) rounds a side, alternating")
+        print("upstream side by side: \(options.volumes) volumes of 10 objects (9 secrets, 1 PFX certificate), then as many of 1 and of 50 (49 secrets, the PFX), workload identity, \(options.rounds) rounds a side, alternating")
         for round in 0..<options.rounds {
             for name in ["ours", "theirs"] {
                 let figures = try await measureSide(side(name), round: round)
@@ -200,6 +200,8 @@ final class SideBySide {
         ("cache_mounted_mib", "MiB"), ("shmem_mounted_mib", "MiB"), ("working_set_after_unpublish_mib", "MiB"), ("rss_after_unpublish_mib", "MiB"),
         ("publish_p50_ms", "ms"), ("publish_p99_ms", "ms"), ("first_publish_ms", "ms"), ("cpu_per_publish_unpublish_ms", "ms"),
         ("keyvault_requests_per_publish", "req"), ("token_requests_per_publish", "req"),
+        ("class_1_publish_p50_ms", "ms"), ("class_1_publish_p99_ms", "ms"), ("class_10_publish_p50_ms", "ms"), ("class_10_publish_p99_ms", "ms"),
+        ("class_50_publish_p50_ms", "ms"), ("class_50_publish_p99_ms", "ms"), ("class_50_keyvault_requests_per_publish", "req"), ("class_50_files_first_volume", "files"),
     ]
 
     /// The median over the rounds (the mean of the middle two for an even count).
@@ -231,7 +233,7 @@ final class SideBySide {
         let same = fileListings["ours"] != nil && fileListings["ours"] == fileListings["theirs"]
         print("  same file names, sizes and contents on both sides: \(same ? "yes" : "NO")")
         let document: [String: Any] = [
-            "volumes": options.volumes, "rounds": options.rounds, "objects_per_volume": 10, "machine": Machine.facts, "rows": rows,
+            "volumes": options.volumes, "rounds": options.rounds, "objects_per_volume": 10, "classes": ["wi1": 1, "wi10": 10, "wi50": 50], "machine": Machine.facts, "rows": rows,
             "rounds_raw": results.mapValues { $0.map(\.values) }, "first_volume_files": fileListings, "same_files_both_sides": same, "requests_by_path_round1": requestsByPath,
         ]
         if let data = try? JSONSerialization.data(withJSONObject: document, options: [.prettyPrinted, .sortedKeys]) {
@@ -240,7 +242,10 @@ final class SideBySide {
         }
     }
 
-    func request(_ side: Side, index: Int) -> Csi_V1_NodePublishVolumeRequest {
+    /// The other classes the script applies, published after the 10-object one's figures are taken: name, objects.
+    static let otherClasses: [(String, Int)] = [("wi1", 1), ("wi50", 50)]
+
+    func request(_ side: Side, index: Int, className: String = "wi10") -> Csi_V1_NodePublishVolumeRequest {
         let uid = UUID().uuidString.lowercased()
         let target = side.root + "/pods/\(uid)/volumes/kubernetes.io~csi/secrets-store-inline/mount"
         try? FileManager.default.createDirectory(atPath: side.root + "/pods/\(uid)/volumes/kubernetes.io~csi/secrets-store-inline", withIntermediateDirectories: true)
@@ -251,7 +256,7 @@ final class SideBySide {
         request.readonly = true
         request.volumeCapability.mount = .init()
         request.volumeContext = [
-            VolumeContextKey.secretProviderClass: "wi10", VolumeContextKey.podName: "pod-\(index)",
+            VolumeContextKey.secretProviderClass: className, VolumeContextKey.podName: "pod-\(index)",
             VolumeContextKey.podNamespace: "bench", VolumeContextKey.podUID: uid,
             VolumeContextKey.serviceAccountName: "app", VolumeContextKey.ephemeral: "true",
             VolumeContextKey.serviceAccountTokens: "{\"api://AzureADTokenExchange\":{\"token\":\"\(token)\",\"expirationTimestamp\":\"\(expiry)\"}}",
@@ -352,6 +357,35 @@ final class SideBySide {
         figures.values["rss_after_unpublish_mib"] = rss()
         figures.values["publish_p50_ms"] = latencies.percentile(0.5)
         figures.values["publish_p99_ms"] = latencies.percentile(0.99)
+        figures.values["class_10_publish_p50_ms"] = figures.values["publish_p50_ms"]
+        figures.values["class_10_publish_p99_ms"] = figures.values["publish_p99_ms"]
+        // The 1- and 50-object classes: the same number of volumes each, published one after another, then unpublished.
+        try await withCSIClient(socketPath: side.socket) { (client: GRPCClient<HTTP2ClientTransport.Posix>) async throws in
+            let node = Csi_V1_Node.Client(wrapping: client)
+            for (className, objects) in Self.otherClasses {
+                emulator.resetCounters()
+                var classLatencies = Samples()
+                var classTargets: [String] = []
+                for index in 0..<options.volumes {
+                    let request = request(side, index: index, className: className)
+                    let elapsed = try await measure { _ = try await node.nodePublishVolume(request) }
+                    classLatencies.add(elapsed)
+                    classTargets.append(request.targetPath)
+                }
+                figures.values["class_\(objects)_publish_p50_ms"] = classLatencies.percentile(0.5)
+                figures.values["class_\(objects)_publish_p99_ms"] = classLatencies.percentile(0.99)
+                if objects == 50, let first = classTargets.first {
+                    figures.values["class_50_keyvault_requests_per_publish"] = Double(emulator.keyVaultRequestCount) / Double(options.volumes)
+                    figures.values["class_50_files_first_volume"] = Double(((try? FileManager.default.contentsOfDirectory(atPath: first)) ?? []).filter { !$0.hasPrefix(".") }.count)
+                }
+                for target in classTargets {
+                    var request = Csi_V1_NodeUnpublishVolumeRequest()
+                    request.volumeID = "v"
+                    request.targetPath = target
+                    _ = try await node.nodeUnpublishVolume(request)
+                }
+            }
+        }
         let left = mountCount(under: side.root + "/pods")
         if left != 0 { print("    \(side.name): \(left) mounts left after unpublish") }
         return figures
