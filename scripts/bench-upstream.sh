@@ -7,10 +7,14 @@
 # wi1: 1 secret and wi50: 49 secrets and the PFX, each published as many times, for publish p50/p99 per class size)
 # and get the same CSI calls; each side runs in its own memory cgroup (v1), page cache dropped before it starts.
 # Prints, per side and as the ratio ours/theirs (median of the rounds): working set (usage − total_inactive_file)
-# idle, with the volumes mounted and after unpublishing, RSS, publish p50/p99, CPU, Key Vault and token requests per
-# publish (and the emulator's requests by path), and whether both sides wrote the same files; writes
+# idle, with the volumes mounted and after unpublishing, RSS, publish p50/p99 (per class: 1, 10, 50 objects), CPU,
+# Key Vault and token requests per publish (and the emulator's requests by path), a 100-publish burst (concurrent:
+# p50/p99, CPU per publish + unpublish, Key Vault requests), and, each side restarted with --enable-secret-rotation
+# --rotation-poll-interval=5s, the emulator's requests over one rotation cycle of VOLUMES volumes sharing objects
+# (the driver's own loop, then kubelet's republish of every volume), and whether both sides wrote the same files; writes
 # benchmarks/upstream.{txt,json}. Needs root (tmpfs mounts, cgroups, port 443, /etc/hosts, drop_caches).
-# Usage: [BENCH_BIN=DIR] scripts/bench-upstream.sh [VOLUMES] [ROUNDS]   (defaults: 20 volumes, 2 rounds a side)
+# Usage: [BENCH_BIN=DIR] scripts/bench-upstream.sh [VOLUMES] [ROUNDS]   (defaults: 20 volumes, 2 rounds a side;
+# #25 item 1's run: 110 2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)

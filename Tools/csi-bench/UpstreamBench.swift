@@ -135,6 +135,8 @@ final class SideBySide {
     var fileListings: [String: [String]] = [:]
     /// The emulator's requests during the first round's publishes, by `METHOD path`, per side.
     var requestsByPath: [String: [String: Int]] = [:]
+    /// The emulator's requests over the first round's rotation cycle, by `METHOD path`, per side.
+    var rotationRequestsByPath: [String: [String: Int]] = [:]
 
     init(options: UpstreamBench.Options, emulator: KeyVaultEmulator, token: String) {
         self.options = options
@@ -144,7 +146,13 @@ final class SideBySide {
 
     var work: String { options.work }
 
-    func side(_ name: String) -> Side {
+    /// The rotation phase's poll interval, passed to both drivers as `--rotation-poll-interval`.
+    static let rotationPollSeconds = 5
+
+    /// `rotation`: both drivers with `--enable-secret-rotation --rotation-poll-interval=5s` (the same flag names
+    /// on both sides).
+    func side(_ name: String, rotation: Bool = false) -> Side {
+        let rotationFlags = rotation ? ["--enable-secret-rotation=true", "--rotation-poll-interval=\(Self.rotationPollSeconds)s"] : []
         let root = work + "/" + name
         let socket = root + "/csi.sock"
         let kubeconfig = work + "/kubeconfig"
@@ -156,7 +164,7 @@ final class SideBySide {
                     [
                         "-endpoint=unix://" + socket, "--nodeid=bench-node", "--kubeconfig=" + kubeconfig,
                         "--provider-volume=" + root + "/providers", "--metrics-addr=127.0.0.1:0", "--azure-ca-bundle=" + work + "/ca.pem",
-                    ],
+                    ] + rotationFlags,
                     [:], socket
                 )],
                 socket: socket, root: root
@@ -174,7 +182,7 @@ final class SideBySide {
                 ),
                 (
                     options.theirsDriver,
-                    ["--endpoint", "unix://" + socket, "--nodeid", "bench-node", "--provider-volume", root + "/providers", "--kubeconfig", kubeconfig, "--metrics-addr", "127.0.0.1:0"],
+                    ["--endpoint", "unix://" + socket, "--nodeid", "bench-node", "--provider-volume", root + "/providers", "--kubeconfig", kubeconfig, "--metrics-addr", "127.0.0.1:0"] + rotationFlags,
                     goEnvironment, socket
                 ),
             ],
@@ -186,7 +194,8 @@ final class SideBySide {
         print("upstream side by side: \(options.volumes) volumes of 10 objects (9 secrets, 1 PFX certificate), then as many of 1 and of 50 (49 secrets, the PFX), workload identity, \(options.rounds) rounds a side, alternating")
         for round in 0..<options.rounds {
             for name in ["ours", "theirs"] {
-                let figures = try await measureSide(side(name), round: round)
+                var figures = try await measureSide(side(name), round: round)
+                figures.values.merge(try await measureRotation(side(name, rotation: true), round: round).values) { $1 }
                 results[name, default: []].append(figures)
                 print("  round \(round + 1) \(name): " + figures.values.sorted { $0.key < $1.key }.map { "\($0.key)=\(Report.format($0.value))" }.joined(separator: " "))
             }
@@ -202,6 +211,10 @@ final class SideBySide {
         ("keyvault_requests_per_publish", "req"), ("token_requests_per_publish", "req"),
         ("class_1_publish_p50_ms", "ms"), ("class_1_publish_p99_ms", "ms"), ("class_10_publish_p50_ms", "ms"), ("class_10_publish_p99_ms", "ms"),
         ("class_50_publish_p50_ms", "ms"), ("class_50_publish_p99_ms", "ms"), ("class_50_keyvault_requests_per_publish", "req"), ("class_50_files_first_volume", "files"),
+        ("burst_100_publish_p50_ms", "ms"), ("burst_100_publish_p99_ms", "ms"), ("burst_100_cpu_per_publish_unpublish_ms", "ms"), ("burst_100_keyvault_requests", "req"),
+        ("rotation_volumes_updated_by_own_loop", "vol"), ("rotation_keyvault_requests_own_loop", "req"), ("rotation_keyvault_requests_republish", "req"),
+        ("rotation_keyvault_requests_per_cycle", "req"), ("rotation_token_requests_per_cycle", "req"), ("rotation_entra_other_requests_per_cycle", "req"),
+        ("rotation_volumes_with_new_value", "vol"),
     ]
 
     /// The median over the rounds (the mean of the middle two for an even count).
@@ -214,13 +227,13 @@ final class SideBySide {
 
     func printTable() {
         print("")
-        print(Report.pad("figure (median of \(options.rounds) rounds)", 40) + Report.pad("ours", 12) + Report.pad("theirs", 12) + "ours/theirs")
+        print(Report.pad("figure (median of \(options.rounds) rounds)", 50) + Report.pad("ours", 12) + Report.pad("theirs", 12) + "ours/theirs")
         var rows: [[String: Any]] = []
         for (key, unit) in Self.figureOrder {
             let ours = median("ours", key)
             let theirs = median("theirs", key)
             let ratio = theirs == 0 ? Double.nan : ours / theirs
-            print(Report.pad("\(key) (\(unit))", 40) + Report.pad(Report.format(ours), 12) + Report.pad(Report.format(theirs), 12) + Report.format(ratio))
+            print(Report.pad("\(key) (\(unit))", 50) + Report.pad(Report.format(ours), 12) + Report.pad(Report.format(theirs), 12) + Report.format(ratio))
             rows.append(["figure": key, "unit": unit, "ours": ours, "theirs": theirs, "ratio": ratio])
         }
         for (name, files) in fileListings.sorted(by: { $0.key < $1.key }) {
@@ -230,11 +243,15 @@ final class SideBySide {
             let perPublish = counts.sorted { $0.key < $1.key }.map { "\($0.key) \(Report.format(Double($0.value) / Double(options.volumes)))" }
             print("  \(name)'s emulator requests per publish (round 1): \(perPublish.joined(separator: "; "))")
         }
+        for (name, counts) in rotationRequestsByPath.sorted(by: { $0.key < $1.key }) {
+            let all = counts.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
+            print("  \(name)'s emulator requests over the rotation cycle of \(options.volumes) volumes (round 1): \(all.joined(separator: "; "))")
+        }
         let same = fileListings["ours"] != nil && fileListings["ours"] == fileListings["theirs"]
         print("  same file names, sizes and contents on both sides: \(same ? "yes" : "NO")")
         let document: [String: Any] = [
             "volumes": options.volumes, "rounds": options.rounds, "objects_per_volume": 10, "classes": ["wi1": 1, "wi10": 10, "wi50": 50], "machine": Machine.facts, "rows": rows,
-            "rounds_raw": results.mapValues { $0.map(\.values) }, "first_volume_files": fileListings, "same_files_both_sides": same, "requests_by_path_round1": requestsByPath,
+            "rounds_raw": results.mapValues { $0.map(\.values) }, "first_volume_files": fileListings, "same_files_both_sides": same, "requests_by_path_round1": requestsByPath, "rotation_requests_by_path_round1": rotationRequestsByPath, "rotation_poll_interval_s": Self.rotationPollSeconds,
         ]
         if let data = try? JSONSerialization.data(withJSONObject: document, options: [.prettyPrinted, .sortedKeys]) {
             _ = FileManager.default.createFile(atPath: options.json, contents: data)
@@ -264,19 +281,9 @@ final class SideBySide {
         return request
     }
 
-    /// Starts `side` in a fresh memory group, publishes and unpublishes the volumes, and stops it.
-    func measureSide(_ side: Side, round: Int) async throws -> SideFigures {
-        try? FileManager.default.removeItem(atPath: side.root)
-        try FileManager.default.createDirectory(atPath: side.root + "/providers", withIntermediateDirectories: true)
-        sync()
-        try "3".write(toFile: "/proc/sys/vm/drop_caches", atomically: false, encoding: .utf8)
-        let group = try MemoryGroup(name: "bench-upstream-\(side.name)-\(round)-\(getpid())")
-        var processes: [Process] = []
-        defer {
-            for process in processes where process.isRunning { process.terminate(); process.waitUntilExit() }
-            group.remove()
-        }
-        var figures = SideFigures()
+    /// Starts `side`'s processes in `group`, each once the one before has made its socket; returns once the last
+    /// answers Probe (30 s at most).
+    func startProcesses(_ side: Side, group: MemoryGroup, label: String, into processes: inout [Process]) async throws {
         let start = ContinuousClock.now
         for (index, (executable, arguments, environment, socket)) in side.processes.enumerated() {
             let process = Process()
@@ -284,7 +291,7 @@ final class SideBySide {
             // The shell joins the group, then becomes the program: every page it touches is charged there.
             process.arguments = ["-c", "echo $$ > \"$0/cgroup.procs\" && exec \"$@\"", group.path, executable] + arguments
             process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-            let log = work + "/\(side.name)-\(round)-\(index).log"
+            let log = work + "/\(label)-\(index).log"
             _ = FileManager.default.createFile(atPath: log, contents: nil)
             process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
             process.standardError = process.standardOutput
@@ -302,6 +309,100 @@ final class SideBySide {
                 try await Task.sleep(for: .milliseconds(1))
             }
         }
+    }
+
+    /// Publishes every request (at once when `concurrently`); returns each publish's latency.
+    func publish(_ requests: [Csi_V1_NodePublishVolumeRequest], node: Csi_V1_Node.Client<HTTP2ClientTransport.Posix>, concurrently: Bool) async throws -> Samples {
+        var samples = Samples()
+        if concurrently {
+            try await withThrowingTaskGroup(of: Duration.self) { group in
+                for request in requests { group.addTask { try await measure { _ = try await node.nodePublishVolume(request) } } }
+                for try await elapsed in group { samples.add(elapsed) }
+            }
+        } else {
+            for request in requests { samples.add(try await measure { _ = try await node.nodePublishVolume(request) }) }
+        }
+        return samples
+    }
+
+    func unpublish(_ targets: [String], node: Csi_V1_Node.Client<HTTP2ClientTransport.Posix>) async throws {
+        for target in targets {
+            var request = Csi_V1_NodeUnpublishVolumeRequest()
+            request.volumeID = "v"
+            request.targetPath = target
+            _ = try await node.nodeUnpublishVolume(request)
+        }
+    }
+
+    /// Rotation: `side` started with rotation on (poll interval 5 s) in a fresh memory group; `options.volumes`
+    /// volumes of the 10-object class (one service account, so all share the same objects) published; then one
+    /// secret (s0) gets a new version and the emulator's counters are reset; the driver's own loop, where it has
+    /// one, gets until every volume shows the new value (three poll intervals at most), then kubelet's republish
+    /// (`requiresRepublish`) of every volume follows. Counts the emulator's requests over that cycle and the volumes whose s0 has the new value; s0 gets
+    /// its old value back (a new version with the old content) before returning.
+    func measureRotation(_ side: Side, round: Int) async throws -> SideFigures {
+        try? FileManager.default.removeItem(atPath: side.root)
+        try FileManager.default.createDirectory(atPath: side.root + "/providers", withIntermediateDirectories: true)
+        let group = try MemoryGroup(name: "bench-upstream-\(side.name)-rotation-\(round)-\(getpid())")
+        var processes: [Process] = []
+        defer {
+            for process in processes where process.isRunning { process.terminate(); process.waitUntilExit() }
+            group.remove()
+        }
+        try await startProcesses(side, group: group, label: "\(side.name)-rotation-\(round)", into: &processes)
+        var figures = SideFigures()
+        let oldValue = String(repeating: "v", count: 48) + "-0"
+        let newValue = "rotated-\(side.name)-\(round)-" + String(repeating: "n", count: 30)
+        try await withCSIClient(socketPath: side.socket) { (client: GRPCClient<HTTP2ClientTransport.Posix>) async throws in
+            let node = Csi_V1_Node.Client(wrapping: client)
+            let requests = (0..<options.volumes).map { request(side, index: $0) }
+            _ = try await publish(requests, node: node, concurrently: false)
+            func updated() -> Int {
+                requests.filter { (try? String(contentsOfFile: $0.targetPath + "/s0", encoding: .utf8)) == newValue }.count
+            }
+            _ = emulator.setSecret(vault: "kv1", name: "s0", value: newValue)
+            emulator.resetCounters()
+            // The driver's own loop (ours; upstream v1.6.0 has none): until every volume shows the new value, or
+            // three poll intervals.
+            let loopStart = ContinuousClock.now
+            while updated() < requests.count, ContinuousClock.now - loopStart < .seconds(3 * Self.rotationPollSeconds) {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            figures.values["rotation_volumes_updated_by_own_loop"] = Double(updated())
+            figures.values["rotation_keyvault_requests_own_loop"] = Double(emulator.keyVaultRequestCount)
+            // Then kubelet's republish of every volume, once each (every volume is due by then where the loop did not refresh it).
+            _ = try await publish(requests, node: node, concurrently: false)
+            try await Task.sleep(for: .seconds(1))
+            figures.values["rotation_keyvault_requests_republish"] = Double(emulator.keyVaultRequestCount) - figures.values["rotation_keyvault_requests_own_loop"]!
+            figures.values["rotation_keyvault_requests_per_cycle"] = Double(emulator.keyVaultRequestCount)
+            figures.values["rotation_token_requests_per_cycle"] = Double(emulator.tokenRequestCount)
+            let counts = emulator.requestCounts
+            figures.values["rotation_entra_other_requests_per_cycle"] = Double(counts.filter { $0.key.contains("discovery") || $0.key.contains("openid-configuration") }.values.reduce(0, +))
+            if round == 0 { rotationRequestsByPath[side.name] = counts }
+            figures.values["rotation_volumes_with_new_value"] = Double(updated())
+            _ = emulator.setSecret(vault: "kv1", name: "s0", value: oldValue)
+            try await unpublish(requests.map(\.targetPath), node: node)
+        }
+        let left = mountCount(under: side.root + "/pods")
+        if left != 0 { print("    \(side.name) rotation: \(left) mounts left after unpublish") }
+        return figures
+    }
+
+    /// Starts `side` in a fresh memory group, publishes and unpublishes the volumes, and stops it.
+    func measureSide(_ side: Side, round: Int) async throws -> SideFigures {
+        try? FileManager.default.removeItem(atPath: side.root)
+        try FileManager.default.createDirectory(atPath: side.root + "/providers", withIntermediateDirectories: true)
+        sync()
+        try "3".write(toFile: "/proc/sys/vm/drop_caches", atomically: false, encoding: .utf8)
+        let group = try MemoryGroup(name: "bench-upstream-\(side.name)-\(round)-\(getpid())")
+        var processes: [Process] = []
+        defer {
+            for process in processes where process.isRunning { process.terminate(); process.waitUntilExit() }
+            group.remove()
+        }
+        var figures = SideFigures()
+        let start = ContinuousClock.now
+        try await startProcesses(side, group: group, label: "\(side.name)-\(round)", into: &processes)
         figures.values["start_to_probe_ms"] = (ContinuousClock.now - start).milliseconds
         let facts = processes.map { ProcessFacts(pid: $0.processIdentifier) }
         func rss() -> Double { facts.reduce(0) { $0 + $1.residentMiB } }
@@ -378,13 +479,18 @@ final class SideBySide {
                     figures.values["class_50_keyvault_requests_per_publish"] = Double(emulator.keyVaultRequestCount) / Double(options.volumes)
                     figures.values["class_50_files_first_volume"] = Double(((try? FileManager.default.contentsOfDirectory(atPath: first)) ?? []).filter { !$0.hasPrefix(".") }.count)
                 }
-                for target in classTargets {
-                    var request = Csi_V1_NodeUnpublishVolumeRequest()
-                    request.volumeID = "v"
-                    request.targetPath = target
-                    _ = try await node.nodeUnpublishVolume(request)
-                }
+                try await unpublish(classTargets, node: node)
             }
+            // A burst: 100 publishes of the 10-object class at once (new pods), then their unpublishes.
+            let burst = (0..<100).map { request(side, index: 1000 + $0) }
+            emulator.resetCounters()
+            let cpuBeforeBurst = cpu()
+            let burstLatencies = try await publish(burst, node: node, concurrently: true)
+            try await unpublish(burst.map(\.targetPath), node: node)
+            figures.values["burst_100_cpu_per_publish_unpublish_ms"] = (cpu() - cpuBeforeBurst) * 1000 / 100
+            figures.values["burst_100_keyvault_requests"] = Double(emulator.keyVaultRequestCount)
+            figures.values["burst_100_publish_p50_ms"] = burstLatencies.percentile(0.5)
+            figures.values["burst_100_publish_p99_ms"] = burstLatencies.percentile(0.99)
         }
         let left = mountCount(under: side.root + "/pods")
         if left != 0 { print("    \(side.name): \(left) mounts left after unpublish") }
