@@ -53,6 +53,8 @@ cleanup() {
     wait "$pid" 2>/dev/null
   done
   for group in /sys/fs/cgroup/memory/bench-upstream-*; do [ -d "$group" ] && rmdir "$group"; done
+  # The processes' logs, kept for a run that failed (BENCH_LOGS=DIR).
+  [ -n "${BENCH_LOGS:-}" ] && mkdir -p "$BENCH_LOGS" && cp "$work"/*.log "$BENCH_LOGS"/ 2>/dev/null
   rm -rf "$work"
 }
 trap cleanup EXIT
