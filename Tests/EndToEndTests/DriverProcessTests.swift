@@ -105,9 +105,8 @@ struct DriverProcessTests {
             // The refused instance never bound (so never replaced) the running one's registration socket.
             #expect(Self.inode(registrationSocket) == registrationInode)
 
-            // A second after recovery, with nothing in flight, the driver trims its heap and unmaps its code
-            // pages (HeapTrimService, --release-code-pages on by default); once it logged the trim, it goes on
-            // serving.
+            // A second after recovery, with nothing in flight, the driver trims its heap (HeapTrimService);
+            // once it logged the trim, it goes on serving.
             var log = earlyLog
             try await eventually("the heap trim's log line") {
                 log += Self.availableOutput(output)
@@ -127,11 +126,6 @@ struct DriverProcessTests {
             #expect(log.contains("\"msg\":\"stopped\""))
             // Swift concurrency ran on the event loops (EventLoopConcurrency) for all of the above.
             #expect(log.contains("\"concurrency.executor\":\"event-loops\""))
-            let trim = try #require(log.split(separator: "\n").first { $0.contains("returned freed memory") })
-            #expect(!trim.contains("errno"))
-            let before = try #require(Self.number(trim, "code.resident.before.kib"))
-            let after = try #require(Self.number(trim, "code.resident.after.kib"))
-            #expect(after < before)
             try await api.shutdown()
         }
     }
@@ -155,12 +149,6 @@ struct DriverProcessTests {
     static func inode(_ path: String) -> UInt? {
         var status = stat()
         return stat(path, &status) == 0 ? UInt(status.st_ino) : nil
-    }
-
-    /// The number in a JSON log line's `"key":"123"`.
-    static func number(_ line: Substring, _ key: String) -> Int? {
-        guard let range = line.range(of: "\"\(key)\":\"") else { return nil }
-        return Int(line[range.upperBound...].prefix { $0.isNumber })
     }
 
     /// What `output` holds now, without waiting for more (the read end is made non-blocking).

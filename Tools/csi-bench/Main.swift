@@ -318,8 +318,8 @@ final class DriverBench {
         }
     }
 
-    /// A publish after the driver was quiet long enough to trim (heap and, with `--release-code-pages`, the
-    /// code pages it had mapped), against one right after it: what the mapping back costs.
+    /// A publish after the driver was quiet long enough to trim its heap, against one right after it: what
+    /// coming back from a trim costs.
     func quietPublishes(_ node: Csi_V1_Node.Client<HTTP2ClientTransport.Posix>) async throws {
         var quiet = Samples()
         var warm = Samples()

@@ -287,7 +287,7 @@ package final class DriverAssembly: ServiceAssembly {
             services.append(.init(service: ReflectorService(cache, logger: logger)))
         }
         if let interval = configuration.heapTrimInterval {
-            let trim = HeapTrimService.returnFreedMemory(releasingCodePages: configuration.releaseCodePages, logger: logger)
+            let trim = HeapTrimService.returnFreedMemory(logger: logger)
             services.append(.init(service: HeapTrimService(activity: publisher.activity, interval: interval, trim: trim)))
         }
         if configuration.rotation.enabled {

@@ -131,11 +131,6 @@ package struct DriverConfiguration: Sendable {
     /// `--heap-trim-interval` (ours, not upstream's): how often the ``HeapTrimService`` looks whether a burst
     /// of operations has ended, to hand freed heap memory back; `nil` never trims.
     package var heapTrimInterval: Duration?
-    /// `--release-code-pages` (ours): whether each trim of the ``HeapTrimService`` also unmaps the executable's
-    /// resident code and read-only data (``ExecutablePages``), which the next operation maps back from the
-    /// page cache. Off by default here, because in a test process the executable is the test runner; the
-    /// command turns it on.
-    package var releaseCodePages: Bool
     /// `--plugin-registration-dir` and `--kubelet-registration-path`: register with kubelet's plugin watcher
     /// without the node-driver-registrar sidecar; `nil` (the default, and the flag's empty value) does not.
     package var kubeletRegistration: KubeletRegistration?
@@ -177,7 +172,6 @@ package struct DriverConfiguration: Sendable {
         providerHealthCheckInterval: Duration? = nil,
         watchSecretProviderClasses: Bool = true,
         heapTrimInterval: Duration? = .seconds(1),
-        releaseCodePages: Bool = false,
         kubeletRegistration: KubeletRegistration? = nil
     ) {
         self.socketPath = socketPath
@@ -195,7 +189,6 @@ package struct DriverConfiguration: Sendable {
         self.providerHealthCheckInterval = providerHealthCheckInterval
         self.watchSecretProviderClasses = watchSecretProviderClasses
         self.heapTrimInterval = heapTrimInterval
-        self.releaseCodePages = releaseCodePages
         self.kubeletRegistration = kubeletRegistration
     }
 }

@@ -3,7 +3,6 @@ import Glibc
 #endif
 import Logging
 import SecretsStoreCore
-import SecretsStoreLinux
 import ServiceLifecycle
 
 /// Hands memory that start-up or a burst of operations left behind back to the system once things are quiet.
@@ -11,10 +10,9 @@ import ServiceLifecycle
 /// glibc's malloc keeps freed memory in its arenas for reuse; after 100 concurrent publishes that is several
 /// MiB of resident memory that the node plugin no longer needs. Every `interval`, when the publisher has no
 /// operation in flight and some ended since the last trim (recovery at start counts as one), this runs the
-/// trim: in the driver ``returnFreedMemory(releasingCodePages:logger:)``, `malloc_trim(0)`, which returns the
-/// free pages of every arena (a walk of the free lists: well under a millisecond for a heap this size), and
-/// with `--release-code-pages` the executable's mapped code too (``ExecutablePages``). An idle driver never
-/// trims twice. Elsewhere than on glibc the heap trim does nothing.
+/// trim: in the driver ``returnFreedMemory(logger:)``, `malloc_trim(0)`, which returns the
+/// free pages of every arena (a walk of the free lists: well under a millisecond for a heap this size). An idle
+/// driver never trims twice. Elsewhere than on glibc the heap trim does nothing.
 package struct HeapTrimService: Service {
     private let activity: OperationActivity
     private let interval: Duration
@@ -51,19 +49,11 @@ package struct HeapTrimService: Service {
         }
     }
 
-    /// The driver's trim: ``returnFreedHeapMemory()``, then, when `releasingCodePages`, the executable's mapped
-    /// code and read-only data (``ExecutablePages/releaseResidentPages()``), with a debug line of what it did.
-    package static func returnFreedMemory(releasingCodePages: Bool, logger: Logger) -> @Sendable () -> Void {
+    /// The driver's trim: ``returnFreedHeapMemory()``, then a debug line saying it ran.
+    package static func returnFreedMemory(logger: Logger) -> @Sendable () -> Void {
         {
             returnFreedHeapMemory()
-            guard releasingCodePages else { return }
-            let release = ExecutablePages.releaseResidentPages()
-            var metadata: Logger.Metadata = [
-                "code.resident.before.kib": "\(release.residentBytesBefore / 1024)",
-                "code.resident.after.kib": "\(release.residentBytesAfter / 1024)",
-            ]
-            if let failure = release.failure { metadata["errno"] = "\(failure)" }
-            logger.debug("returned freed memory", metadata: metadata)
+            logger.debug("returned freed memory")
         }
     }
 

@@ -97,12 +97,6 @@ struct ServeCommand: AsyncParsableCommand {
     var heapTrimInterval = GoDurationArgument(argument: "1s")
 
     @Option(
-        name: .customLong("release-code-pages"),
-        help: "With each heap trim, also unmap the executable's code pages; what runs again is mapped back from the page cache (true), or keep them mapped (false)."
-    )
-    var releaseCodePages = true
-
-    @Option(
         name: .customLong("builtin-azure-provider"),
         help: "Serve SecretProviderClasses with provider azure in-process (true) or through azure.sock (false)."
     )
@@ -185,7 +179,6 @@ struct ServeCommand: AsyncParsableCommand {
             builtInAzure: builtinAzureProvider ? try azure.builtInAzure() : nil,
             providerHealthCheckInterval: providerHealthCheck ? try providerHealthCheckPeriod() : nil,
             heapTrimInterval: heapTrim > .zero ? heapTrim : nil,
-            releaseCodePages: releaseCodePages,
             kubeletRegistration: pluginRegistrationDir.isEmpty
                 ? nil
                 : .init(
