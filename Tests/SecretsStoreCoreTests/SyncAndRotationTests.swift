@@ -213,6 +213,28 @@ struct SyncAndRotationTests {
         }
     }
 
+    @Test("a group's volumes published at different times are refreshed together: one fetch per cycle from then on")
+    func aGroupFallsDueTogether() async throws {
+        try await withTemporaryDirectory { (root: String) async throws in
+            let harness = PipelineHarness(root: root, rotation: RotationPolicy(enabled: true, interval: .seconds(120)))
+            try await harness.publish(harness.request(pod: "early", uid: "uid-early", target: root + "/early/mount"))
+            harness.clock.advance(by: .seconds(60))
+            try await harness.publish(harness.request(pod: "late", uid: "uid-late", target: root + "/late/mount"))
+            #expect(harness.provider.requests.count == 2)
+            // Only the early volume is due; its group is refreshed whole, the late volume included.
+            harness.clock.advance(by: .seconds(61))
+            let first = await harness.publisher.rotate(logger: harness.logs.logger())
+            #expect(Set(first.keys) == [root + "/early/mount", root + "/late/mount"])
+            #expect(harness.provider.requests.count == 3)
+            // 60 s later the late volume would have been due on its own; it was refreshed with the early one.
+            harness.clock.advance(by: .seconds(60))
+            #expect(await harness.publisher.rotate(logger: harness.logs.logger()).isEmpty)
+            harness.clock.advance(by: .seconds(61))
+            #expect(await harness.publisher.rotate(logger: harness.logs.logger()).count == 2)
+            #expect(harness.provider.requests.count == 4)
+        }
+    }
+
     @Test("pods starting together on one SecretProviderClass share one fetch; another service account fetches its own")
     func concurrentFirstPublishesShareOneFetch() async throws {
         try await withTemporaryDirectory { (root: String) async throws in

@@ -18,12 +18,17 @@ struct RefreshStep: Sendable {
     /// Restarts opted-in workloads; used only with ``NodePublisher/Configuration/restartOnRotation``.
     let rollouts: RolloutTrigger
 
-    /// One rotation cycle over every volume that is due and has a request to fetch with. Takes each target's
-    /// lock, skipping targets whose publish or unpublish is in flight.
+    /// One rotation cycle over every group (same ``FetchKey``) with a volume that is due, each refreshed for all
+    /// of its volumes that have a request to fetch with, due or not: the group's one fetch serves them all, and
+    /// volumes refreshed together fall due together, so a group costs one fetch per interval however its pods'
+    /// start times are spread. Takes each target's lock, skipping targets whose publish or unpublish is in
+    /// flight.
     func rotate(logger: Logger) async -> [String: NodePublisher.PublishOutcome] {
-        let due = context.volumes.all.filter { context.isDueForRefresh($0.key) && $0.value.request != nil }
+        let fetchable = context.volumes.all.filter { $0.value.request != nil }
+        let dueGroups = Set(fetchable.compactMap { target, volume in context.isDueForRefresh(target) ? FetchKey.of(volume) : nil })
+        let members = fetchable.filter { _, volume in FetchKey.of(volume).map(dueGroups.contains) ?? false }
         var outcomes: [String: NodePublisher.PublishOutcome] = [:]
-        for group in groups(Array(due.keys)) {
+        for group in groups(Array(members.keys)) {
             let locked = group.filter { context.locks.tryLock($0) }
             let refreshed = await refreshGroup(locked, logger: logger)
             for target in locked { context.locks.unlock(target) }
