@@ -648,6 +648,8 @@ class Cluster:
         self.server = f"https://127.0.0.1:{self.api_port}"
         self.etcd = self.apiserver = self.controller_manager = self.scheduler = self.kubelet = None
         self._api_client = None
+        # More kube-apiserver flags, set before `start()` (a benchmark's audit log, for instance).
+        self.apiserver_extra_args = []
 
     # -- start
 
@@ -696,6 +698,7 @@ class Cluster:
             "--authorization-mode", "Node,RBAC", "--enable-admission-plugins", "NodeRestriction", "--allow-privileged",
             "--api-audiences", f"{ISSUER},{WI_AUDIENCE}",
             "--profiling=false", "--cert-dir", os.path.join(self.dir, "apiserver-certs"),
+            *self.apiserver_extra_args,
         ], self.logs).start()
 
         def ready():
