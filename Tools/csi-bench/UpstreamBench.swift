@@ -29,6 +29,8 @@ enum UpstreamBench {
         var theirsProvider = ""
         var tenant = ""
         var json = "benchmarks/upstream.json"
+        /// Publish + unpublish cycles of the 10-object class after the other phases, before the last memory figures.
+        var cycles = 1000
     }
 
     static func run(arguments: [String]) async throws {
@@ -46,6 +48,7 @@ enum UpstreamBench {
             case "--theirs-provider": options.theirsProvider = value
             case "--tenant": options.tenant = value
             case "--json": options.json = value
+            case "--cycles": options.cycles = Int(value) ?? options.cycles
             default: throw FloorError(message: "unknown flag \(flag)")
             }
         }
@@ -100,6 +103,14 @@ struct MemoryGroup {
         let usage = Double(read("memory.usage_in_bytes").trimmingCharacters(in: .whitespacesAndNewlines)) ?? .nan
         return (usage - stat("total_inactive_file")) / 1_048_576
     }
+
+    /// The `memory.stat` keys printed beside each working-set figure (hierarchical totals, in bytes): anonymous
+    /// memory, the file pages on the active and the inactive list (the working set counts the active ones), and
+    /// the file pages mapped into the processes. The figure names use the part after `total_`, with `rss` as `anon`.
+    static let breakdownKeys: [(key: String, figure: String)] = [
+        ("total_rss", "anon"), ("total_active_file", "active_file"), ("total_inactive_file", "inactive_file"),
+        ("total_mapped_file", "mapped_file"),
+    ]
 
     func stat(_ key: String) -> Double {
         for line in read("memory.stat").split(separator: "\n") {
@@ -192,8 +203,19 @@ final class SideBySide {
         )
     }
 
+    /// Stops `processes`, the last started first: SIGTERM, then SIGKILL for one still running after 10 s.
+    static func stop(_ processes: [Process]) {
+        for process in processes.reversed() where process.isRunning {
+            process.terminate()
+            let deadline = ContinuousClock.now + .seconds(10)
+            while process.isRunning, ContinuousClock.now < deadline { usleep(20_000) }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            process.waitUntilExit()
+        }
+    }
+
     func run() async throws {
-        print("upstream side by side: \(options.volumes) volumes of 10 objects (9 secrets, 1 PFX certificate), then as many of 1 and of 50 (49 secrets, the PFX), workload identity, \(options.rounds) rounds a side, alternating")
+        print("upstream side by side: \(options.volumes) volumes of 10 objects (9 secrets, 1 PFX certificate), then as many of 1 and of 50 (49 secrets, the PFX), workload identity, \(options.rounds) rounds a side, alternating; then \(options.cycles) publish + unpublish cycles, \(Self.cycleConcurrency) at a time")
         for round in 0..<options.rounds {
             for name in ["ours", "theirs"] {
                 var figures = try await measureSide(side(name), round: round)
@@ -206,8 +228,10 @@ final class SideBySide {
     }
 
     static let figureOrder: [(String, String)] = [
-        ("start_to_probe_ms", "ms"), ("working_set_idle_mib", "MiB"), ("rss_idle_mib", "MiB"),
-        ("working_set_mounted_mib", "MiB"), ("rss_mounted_mib", "MiB"), ("anon_mounted_mib", "MiB"), ("active_file_mounted_mib", "MiB"),
+        ("pod_statuses_deleted_before_start", "obj"), ("start_to_probe_ms", "ms"), ("working_set_idle_mib", "MiB"), ("rss_idle_mib", "MiB"),
+        ("anon_idle_mib", "MiB"), ("active_file_idle_mib", "MiB"), ("inactive_file_idle_mib", "MiB"), ("mapped_file_idle_mib", "MiB"),
+        ("working_set_mounted_mib", "MiB"), ("rss_mounted_mib", "MiB"),
+        ("anon_mounted_mib", "MiB"), ("active_file_mounted_mib", "MiB"), ("inactive_file_mounted_mib", "MiB"), ("mapped_file_mounted_mib", "MiB"),
         ("cache_mounted_mib", "MiB"), ("shmem_mounted_mib", "MiB"), ("working_set_after_unpublish_mib", "MiB"), ("rss_after_unpublish_mib", "MiB"),
         ("publish_p50_ms", "ms"), ("publish_p99_ms", "ms"), ("first_publish_ms", "ms"), ("cpu_per_publish_unpublish_ms", "ms"),
         ("keyvault_requests_per_publish", "req"), ("token_requests_per_publish", "req"),
@@ -217,17 +241,117 @@ final class SideBySide {
         ("rotation_volumes_updated_by_own_loop", "vol"), ("rotation_keyvault_requests_own_loop", "req"), ("rotation_keyvault_requests_republish", "req"), ("rotation_republish_aborted_retries", "req"),
         ("rotation_keyvault_requests_per_cycle", "req"), ("rotation_token_requests_per_cycle", "req"), ("rotation_entra_other_requests_per_cycle", "req"),
         ("rotation_volumes_with_new_value", "vol"),
+        ("cycles_seconds", "s"), ("cycles_cpu_per_cycle_ms", "ms"), ("cycles_publish_p50_ms", "ms"), ("cycles_publish_p99_ms", "ms"),
+        ("cycles_aborted_retries", "req"),
+        ("working_set_after_cycles_mib", "MiB"), ("rss_after_cycles_mib", "MiB"),
+        ("anon_after_cycles_mib", "MiB"), ("active_file_after_cycles_mib", "MiB"), ("inactive_file_after_cycles_mib", "MiB"),
+        ("mapped_file_after_cycles_mib", "MiB"),
     ]
 
     /// A figure for JSON: null where it is not a number (a ratio 0/0), which JSONSerialization refuses.
     static func jsonNumber(_ value: Double) -> Any { value.isFinite ? value : NSNull() }
 
-    /// The median over the rounds (the mean of the middle two for an even count).
+    /// The median over the rounds.
     func median(_ name: String, _ key: String) -> Double {
-        let values = (results[name] ?? []).compactMap { $0.values[key] }.sorted()
+        Self.median(of: (results[name] ?? []).compactMap { $0.values[key] })
+    }
+
+    /// The median (the mean of the middle two for an even count); not a number for none.
+    static func median(of values: [Double]) -> Double {
+        let values = values.sorted()
         guard !values.isEmpty else { return .nan }
         let middle = values.count / 2
         return values.count % 2 == 1 ? values[middle] : (values[middle - 1] + values[middle]) / 2
+    }
+
+    /// Memory samples per memory figure, and the pause between two.
+    static let memorySamples = 3
+    static let memorySampleInterval: Duration = .seconds(2)
+
+    /// Records `working_set_<point>_mib` and `rss_<point>_mib` and, with `breakdown`, the
+    /// ``MemoryGroup/breakdownKeys`` as `<figure>_<point>_mib` (e.g. `anon_idle_mib`): each the median of
+    /// ``memorySamples`` samples ``memorySampleInterval`` apart, the first taken at once.
+    func recordMemory(
+        _ point: String,
+        group: MemoryGroup,
+        rss: () -> Double,
+        breakdown: Bool,
+        into figures: inout SideFigures
+    ) async throws {
+        var samples: [String: [Double]] = [:]
+        for sample in 0..<Self.memorySamples {
+            if sample > 0 { try await Task.sleep(for: Self.memorySampleInterval) }
+            samples["working_set_\(point)_mib", default: []].append(group.workingSetMiB)
+            samples["rss_\(point)_mib", default: []].append(rss())
+            if breakdown {
+                for (key, figure) in MemoryGroup.breakdownKeys {
+                    samples["\(figure)_\(point)_mib", default: []].append(group.stat(key) / 1_048_576)
+                }
+            }
+        }
+        for (key, values) in samples { figures.values[key] = Self.median(of: values) }
+    }
+
+    /// Publish + unpublish cycles running at once, and cycles per CSI connection (upstream's driver closed the
+    /// stream of about the 200th call on one connection).
+    static let cycleConcurrency = 8
+    static let cyclesPerConnection = 40
+
+    /// `count` publish + unpublish cycles of the 10-object class, ``cycleConcurrency`` at a time: each a new
+    /// pod's volume (pod names `pod-10000` on), published, then unpublished, as pods come and go on a busy node.
+    /// A publish answered Aborted is retried every 100 ms, as kubelet retries. Returns the publishes' latencies
+    /// and the retries.
+    func cycle(_ side: Side, count: Int) async throws -> (latencies: Samples, abortedRetries: Int) {
+        let concurrency = Self.cycleConcurrency
+        let perConnection = Self.cyclesPerConnection
+        let socket = side.socket
+        let requests = (0..<count).map { request(side, index: 10_000 + $0) }
+        return try await withThrowingTaskGroup(of: (Samples, Int).self) { group in
+            for lane in 0..<min(concurrency, count) {
+                let laneRequests = Array(stride(from: lane, to: count, by: concurrency).map { requests[$0] })
+                group.addTask {
+                    var latencies = Samples()
+                    var retries = 0
+                    var next = 0
+                    while next < laneRequests.count {
+                        let chunk = laneRequests[next..<min(next + perConnection, laneRequests.count)]
+                        next += chunk.count
+                        (latencies, retries) = try await withCSIClient(socketPath: socket) {
+                            (client: GRPCClient<HTTP2ClientTransport.Posix>) async throws -> (Samples, Int) in
+                            let node = Csi_V1_Node.Client(wrapping: client)
+                            var latencies = latencies
+                            var retries = retries
+                            for request in chunk {
+                                var attempts = 0
+                                while true {
+                                    do {
+                                        latencies.add(try await measure { _ = try await node.nodePublishVolume(request) })
+                                        break
+                                    } catch let error as RPCError where error.code == .aborted && attempts < 100 {
+                                        attempts += 1
+                                        retries += 1
+                                        try await Task.sleep(for: .milliseconds(100))
+                                    }
+                                }
+                                var unpublish = Csi_V1_NodeUnpublishVolumeRequest()
+                                unpublish.volumeID = request.volumeID
+                                unpublish.targetPath = request.targetPath
+                                _ = try await node.nodeUnpublishVolume(unpublish)
+                            }
+                            return (latencies, retries)
+                        }
+                    }
+                    return (latencies, retries)
+                }
+            }
+            var latencies = Samples()
+            var retries = 0
+            for try await (lane, laneRetries) in group {
+                for value in lane.milliseconds { latencies.add(milliseconds: value) }
+                retries += laneRetries
+            }
+            return (latencies, retries)
+        }
     }
 
     func printTable() {
@@ -255,7 +379,7 @@ final class SideBySide {
         let same = fileListings["ours"] != nil && fileListings["ours"] == fileListings["theirs"]
         print("  same file names, sizes and contents on both sides: \(same ? "yes" : "NO")")
         let document: [String: Any] = [
-            "volumes": options.volumes, "rounds": options.rounds, "objects_per_volume": 10, "classes": ["wi1": 1, "wi10": 10, "wi50": 50], "machine": Machine.facts, "rows": rows,
+            "volumes": options.volumes, "rounds": options.rounds, "cycles": options.cycles, "cycle_concurrency": Self.cycleConcurrency, "objects_per_volume": 10, "classes": ["wi1": 1, "wi10": 10, "wi50": 50], "machine": Machine.facts, "rows": rows,
             "rounds_raw": results.mapValues { $0.map { $0.values.mapValues(Self.jsonNumber) } }, "first_volume_files": fileListings, "same_files_both_sides": same, "requests_by_path_round1": requestsByPath, "rotation_requests_by_path_round1": rotationRequestsByPath, "rotation_poll_interval_s": Self.rotationPollSeconds,
         ]
         if let data = try? JSONSerialization.data(withJSONObject: document, options: [.prettyPrinted, .sortedKeys]) {
@@ -377,12 +501,13 @@ final class SideBySide {
     /// (`requiresRepublish`) of every volume follows. Counts the emulator's requests over that cycle and the volumes whose s0 has the new value; s0 gets
     /// its old value back (a new version with the old content) before returning.
     func measureRotation(_ side: Side, round: Int) async throws -> SideFigures {
+        _ = try deletePodStatuses()
         try? FileManager.default.removeItem(atPath: side.root)
         try FileManager.default.createDirectory(atPath: side.root + "/providers", withIntermediateDirectories: true)
         let group = try MemoryGroup(name: "bench-upstream-\(side.name)-rotation-\(round)-\(getpid())")
         var processes: [Process] = []
         defer {
-            for process in processes where process.isRunning { process.terminate(); process.waitUntilExit() }
+            Self.stop(processes)
             group.remove()
         }
         try await startProcesses(side, group: group, label: "\(side.name)-rotation-\(round)", into: &processes)
@@ -426,8 +551,36 @@ final class SideBySide {
         return figures
     }
 
+    /// Deletes every SecretProviderClassPodStatus in the bench namespace (one `deletecollection`) and returns how
+    /// many there were. Both drivers leave the statuses of unpublished volumes for the garbage collector, which
+    /// deletes them once their pods are gone; the bench has no pods and no garbage collector, so without this a side
+    /// would start with the previous sides' statuses (about 430 with 110 volumes), and ours lists them and checks
+    /// their targets before it answers Probe (upstream's driver reads them in the background): every side starts
+    /// with none instead.
+    func deletePodStatuses() throws -> Int {
+        let kubectl = "kubectl --kubeconfig \"$0\" -n bench"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = [
+            "-c",
+            "\(kubectl) get secretproviderclasspodstatuses -o name | wc -l && "
+                + "\(kubectl) delete --raw /apis/secrets-store.csi.x-k8s.io/v1/namespaces/bench/secretproviderclasspodstatuses >/dev/null",
+            work + "/kubeconfig",
+        ]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        guard process.terminationStatus == 0, let count = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            throw FloorError(message: "could not delete the pod statuses (kubectl exited \(process.terminationStatus))")
+        }
+        return count
+    }
+
     /// Starts `side` in a fresh memory group, publishes and unpublishes the volumes, and stops it.
     func measureSide(_ side: Side, round: Int) async throws -> SideFigures {
+        let leftoverStatuses = try deletePodStatuses()
         try? FileManager.default.removeItem(atPath: side.root)
         try FileManager.default.createDirectory(atPath: side.root + "/providers", withIntermediateDirectories: true)
         sync()
@@ -435,10 +588,11 @@ final class SideBySide {
         let group = try MemoryGroup(name: "bench-upstream-\(side.name)-\(round)-\(getpid())")
         var processes: [Process] = []
         defer {
-            for process in processes where process.isRunning { process.terminate(); process.waitUntilExit() }
+            Self.stop(processes)
             group.remove()
         }
         var figures = SideFigures()
+        figures.values["pod_statuses_deleted_before_start"] = Double(leftoverStatuses)
         let start = ContinuousClock.now
         try await startProcesses(side, group: group, label: "\(side.name)-\(round)", into: &processes)
         figures.values["start_to_probe_ms"] = (ContinuousClock.now - start).milliseconds
@@ -446,8 +600,7 @@ final class SideBySide {
         func rss() -> Double { facts.reduce(0) { $0 + $1.residentMiB } }
         func cpu() -> Double { facts.reduce(0) { $0 + $1.cpuSeconds } }
         try await Task.sleep(for: .seconds(5))
-        figures.values["working_set_idle_mib"] = group.workingSetMiB
-        figures.values["rss_idle_mib"] = rss()
+        try await recordMemory("idle", group: group, rss: rss, breakdown: true, into: &figures)
 
         emulator.resetCounters()
         let cpuAtStart = cpu()
@@ -476,10 +629,7 @@ final class SideBySide {
                 }
             }
             try await Task.sleep(for: .seconds(3))
-            figures.values["working_set_mounted_mib"] = group.workingSetMiB
-            figures.values["rss_mounted_mib"] = rss()
-            figures.values["anon_mounted_mib"] = group.stat("total_rss") / 1_048_576
-            figures.values["active_file_mounted_mib"] = group.stat("total_active_file") / 1_048_576
+            try await recordMemory("mounted", group: group, rss: rss, breakdown: true, into: &figures)
             figures.values["cache_mounted_mib"] = group.stat("total_cache") / 1_048_576
             figures.values["shmem_mounted_mib"] = group.stat("total_shmem") / 1_048_576
             try await unpublish(targets, socket: side.socket)
@@ -520,6 +670,17 @@ final class SideBySide {
             figures.values["burst_100_publish_p50_ms"] = burstLatencies.percentile(0.5)
             figures.values["burst_100_publish_p99_ms"] = burstLatencies.percentile(0.99)
         }
+        // Pods coming and going: `options.cycles` publish + unpublish cycles, then the memory that stays.
+        let cpuBeforeCycles = cpu()
+        let cyclesStart = ContinuousClock.now
+        let cycles = try await cycle(side, count: options.cycles)
+        figures.values["cycles_seconds"] = (ContinuousClock.now - cyclesStart).milliseconds / 1000
+        figures.values["cycles_cpu_per_cycle_ms"] = (cpu() - cpuBeforeCycles) * 1000 / Double(max(1, options.cycles))
+        figures.values["cycles_publish_p50_ms"] = cycles.latencies.percentile(0.5)
+        figures.values["cycles_publish_p99_ms"] = cycles.latencies.percentile(0.99)
+        figures.values["cycles_aborted_retries"] = Double(cycles.abortedRetries)
+        try await Task.sleep(for: .seconds(5))
+        try await recordMemory("after_cycles", group: group, rss: rss, breakdown: true, into: &figures)
         let left = mountCount(under: side.root + "/pods")
         if left != 0 { print("    \(side.name): \(left) mounts left after unpublish") }
         return figures
