@@ -105,8 +105,8 @@ struct DriverProcessTests {
             // The refused instance never bound (so never replaced) the running one's registration socket.
             #expect(Self.inode(registrationSocket) == registrationInode)
 
-            // A second after recovery, with nothing in flight, the driver trims its heap (HeapTrimService);
-            // once it logged the trim, it goes on serving.
+            // A second after recovery, with nothing in flight, the driver trims its heap and marks its code
+            // pages cold (HeapTrimService, CodePages); once it logged the trim, it goes on serving.
             var log = earlyLog
             try await eventually("the heap trim's log line") {
                 log += Self.availableOutput(output)
@@ -126,6 +126,10 @@ struct DriverProcessTests {
             #expect(log.contains("\"msg\":\"stopped\""))
             // Swift concurrency ran on the event loops (EventLoopConcurrency) for all of the above.
             #expect(log.contains("\"concurrency.executor\":\"event-loops\""))
+            let trim = try #require(log.split(separator: "\n").first { $0.contains("returned freed memory") })
+            #expect(!trim.contains("errno"))
+            let coldKiB = try #require(Self.number(trim, "code.cold.kib"))
+            #expect(coldKiB > 1024, "the executable's read-only mappings were advised")
             try await api.shutdown()
         }
     }
@@ -149,6 +153,12 @@ struct DriverProcessTests {
     static func inode(_ path: String) -> UInt? {
         var status = stat()
         return stat(path, &status) == 0 ? UInt(status.st_ino) : nil
+    }
+
+    /// The number in a JSON log line's `"key":"123"`.
+    static func number(_ line: Substring, _ key: String) -> Int? {
+        guard let range = line.range(of: "\"\(key)\":\"") else { return nil }
+        return Int(line[range.upperBound...].prefix { $0.isNumber })
     }
 
     /// What `output` holds now, without waiting for more (the read end is made non-blocking).

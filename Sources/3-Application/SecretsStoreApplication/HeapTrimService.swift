@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Logging
 import SecretsStoreCore
+import SecretsStoreLinux
 import ServiceLifecycle
 
 /// Hands memory that start-up or a burst of operations left behind back to the system once things are quiet.
@@ -11,8 +12,8 @@ import ServiceLifecycle
 /// MiB of resident memory that the node plugin no longer needs. Every `interval`, when the publisher has no
 /// operation in flight and some ended since the last trim (recovery at start counts as one), this runs the
 /// trim: in the driver ``returnFreedMemory(logger:)``, `malloc_trim(0)`, which returns the
-/// free pages of every arena (a walk of the free lists: well under a millisecond for a heap this size). An idle
-/// driver never trims twice. Elsewhere than on glibc the heap trim does nothing.
+/// free pages of every arena (a walk of the free lists: well under a millisecond for a heap this size), then marks
+/// the pages of the code that ran cold (``CodePages``). An idle driver never trims twice. Elsewhere than on glibc the heap trim does nothing.
 package struct HeapTrimService: Service {
     private let activity: OperationActivity
     private let interval: Duration
@@ -49,11 +50,15 @@ package struct HeapTrimService: Service {
         }
     }
 
-    /// The driver's trim: ``returnFreedHeapMemory()``, then a debug line saying it ran.
+    /// The driver's trim: ``returnFreedHeapMemory()``, then the pages of the code that ran marked cold
+    /// (``CodePages/markCold()``, so they leave the working set kubelet reports), with a debug line of what it did.
     package static func returnFreedMemory(logger: Logger) -> @Sendable () -> Void {
         {
             returnFreedHeapMemory()
-            logger.debug("returned freed memory")
+            let cold = CodePages.markCold()
+            var metadata: Logger.Metadata = ["code.cold.kib": "\(cold.advisedBytes / 1024)"]
+            if let failure = cold.failure { metadata["errno"] = "\(failure)" }
+            logger.debug("returned freed memory", metadata: metadata)
         }
     }
 
