@@ -3,7 +3,7 @@ import SecretsStoreCore
 import Synchronization
 
 /// An in-memory Kubernetes API for tests without a network, behind both seams: ``KubernetesClient`` (the node
-/// path) and ``ControllerKubernetesClient`` (the sync controller, the SecretProviderClass cache, leader election).
+/// path) and ``ControllerKubernetesClient`` (the sync controller, leader election).
 ///
 /// One store holds every object, with the API server's behaviour where the code under test relies on it:
 /// resourceVersions from one counter; creates that `.conflict` when the object exists and updates that

@@ -99,9 +99,7 @@ struct DriverHarness {
 /// CSI server on `<root>/csi.sock`, the metrics listener on a free loopback port and, with rotation on, the
 /// rotation loop (parked: tests run cycles with `publisher.rotate`). What differs from production is only
 /// what is injected: the Kubernetes REST client points at the fake API server, the provider directories are
-/// under `root`, the mounter records when not root, and the wall clock is fixed. The SecretProviderClass
-/// watch cache is off unless `watchSecretProviderClasses` (these tests inject API faults into the GET of the
-/// class; with the cache a publish reads it from the watch). `builtInAzure` configures the assembly's own Azure
+/// under `root`, the mounter records when not root, and the wall clock is fixed. `builtInAzure` configures the assembly's own Azure
 /// provider (wired to the driver's metrics as in production); a provider in `builtIn` wins over it by name.
 func withDriver(
     rotation: RotationPolicy = .disabled,
@@ -110,7 +108,6 @@ func withDriver(
     builtIn: [String: any SecretsProvider] = [:],
     syncSecrets: Bool = false,
     tmpfsOptions: String = "mode=0755",
-    watchSecretProviderClasses: Bool = false,
     providerBehaviour: TestProviderServer.Behaviour = .respond(
         TestProviderServer.response(files: [("username", "admin"), ("password", "p@ss-SENTINEL")])
     ),
@@ -149,8 +146,7 @@ func withDriver(
                     rotation: rotation,
                     syncSecrets: syncSecrets,
                     metricsAddress: "127.0.0.1:0",
-                    builtInAzure: builtInAzure,
-                    watchSecretProviderClasses: watchSecretProviderClasses
+                    builtInAzure: builtInAzure
                 ),
                 seams: DriverAssembly.Seams(
                     builtInProviders: builtIn,

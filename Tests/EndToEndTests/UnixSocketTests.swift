@@ -174,16 +174,16 @@ struct UnixSocketTests {
         }
     }
 
-    @Test("with the watch cache a publish reads the SecretProviderClass from the watch: no GET of it, and an API outage of that path does not fail the publish")
-    func publishThroughTheWatchCache() async throws {
-        try await withDriver(watchSecretProviderClasses: true) { driver in
+    @Test("a publish reads its SecretProviderClass with one GET over REST, and the node plugin never lists or watches classes")
+    func publishReadsTheClassWithAGET() async throws {
+        try await withDriver { driver in
             driver.seedSecretProviderClass()
-            // The cache lists, applies the list, then watches: an open watch means it has the class.
-            try await eventually("the cache's watch open") { driver.api.openWatchCount != 0 }
-            driver.api.injectFailure(status: 503, forPathContaining: "secretproviderclasses/spc")
             _ = try await driver.node.nodePublishVolume(driver.publishRequest())
             #expect(try await driver.isMounted(driver.targetPath()))
-            #expect(!driver.api.requests.contains { $0.method == "GET" && $0.path.hasSuffix("/secretproviderclasses/spc") })
+            let classRequests = driver.api.requests.filter { $0.path.contains("/secretproviderclasses") }
+            #expect(classRequests.map(\.method) == ["GET"])
+            #expect(classRequests.allSatisfy { $0.path.hasSuffix("/namespaces/ns/secretproviderclasses/spc") })
+            #expect(driver.api.openWatchCount == 0)
         }
     }
 

@@ -1,6 +1,6 @@
 import SecretsStoreCore
 
-/// JSON shapes of the objects the sync controller and the SecretProviderClass cache read and write.
+/// JSON shapes of the objects the sync controller reads and writes.
 extension Resources {
     /// The JSON merge patch (RFC 7386) of a SecretProviderClass's `/status`: the whole `status`, with `null`
     /// for every field that has no value, so that the patch replaces the status instead of merging into it.

@@ -18,14 +18,14 @@ import Glibc
 ///
 /// Made by ``init(configuration:seams:logger:)``: the Kubernetes REST client (unless one is injected), the
 /// built-in Azure provider and its HTTPS client (when configured), the provider lookup, the ``NodePublisher``
-/// and the CSI Identity and Node services; with a client that can watch (``ControllerKubernetesClient``) and
-/// ``DriverConfiguration/watchSecretProviderClasses`` on, the publisher reads SecretProviderClasses through a
-/// watch cache (``CachedSecretProviderClasses``). `run` then recovers this node's published volumes from
+/// and the CSI Identity and Node services. The publisher reads a SecretProviderClass with a GET when a volume
+/// needs it, concurrent reads of one class sharing one GET (``SharedSecretProviderClassReads``); the node
+/// plugin neither lists nor watches classes, so what it holds and asks the API server for grows with the
+/// classes of its own pods, not with the cluster's. `run` then recovers this node's published volumes from
 /// their pod statuses (``startUp()``), and only after that starts the services of ``services(reportingTo:)``:
 /// the pod status writes' owner, the CSI server on the socket, the metrics and health listener, the kubelet
-/// registrar (when configured), the cache's ``ReflectorService`` (when there is a cache), the
-/// ``HeapTrimService`` (unless turned off), the ``RotationService`` (with rotation on) and the provider health
-/// check (when on). It listens (``Listening``) once the CSI socket accepts connections and the metrics listener
+/// registrar (when configured), the ``HeapTrimService`` (unless turned off), the ``RotationService`` (with
+/// rotation on) and the provider health check (when on). It listens (``Listening``) once the CSI socket accepts connections and the metrics listener
 /// is bound. When the group has stopped it shuts the HTTP clients it made down.
 ///
 /// The executable, the demo, the benchmarks and the end-to-end tests all build the driver here; what they
@@ -113,6 +113,8 @@ package final class DriverAssembly: ServiceAssembly {
     package let identity: IdentityService
     /// CSI Node (NodePublishVolume, NodeUnpublishVolume, NodeGetInfo, NodeGetCapabilities).
     package let node: NodeService
+    /// How many SecretProviderClass reads so far were answered by a GET another read started.
+    package var joinedClassReadCount: Int { classReads.joinedReadCount }
 
     private let logger: Logger
     private let rotationSleep: @Sendable (Duration) async throws -> Void
@@ -120,9 +122,8 @@ package final class DriverAssembly: ServiceAssembly {
     private let azureHTTP: AzureHTTP?
     /// Providers served in-process, whose sockets the provider health check skips.
     private let builtInProviderNames: Set<String>
-    /// The SecretProviderClass watch cache the publisher reads through, run as a service; `nil` when the
-    /// client cannot watch or ``DriverConfiguration/watchSecretProviderClasses`` is off.
-    private let secretProviderClassCache: Reflector<SecretProviderClass>?
+    /// The publisher's SecretProviderClass reads: GETs, shared by concurrent reads of one class.
+    private let classReads: SharedSecretProviderClassReads
     /// Running once, shutdown requests, the listening signal.
     package let lifecycle: AssemblyLifecycle<ListeningProgress, Listening>
     /// How long pod status writes still pending at a graceful shutdown may take to land before they are
@@ -170,21 +171,9 @@ package final class DriverAssembly: ServiceAssembly {
         let builtIn = inProcess.providers
         builtInProviderNames = Set(builtIn.keys)
 
-        let publisherKubernetes: any KubernetesClient
-        if configuration.watchSecretProviderClasses, let watching = kubernetes as? any ControllerKubernetesClient {
-            let cache = Reflector<SecretProviderClass>(
-                name: "secretproviderclasses",
-                source: .secretProviderClasses(watching, namespace: nil)
-            )
-            secretProviderClassCache = cache
-            publisherKubernetes = CachedSecretProviderClasses(kubernetes, cache: cache)
-        } else {
-            secretProviderClassCache = nil
-            publisherKubernetes = kubernetes
-        }
-
+        classReads = SharedSecretProviderClassReads(kubernetes)
         publisher = NodePublisher(
-            kubernetes: publisherKubernetes,
+            kubernetes: classReads,
             providers: seams.providers
                 ?? ProviderSocketDirectory(
                     builtIn: builtIn,
@@ -282,9 +271,6 @@ package final class DriverAssembly: ServiceAssembly {
                     )
                 )
             )
-        }
-        if let cache = secretProviderClassCache {
-            services.append(.init(service: ReflectorService(cache, logger: logger)))
         }
         if let interval = configuration.heapTrimInterval {
             let trim = HeapTrimService.returnFreedMemory(logger: logger)

@@ -123,11 +123,6 @@ package struct DriverConfiguration: Sendable {
     /// `--provider-health-check` with `--provider-health-check-interval`: the period of the `Version` calls on
     /// every provider socket (``ProviderHealthService``); `nil` (the default) checks nothing.
     package var providerHealthCheckInterval: Duration?
-    /// Whether SecretProviderClass reads on the node path come from a list+watch cache of every namespace's
-    /// classes (falling back to a GET for one the cache does not hold yet) instead of one GET per publish
-    /// and refresh. Needs `list` and `watch` on `secretproviderclasses`; only used when the Kubernetes client
-    /// can watch (``ControllerKubernetesClient``). The benchmarks turn it off to measure the GET path.
-    package var watchSecretProviderClasses: Bool
     /// `--heap-trim-interval` (ours, not upstream's): how often the ``HeapTrimService`` looks whether a burst
     /// of operations has ended, to hand freed heap memory back; `nil` never trims.
     package var heapTrimInterval: Duration?
@@ -170,7 +165,6 @@ package struct DriverConfiguration: Sendable {
         metricsAddress: String = ":8095",
         builtInAzure: BuiltInAzure? = BuiltInAzure(),
         providerHealthCheckInterval: Duration? = nil,
-        watchSecretProviderClasses: Bool = true,
         heapTrimInterval: Duration? = .seconds(1),
         kubeletRegistration: KubeletRegistration? = nil
     ) {
@@ -187,7 +181,6 @@ package struct DriverConfiguration: Sendable {
         self.metricsAddress = metricsAddress
         self.builtInAzure = builtInAzure
         self.providerHealthCheckInterval = providerHealthCheckInterval
-        self.watchSecretProviderClasses = watchSecretProviderClasses
         self.heapTrimInterval = heapTrimInterval
         self.kubeletRegistration = kubeletRegistration
     }

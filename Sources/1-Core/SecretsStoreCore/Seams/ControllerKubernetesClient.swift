@@ -6,7 +6,7 @@ import Logging
 /// HTTP 410 or an `ERROR` event with code 410: the caller lists again).
 package typealias WatchStream<Object: Sendable> = AsyncThrowingStream<WatchEvent<Object>, any Error>
 
-/// The Kubernetes API verbs the sync controller and the SecretProviderClass cache need beyond the node path.
+/// The Kubernetes API verbs the sync controller needs beyond the node path.
 ///
 /// Implementations are safe to call concurrently; every method throws ``KubernetesClientError``.
 package protocol ControllerKubernetesClient: KubernetesClient {

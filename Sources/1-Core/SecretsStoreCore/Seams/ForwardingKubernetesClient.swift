@@ -1,7 +1,7 @@
 import Logging
 
 /// A decorator of another ``KubernetesClient``: a conforming type names the client it wraps and implements only
-/// the verbs it changes (``CachedSecretProviderClasses`` the class read; test wrappers what they observe); every
+/// the verbs it changes (``SharedSecretProviderClassReads`` the class read; test wrappers what they observe); every
 /// other verb reaches ``wrapped`` unchanged.
 ///
 /// ``KubernetesClient`` itself has no default verbs, so a client that leaves one out does not compile; conforming

@@ -9,42 +9,41 @@ import Testing
 import Glibc
 #endif
 
-/// The assembly's SecretProviderClass watch cache (with a client that can watch), and the rotation loop's
-/// wait following the shortest `spec.refreshInterval`.
-@Suite("Driver assembly: SecretProviderClass cache and refresh intervals", .timeLimit(.minutes(3)))
-struct SecretProviderClassCacheAssemblyTests {
+/// How the assembled node plugin reads SecretProviderClasses (GETs shared by concurrent reads of one class; no
+/// list, no watch), and the rotation loop's wait following the shortest `spec.refreshInterval`.
+@Suite("Driver assembly: SecretProviderClass reads and refresh intervals", .timeLimit(.minutes(3)))
+struct SecretProviderClassReadAssemblyTests {
     static let spc = SecretProviderClass(namespace: "ns", name: "spc", provider: "test", parameters: ["objects": "a"])
     static let files = ProviderResponse(
         files: [SecretFile(path: "username", mode: 0o644, contents: Array("admin".utf8))],
         objectVersions: [ObjectVersion(id: "secret/username", version: "1")]
     )
 
-    static func request(target: String, spc: String = "spc") -> PublishRequest {
+    static func request(target: String, spc: String = "spc", pod: Int = 1) -> PublishRequest {
         PublishRequest(
-            volumeID: "csi-1",
+            volumeID: "csi-\(pod)",
             targetPath: target,
             accessType: .mount,
             readOnly: true,
             volumeContext: [
                 "secretProviderClass": spc,
-                "csi.storage.k8s.io/pod.name": "pod",
+                "csi.storage.k8s.io/pod.name": "pod-\(pod)",
                 "csi.storage.k8s.io/pod.namespace": "ns",
-                "csi.storage.k8s.io/pod.uid": "uid-1",
+                "csi.storage.k8s.io/pod.uid": "uid-\(pod)",
                 "csi.storage.k8s.io/serviceAccount.name": "default",
             ],
             secrets: [:]
         )
     }
 
-    func assembly(root: String, kubernetes: any KubernetesClient, watch: Bool) async throws -> DriverAssembly {
+    func assembly(root: String, kubernetes: any KubernetesClient) async throws -> DriverAssembly {
         try await DriverAssembly(
             configuration: DriverConfiguration(
                 socketPath: root + "/csi.sock",
                 nodeID: "node-1",
                 providerDirectories: [],
                 metricsAddress: "127.0.0.1:0",
-                builtInAzure: nil,
-                watchSecretProviderClasses: watch
+                builtInAzure: nil
             ),
             seams: DriverAssembly.Seams(
                 kubernetes: kubernetes,
@@ -55,37 +54,49 @@ struct SecretProviderClassCacheAssemblyTests {
         )
     }
 
-    @Test("with a client that can watch, publishes read the class from the cache once it has synced")
-    func publishesReadFromTheCache() async throws {
+    @Test("with a client that could watch, a publish reads its class with one GET, and no class is ever listed or watched")
+    func publishReadsTheClassWithAGETAndNothingIsWatched() async throws {
         try await withTemporaryDirectory { (root: String) async throws in
+            // The in-memory API can list and watch classes (it is a ControllerKubernetesClient), as the REST client can.
             let api = InMemoryKubernetesAPI()
             api.add(Self.spc)
-            let driver = try await assembly(root: root, kubernetes: api, watch: true)
+            let driver = try await assembly(root: root, kubernetes: api)
             let target = root + "/target"
             #expect(mkdir(target, 0o750) == 0)
             try await driver.withRunning { (_: DriverAssembly.Listening) async throws in
-                // The reflector watches only after it has applied its first list.
-                try await eventually("the reflector watching") { !api.calls([.watchSecretProviderClasses]).isEmpty }
                 #expect(try await driver.publisher.publish(Self.request(target: target), logger: Logger(label: "test")) == .published)
             }
-            #expect(!api.calls([.listSecretProviderClasses]).isEmpty)
-            #expect(api.calls([.getSecretProviderClass]).isEmpty)
+            // After a publish that read the class and the whole run of the driver's services.
+            #expect(api.calls([.getSecretProviderClass]).count == 1)
+            #expect(api.calls([.listSecretProviderClasses, .watchSecretProviderClasses]).isEmpty)
         }
     }
 
-    @Test("with watchSecretProviderClasses off, every publish is a GET and nothing is listed")
-    func watchOffIsAGet() async throws {
+    @Test("twenty publishes of one class starting together send one GET of it")
+    func concurrentPublishesShareOneGET() async throws {
         try await withTemporaryDirectory { (root: String) async throws in
             let api = InMemoryKubernetesAPI()
             api.add(Self.spc)
-            let driver = try await assembly(root: root, kubernetes: api, watch: false)
-            let target = root + "/target"
-            #expect(mkdir(target, 0o750) == 0)
+            let held = HeldClassReads(api)
+            defer { held.release() }
+            let driver = try await assembly(root: root, kubernetes: held)
+            let targets = (1...20).map { root + "/target-\($0)" }
+            for target in targets { #expect(mkdir(target, 0o750) == 0) }
             try await driver.withRunning { (_: DriverAssembly.Listening) async throws in
-                #expect(try await driver.publisher.publish(Self.request(target: target), logger: Logger(label: "test")) == .published)
+                try await withThrowingTaskGroup(of: NodePublisher.PublishOutcome.self) { group in
+                    // Whatever happens below, no publish stays parked behind the held GET.
+                    defer { held.release() }
+                    for (index, target) in targets.enumerated() {
+                        group.addTask { try await driver.publisher.publish(Self.request(target: target, pod: index + 1), logger: Logger(label: "test")) }
+                    }
+                    try await eventually("19 publishes joined the first one's GET") { driver.joinedClassReadCount == 19 }
+                    held.release()
+                    var published = 0
+                    for try await outcome in group where outcome == .published { published += 1 }
+                    #expect(published == 20)
+                }
             }
             #expect(api.calls([.getSecretProviderClass]).count == 1)
-            #expect(api.calls([.listSecretProviderClasses]).isEmpty)
         }
     }
 
