@@ -276,6 +276,23 @@ struct SyncAndRotationTests {
         }
     }
 
+    @Test("a restart recovering many volumes of one class reads the class once")
+    func recoveryReadsEachClassOnce() async throws {
+        try await withTemporaryDirectory { (root: String) async throws in
+            let harness = PipelineHarness(root: root, rotation: RotationPolicy(enabled: true, interval: .seconds(60)))
+            for index in 0..<5 {
+                try await harness.publish(harness.request(pod: "pod-\(index)", uid: "uid-\(index)", target: root + "/v\(index)/mount"))
+            }
+            await harness.publisher.podStatusWrites.settle()
+            let readsBefore = harness.kubernetes.calls([.getSecretProviderClass]).count
+            let restarted = harness.restartedPublisher()
+            let recovered = try await restarted.recover(logger: harness.logs.logger())
+            #expect(recovered.count == 5)
+            #expect(harness.kubernetes.calls([.getSecretProviderClass]).count == readsBefore + 1)
+            #expect(restarted.volume(at: root + "/v4/mount")?.provider == "test")
+        }
+    }
+
     @Test("after a restart, mounted volumes are recovered from the pod statuses and keep rotating")
     func restartRecovery() async throws {
         try await withTemporaryDirectory { (root: String) async throws in
