@@ -40,32 +40,25 @@ import argparse
 import contextlib
 import json
 import os
-import select
 import signal
-import socket
-import ssl
 import statistics
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 import requests
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(REPO, "Tests", "cluster"))
+from benchkit import (  # first: puts Tests/cluster on the import path
+    AZURE_NAMES, ENTRA_HOST, HERE, MIB, TLSProxy, MemoryGroup, drop_caches, private_hosts_file, rss,
+    upstream_dir, wait_for_port_free, with_private_hosts,
+)
+import conftest
+import expected
+import harness
+import workloads
 
-import conftest  # noqa: E402
-import expected  # noqa: E402
-import harness  # noqa: E402
-import workloads  # noqa: E402
-
-MIB = 1024 * 1024
-ENTRA_HOST = "login.microsoftonline.com"
-VAULT_HOST = f"{harness.VAULT}.vault.azure.net"
 OBJECTS = [
     {"objectName": "db-pass", "objectType": "secret"},
     {"objectName": "api-key", "objectType": "secret"},
@@ -84,82 +77,6 @@ DESCRIPTION = {
 }
 
 
-class MemoryGroup:
-    """A memory cgroup for one process: created empty, the process put in before it execs."""
-
-    def __init__(self, name):
-        v1 = "/sys/fs/cgroup/memory"
-        self.v2 = not os.path.isdir(v1)
-        root = "/sys/fs/cgroup" if self.v2 else v1
-        self.path = os.path.join(root, f"sscsi-footprint-{name}")
-        if os.path.isdir(self.path):
-            self.remove()
-        os.mkdir(self.path)
-
-    def wrap(self, argv):
-        """`argv` started from a shell that first moves itself into this group."""
-        return ["/bin/sh", "-c", f'echo $$ > {self.path}/cgroup.procs && exec "$@"', "sh", *argv]
-
-    def _stat(self):
-        with open(os.path.join(self.path, "memory.stat")) as file:
-            return {k: int(v) for k, v in (line.split() for line in file)}
-
-    def composition(self):
-        """What the charge consists of, in bytes: anonymous memory, active file pages (mostly the executable's
-        pages it touched), mapped file pages, and shmem (tmpfs pages it wrote: the volumes' files)."""
-        stat = self._stat()
-        if self.v2:
-            return {"anon": stat.get("anon", 0), "active_file": stat.get("active_file", 0),
-                    "mapped_file": stat.get("file_mapped", 0), "shmem": stat.get("shmem", 0)}
-        return {"anon": stat.get("total_rss", 0), "active_file": stat.get("total_active_file", 0),
-                "mapped_file": stat.get("total_mapped_file", 0), "shmem": stat.get("total_shmem", 0)}
-
-    def working_set(self):
-        """(working set, usage) in bytes: usage minus inactive file pages, as kubelet computes it."""
-        stat = self._stat()
-        if self.v2:
-            with open(os.path.join(self.path, "memory.current")) as file:
-                usage = int(file.read())
-            inactive = stat.get("inactive_file", 0)
-        else:
-            with open(os.path.join(self.path, "memory.usage_in_bytes")) as file:
-                usage = int(file.read())
-            inactive = stat.get("total_inactive_file", 0)
-        return max(0, usage - inactive), usage
-
-    def remove(self):
-        if not os.path.isdir(self.path):
-            return
-        with open(os.path.join(self.path, "cgroup.procs")) as file:
-            left = [int(pid) for pid in file.read().split()]
-        for pid in left:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        for _ in range(50):
-            try:
-                os.rmdir(self.path)
-                return
-            except FileNotFoundError:
-                return
-            except OSError:
-                time.sleep(0.1)
-        print(f"could not remove {self.path}", file=sys.stderr)
-
-
-def rss(pid):
-    with open(f"/proc/{pid}/status") as file:
-        for line in file:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def drop_caches():
-    subprocess.run(["sync"], check=False)
-    with open("/proc/sys/vm/drop_caches", "w") as file:
-        file.write("3\n")
-
-
 GROUPS = {}
 _original_start = harness.HostProcess.start
 
@@ -175,84 +92,6 @@ def _start_in_group(self):
 harness.HostProcess.start = _start_in_group
 
 
-def upstream_dir():
-    install = os.path.join(REPO, "..", "shared", "upstream", "install.sh")
-    return subprocess.run([install], capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
-
-
-class TLSFront:
-    """Serves Entra's and the vault's real names on `address`:443 and relays every connection, bytes unchanged,
-    to the emulator over TLS. One thread per connection; closed with `close()`."""
-
-    def __init__(self, address, cert_path, key_path, emulator_url, emulator_ca, wait=600):
-        host, port = emulator_url.removeprefix("https://").rsplit(":", 1)
-        self.backend = (host, int(port))
-        self.server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.server_context.load_cert_chain(cert_path, key_path)
-        self.client_context = ssl.create_default_context(cafile=emulator_ca)
-        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                self.listener.bind((address, 443))
-                break
-            except OSError as error:
-                # Another bench may hold the port (on 0.0.0.0 or this address): wait for it.
-                if time.monotonic() > deadline:
-                    raise
-                print(f"{address}:443 is taken ({error}); waiting", file=sys.stderr, flush=True)
-                time.sleep(10)
-        self.listener.listen(64)
-        self.connections = 0
-        self.closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while not self.closed:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
-
-    def _relay(self, raw_client):
-        front = back = None
-        try:
-            raw_client.settimeout(30)
-            front = self.server_context.wrap_socket(raw_client, server_side=True)
-            back = self.client_context.wrap_socket(socket.create_connection(self.backend, timeout=30), server_hostname=self.backend[0])
-            for end in (front, back):
-                end.setblocking(False)
-            peers = {front: back, back: front}
-            while not self.closed:
-                ready = [end for end in peers if end.pending()] or select.select(list(peers), [], [], 1)[0]
-                for end in ready:
-                    try:
-                        data = end.recv(65536)
-                    except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
-                        continue
-                    if not data:
-                        return
-                    other = peers[end]
-                    other.settimeout(30)
-                    other.sendall(data)
-                    other.setblocking(False)
-        except (OSError, ssl.SSLError):
-            return
-        finally:
-            for end in (front, back, raw_client):
-                if end is not None:
-                    with contextlib.suppress(OSError):
-                        end.close()
-
-    def close(self):
-        self.closed = True
-        with contextlib.suppress(OSError):
-            self.listener.close()
-
-
 class UpstreamNode:
     """Upstream's four containers as host processes: the driver (its chart's flags), the Azure provider (its
     chart's flags and ../shared/upstream/README.md's, in a private mount namespace whose /etc/hosts sends Entra's
@@ -265,11 +104,7 @@ class UpstreamNode:
         self.dir = os.path.join(suite.dir, "upstream")
         self.providers = os.path.join(self.dir, "providers")
         os.makedirs(self.providers, exist_ok=True)
-        self.hosts = os.path.join(self.dir, "hosts")
-        with open("/etc/hosts") as file:
-            kept = [line for line in file.read().splitlines() if ENTRA_HOST not in line and ".vault.azure.net" not in line]
-        with open(self.hosts, "w") as file:
-            file.write("\n".join(kept + [f"{front_address} {ENTRA_HOST} {VAULT_HOST}"]) + "\n")
+        self.hosts = private_hosts_file(os.path.join(self.dir, "hosts"), front_address, AZURE_NAMES)
         self.socket = suite.release.socket_path()
         self.liveness_port = harness.free_port()
         self.provider_health_port = harness.free_port()
@@ -277,14 +112,12 @@ class UpstreamNode:
         go_env = dict(os.environ, KUBE_FEATURE_WatchListClient="false")
         provider_env = dict(go_env, SSL_CERT_FILE=cluster.pki.ca_path)
         provider_socket = os.path.join(self.providers, "azure.sock")
-        self.provider = harness.HostProcess("upstream-provider", [
-            "unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
-            f'mount --bind {self.hosts} /etc/hosts && exec "$@"', "sh",
+        self.provider = harness.HostProcess("upstream-provider", with_private_hosts(self.hosts, [
             binaries["secrets-store-csi-driver-provider-azure"], f"--endpoint=unix://{provider_socket}",
             "--construct-pem-chain=true", "--write-cert-and-key-in-separate-files",
             f"--healthz-port={self.provider_health_port}", "--healthz-path=/healthz", "--healthz-timeout=5s",
             "--metrics-backend=prometheus", f"--prometheus-port={harness.free_port()}",
-        ], cluster.logs, env=provider_env)
+        ]), cluster.logs, env=provider_env)
         self.provider_socket = provider_socket
         self.driver = harness.HostProcess("upstream-driver", [
             binaries["secrets-store-csi-driver"], f"--endpoint=unix://{self.socket}", f"--nodeid={cluster.node_name}",
@@ -395,7 +228,7 @@ def measure_layout(suite, namespace, layout, args, upstream, front):
             release.upgrade(values)
     drop_caches()
     for name in PROCESSES[layout]:
-        GROUPS[name] = MemoryGroup(name)
+        GROUPS[name] = MemoryGroup(f"sscsi-footprint-{name}")
     started = time.monotonic()
     connections = front.connections if front else 0
     if layout == "upstream":
@@ -573,8 +406,10 @@ def main():
         suite.start()
         cluster = suite.cluster
         if "upstream" in args.layouts:
-            cert, key = cluster.pki.issue("entra-vault-front", ENTRA_HOST, server_dns=(ENTRA_HOST, VAULT_HOST), client=False, server=True)
-            front = TLSFront(args.front_address, cert, key, suite.emulator.base_url, suite.emulator.ca_path)
+            cert, key = cluster.pki.issue("entra-vault-front", ENTRA_HOST, server_dns=AZURE_NAMES, client=False, server=True)
+            # Another bench may hold the port (on 0.0.0.0 or this address): wait for it.
+            wait_for_port_free(args.front_address, 443, 600)
+            front = TLSProxy(args.front_address, cert, key, int(suite.emulator.base_url.rsplit(":", 1)[1]), suite.emulator.ca_path).start()
         upstream = UpstreamNode(suite, binaries, args.front_address)
         namespace = suite.new_namespace()
         workloads.create_spc(cluster, namespace, "footprint", OBJECTS)
@@ -600,7 +435,7 @@ def main():
         if upstream is not None:
             upstream.stop()
         if front is not None:
-            front.close()
+            front.stop()
         for group in list(GROUPS.values()):
             group.remove()
         GROUPS.clear()

@@ -38,37 +38,29 @@ Prints a table (ours, upstream, ours/upstream) and writes benchmarks/twenty-node
 A measurement, not a test: it asserts nothing about figures.
 """
 import argparse
-import asyncio
 import collections
 import concurrent.futures
 import contextlib
-import errno
 import json
 import os
 import signal
-import socket
-import ssl
 import statistics
 import subprocess
-import sys
 import threading
 import time
 import uuid
 
 import requests
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(REPO, "Tests", "cluster"))
+from benchkit import (  # first: puts Tests/cluster on the import path
+    AZURE_NAMES, HERE, MEMORY_CGROUP_V1, MIB, TLSProxy, MemoryGroup, drop_caches, log, private_hosts_file, rss,
+    upstream_dir, wait_for_port_free, with_private_hosts,
+)
+import harness
+import workloads
 
-import harness  # noqa: E402
-import workloads  # noqa: E402
-
-MIB = 1024 * 1024
 PLUGIN_SA_PREFIX = "sscsi-plugin-"
 PLUGIN_USER_PREFIX = f"system:serviceaccount:kube-system:{PLUGIN_SA_PREFIX}"
-HOSTS_MARK = "# sscsi-twenty-nodes"
-CGROUP_ROOT = "/sys/fs/cgroup/memory"
 SPC = ("secrets-store.csi.x-k8s.io", "v1")
 OBJECTS = [
     {"objectName": "db-pass", "objectType": "secret"},
@@ -90,63 +82,8 @@ UPSTREAM_RULES = [
 ]
 
 
-def log(message):
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
 # --------------------------------------------------------------------------------------------------------------
-# Host resources: memory cgroups, /etc/hosts, port 443
-
-
-class MemoryGroup:
-    """A cgroup v1 memory group for one process, which is started inside it (every page it touches is charged)."""
-
-    def __init__(self, name):
-        self.path = os.path.join(CGROUP_ROOT, name)
-        if os.path.isdir(self.path):
-            self.remove()
-        os.mkdir(self.path)
-
-    def wrap(self, argv):
-        return ["/bin/sh", "-c", f'echo $$ > {self.path}/cgroup.procs && exec "$@"', "sh", *argv]
-
-    def working_set(self):
-        """(usage - total_inactive_file, usage, memory.stat) in bytes."""
-        with open(os.path.join(self.path, "memory.usage_in_bytes")) as file:
-            usage = int(file.read())
-        with open(os.path.join(self.path, "memory.stat")) as file:
-            stat = {k: int(v) for k, v in (line.split() for line in file)}
-        return max(0, usage - stat.get("total_inactive_file", 0)), usage, stat
-
-    def remove(self):
-        with contextlib.suppress(FileNotFoundError):
-            with open(os.path.join(self.path, "cgroup.procs")) as file:
-                for pid in [int(p) for p in file.read().split()]:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
-        for _ in range(100):
-            try:
-                os.rmdir(self.path)
-                return
-            except FileNotFoundError:
-                return
-            except OSError:
-                time.sleep(0.1)
-
-
-def drop_caches():
-    subprocess.run(["sync"], check=False)
-    with open("/proc/sys/vm/drop_caches", "w") as file:
-        file.write("3\n")
-
-
-def rss(pid):
-    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-        with open(f"/proc/{pid}/status") as file:
-            for line in file:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    return 0
+# CPU time of host processes (their memory cgroups, /etc/hosts and port 443: benchkit)
 
 
 def cpu_seconds(pid):
@@ -155,130 +92,6 @@ def cpu_seconds(pid):
             fields = file.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return 0.0
-
-
-def private_hosts_file(path, address, names):
-    """A copy of /etc/hosts with `names` on `address`, for processes that bind-mount it over /etc/hosts in a
-    mount namespace of their own (the host's /etc/hosts is never changed)."""
-    with open("/etc/hosts") as file:
-        # Without any line naming them already (another bench may have added its own for the run).
-        lines = [line for line in file if not any(name in line.split("#")[0].split() for name in names)]
-    with open(path, "w") as file:
-        file.write("".join(lines).rstrip("\n") + f"\n{address} {' '.join(names)}\n")
-    return path
-
-
-def with_private_hosts(hosts, argv):
-    """`argv` in a private mount namespace where `hosts` is /etc/hosts (no mount it makes reaches the host: only
-    for processes that mount nothing, as upstream's provider)."""
-    return ["unshare", "-m", "--propagation", "private", "/bin/sh", "-c", f'mount --bind {hosts} /etc/hosts && exec "$@"', "sh", *argv]
-
-
-def wait_for_port_free(address, port, patience):
-    """Waits (up to `patience` s) until `address`:`port` can be bound: another bench may hold it."""
-    deadline = time.monotonic() + patience
-    announced = False
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind((address, port))
-                return
-            except OSError as error:
-                if error.errno != errno.EADDRINUSE:
-                    raise
-        if time.monotonic() > deadline:
-            raise SystemExit(f"{address}:{port} stayed busy for {patience} s")
-        if not announced:
-            log(f"{address}:{port} is held by another process (another bench?); waiting up to {patience} s")
-            announced = True
-        time.sleep(10)
-
-
-class TLSProxy:
-    """`address`:443 answering TLS as the Azure names (a certificate of our own CA), every connection forwarded
-    byte for byte over TLS to the emulator: the Host header reaches it unchanged."""
-
-    def __init__(self, address, cert, key, target_port, target_ca, port=443):
-        self.address = address
-        self.port = port
-        self.target_port = target_port
-        self.server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self.server_context.load_cert_chain(cert, key)
-        self.server_context.set_alpn_protocols(["http/1.1"])
-        self.client_context = ssl.create_default_context(cafile=target_ca)
-        self.client_context.set_alpn_protocols(["http/1.1"])
-        self.loop = None
-        self.thread = None
-        self.connections = 0
-        self.errors = 0
-        self.tasks = set()
-
-    async def _pump(self, reader, writer):
-        try:
-            while True:
-                data = await reader.read(65536)
-                if not data:
-                    break
-                writer.write(data)
-                await writer.drain()
-        except Exception:
-            pass
-        finally:
-            with contextlib.suppress(Exception):
-                writer.close()
-
-    async def _handle(self, reader, writer):
-        # A strong reference while the connection lasts: the loop keeps only weak ones to tasks.
-        task = asyncio.current_task()
-        self.tasks.add(task)
-        try:
-            await self._relay(reader, writer)
-        finally:
-            self.tasks.discard(task)
-
-    async def _relay(self, reader, writer):
-        self.connections += 1
-        try:
-            target_reader, target_writer = await asyncio.open_connection(
-                "127.0.0.1", self.target_port, ssl=self.client_context, server_hostname="localhost")
-        except Exception:
-            self.errors += 1
-            writer.close()
-            return
-        await asyncio.gather(self._pump(reader, target_writer), self._pump(target_reader, writer))
-
-    def start(self):
-        ready = threading.Event()
-        failure = []
-
-        def serve():
-            self.loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(self.loop)
-            try:
-                self.server = self.loop.run_until_complete(asyncio.start_server(
-                    self._handle, self.address, self.port, ssl=self.server_context, reuse_address=True, backlog=512))
-            except Exception as error:
-                failure.append(error)
-                ready.set()
-                return
-            ready.set()
-            self.loop.run_forever()
-            self.server.close()
-            with contextlib.suppress(Exception):
-                self.loop.run_until_complete(self.server.wait_closed())
-
-        self.thread = threading.Thread(target=serve, name="tls-proxy", daemon=True)
-        self.thread.start()
-        ready.wait(30)
-        if failure:
-            raise failure[0]
-        return self
-
-    def stop(self):
-        if self.loop is not None and self.thread is not None and self.thread.is_alive():
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(10)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -426,8 +239,7 @@ class Bench:
         self.kube_dir = harness.find_kube_binaries()
         self.driver = args.driver
         _, self.emulator_binary = harness.find_product_binaries()
-        self.upstream_dir = subprocess.run([os.path.join(REPO, "..", "shared", "upstream", "install.sh")],
-                                           capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+        self.upstream_dir = upstream_dir()
         self.dir = None
         self.cluster = None
         self.emulator = None
@@ -466,13 +278,12 @@ class Bench:
                                          trust_issuer=(harness.ISSUER, cluster.pki.sa_pub_path)).start()
         # The Azure names on 443: our own CA and server certificate, the proxy in front of the emulator.
         self.proxy_pki = harness.PKI(os.path.join(self.dir, "proxy-pki"))
-        names = ["login.microsoftonline.com", f"{harness.VAULT}.vault.azure.net"]
         front = self.args.front_address
-        cert, key = self.proxy_pki.issue("azure", names[0], server_dns=names + ["localhost"], server_ips=[front],
+        cert, key = self.proxy_pki.issue("azure", AZURE_NAMES[0], server_dns=AZURE_NAMES + ["localhost"], server_ips=[front],
                                          client=False, server=True)
         wait_for_port_free(front, 443, self.args.wait_443)
         self.proxy = TLSProxy(front, cert, key, int(self.emulator.base_url.rsplit(":", 1)[1]), self.emulator.ca_path).start()
-        self.hosts = private_hosts_file(os.path.join(self.dir, "hosts"), front, names)
+        self.hosts = private_hosts_file(os.path.join(self.dir, "hosts"), front, AZURE_NAMES)
         # The chart (CRDs by its hook Job, the CSIDriver, RBAC) while the harness's one node is the only node: the
         # hook runtime runs Job pods of that node.
         release_dir = os.path.join(self.dir, "release")
@@ -658,10 +469,10 @@ class Bench:
             for index, node in enumerate(self.nodes):
                 sample = {}
                 for name, group in node.groups.items():
-                    working_set, usage, stat = group.working_set()
+                    working_set, usage = group.working_set()
+                    composition = group.composition()
                     sample[name] = {"working_set": working_set, "usage": usage, "rss": rss(node.processes[name].pid),
-                                    "anon": stat.get("total_rss", 0), "active_file": stat.get("total_active_file", 0),
-                                    "mapped_file": stat.get("total_mapped_file", 0)}
+                                    **{key: composition[key] for key in ("anon", "active_file", "mapped_file")}}
                 readings[index].append(sample)
             time.sleep(1)
         per_node = []
@@ -740,6 +551,16 @@ class Bench:
                                         verify=self.cluster.pki.ca_path)
         return response
 
+    def post_until_created(self, path, body, attempts, what):
+        """POSTs `body` to `path` until it is created (201) or found there already (409), `attempts` times 1 s
+        apart at the most; raises with the last answer otherwise."""
+        for _ in range(attempts):
+            response = self.api("POST", path, body)
+            if response.status_code in (201, 409):
+                return
+            time.sleep(1)
+        raise RuntimeError(f"creating {what}: HTTP {response.status_code} {response.text[:200]}")
+
     def pods_of_run(self):
         pods = []
         for namespace in self.pod_namespaces:
@@ -756,12 +577,7 @@ class Bench:
             spec["nodeName"] = nodes[(index // classes) % len(nodes)].name
             body = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"{kind}-{index}", "namespace": namespace,
                                                                     "labels": {"app": "twenty"}}, "spec": spec}
-            for _ in range(5):
-                response = self.api("POST", f"/api/v1/namespaces/{namespace}/pods", body)
-                if response.status_code in (201, 409):
-                    return
-                time.sleep(1)
-            raise RuntimeError(f"creating pod {index}: HTTP {response.status_code} {response.text[:200]}")
+            self.post_until_created(f"/api/v1/namespaces/{namespace}/pods", body, 5, f"pod {index}")
 
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             list(pool.map(create, range(count)))
@@ -802,12 +618,7 @@ class Bench:
             body = {"apiVersion": f"{SPC[0]}/{SPC[1]}", "kind": "SecretProviderClass",
                     "metadata": {"name": f"bulk-{index}", "namespace": namespace},
                     "spec": {"provider": "azure", "parameters": parameters}}
-            for _ in range(10):
-                response = self.api("POST", f"/apis/{SPC[0]}/{SPC[1]}/namespaces/{namespace}/secretproviderclasses", body)
-                if response.status_code in (201, 409):
-                    return
-                time.sleep(1)
-            raise RuntimeError(f"creating class {index}: HTTP {response.status_code} {response.text[:200]}")
+            self.post_until_created(f"/apis/{SPC[0]}/{SPC[1]}/namespaces/{namespace}/secretproviderclasses", body, 10, f"class {index}")
 
         started = time.monotonic()
         with concurrent.futures.ThreadPoolExecutor(self.args.create_threads) as pool:
@@ -1091,8 +902,8 @@ def main():
     args.rotation_window = args.rotation_window or 2 * seconds + 30
     if os.geteuid() != 0:
         raise SystemExit("run as root (mounts, cgroups, port 443, mount namespaces, drop_caches)")
-    if not os.path.isdir(CGROUP_ROOT):
-        raise SystemExit(f"needs the cgroup v1 memory controller at {CGROUP_ROOT}")
+    if not os.path.isdir(MEMORY_CGROUP_V1):
+        raise SystemExit(f"needs the cgroup v1 memory controller at {MEMORY_CGROUP_V1}")
 
     def interrupted(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
