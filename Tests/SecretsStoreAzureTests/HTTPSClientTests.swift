@@ -16,6 +16,9 @@ struct HTTPSClientTests {
 
     /// Short connection limits: a refused handshake is retried until the connect timeout, so keep it short.
     static let quick = HTTPSClientTimeouts(connect: .seconds(1), read: .seconds(10))
+    /// For a request that should succeed: a TLS handshake in a debug build, with the whole suite running in
+    /// parallel on a loaded machine, took more than the quick second.
+    static let patient = HTTPSClientTimeouts(connect: .seconds(15), read: .seconds(15))
 
     /// Sends one GET with a client built from `tls` and `timeouts`; the HTTP status, or the thrown error.
     static func status(
@@ -57,8 +60,8 @@ struct HTTPSClientTests {
                 Issue.record("the system roots trusted the emulator's private CA")
                 return
             }
-            #expect(try await Self.status(url, tls: HTTPSClientTLS(trustRoots: .system(extraPEM: ca))).get() == 200)
-            #expect(try await Self.status(url, tls: HTTPSClientTLS(trustRoots: .only(pem: ca))).get() == 200)
+            #expect(try await Self.status(url, tls: HTTPSClientTLS(trustRoots: .system(extraPEM: ca)), timeouts: Self.patient).get() == 200)
+            #expect(try await Self.status(url, tls: HTTPSClientTLS(trustRoots: .only(pem: ca)), timeouts: Self.patient).get() == 200)
             // `AzureHTTP(extraCABundlePEM:)` is the system-plus-extra case.
             let http = try AzureHTTP(extraCABundlePEM: ca)  // production limits
             #expect(try await http.send(.GET, url, headers: [("Metadata", "true")]).status == 200)
@@ -75,8 +78,8 @@ struct HTTPSClientTests {
                 Issue.record("a CA that did not sign the server certificate was accepted")
                 return
             }
-            #expect(try await Self.status(url, tls: HTTPSClientTLS(trustRoots: .only(pem: otherCA), insecureSkipVerify: true)).get() == 200)
-            #expect(try await Self.status(url, tls: HTTPSClientTLS(insecureSkipVerify: true)).get() == 200)
+            #expect(try await Self.status(url, tls: HTTPSClientTLS(trustRoots: .only(pem: otherCA), insecureSkipVerify: true), timeouts: Self.patient).get() == 200)
+            #expect(try await Self.status(url, tls: HTTPSClientTLS(insecureSkipVerify: true), timeouts: Self.patient).get() == 200)
         }
     }
 
@@ -94,7 +97,7 @@ struct HTTPSClientTests {
                 certificatePEM: Array(certificates.clientCertificatePEM.utf8),
                 keyPEM: Array(certificates.clientKeyPEM.utf8)
             )
-            #expect(try await Self.status(url, tls: HTTPSClientTLS(trustRoots: roots, clientCertificate: client)).get() == 200)
+            #expect(try await Self.status(url, tls: HTTPSClientTLS(trustRoots: roots, clientCertificate: client), timeouts: Self.patient).get() == 200)
         }
     }
 
@@ -121,7 +124,7 @@ struct HTTPSClientTests {
                 return
             }
             #expect(String(describing: error).contains("readTimeout"))
-            #expect(try await Self.status(url, tls: tls).get() == 401)
+            #expect(try await Self.status(url, tls: tls, timeouts: Self.patient).get() == 401)
         }
     }
 }
