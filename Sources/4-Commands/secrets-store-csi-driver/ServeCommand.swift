@@ -92,7 +92,7 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(
         name: .customLong("heap-trim-interval"),
-        help: "How often to check whether a burst of volume operations has ended and hand the heap memory it freed back to the system (Go duration; 0 turns it off)."
+        help: "How often to check whether a burst of volume operations has ended and hand the heap memory it freed back to the system and mark the code pages that ran cold, so they leave the working set (Go duration; 0 turns both off)."
     )
     var heapTrimInterval = GoDurationArgument(argument: "1s")
 
